@@ -1,0 +1,52 @@
+/* OCI error codes and their JSON bodies. */
+#ifndef OCIREG_ERROR_H
+#define OCIREG_ERROR_H
+
+#include <apr_pools.h>
+
+typedef enum {
+    OCIREG_E_NONE = 0,
+    OCIREG_E_BLOB_UNKNOWN,
+    OCIREG_E_BLOB_UPLOAD_INVALID,
+    OCIREG_E_BLOB_UPLOAD_UNKNOWN,
+    OCIREG_E_DIGEST_INVALID,
+    OCIREG_E_MANIFEST_BLOB_UNKNOWN,
+    OCIREG_E_MANIFEST_INVALID,
+    OCIREG_E_MANIFEST_UNKNOWN,
+    OCIREG_E_NAME_INVALID,
+    OCIREG_E_NAME_UNKNOWN,
+    OCIREG_E_SIZE_INVALID,
+    OCIREG_E_UNAUTHORIZED,
+    OCIREG_E_DENIED,
+    OCIREG_E_UNSUPPORTED,
+    OCIREG_E_TOOMANYREQUESTS,
+    OCIREG_E__COUNT
+} ocireg_error_code;
+
+/* "BLOB_UNKNOWN", ... ; "UNKNOWN" for out-of-range values. */
+const char *ocireg_error_code_name(ocireg_error_code code);
+
+/* The spec's default human message for a code. */
+const char *ocireg_error_default_message(ocireg_error_code code);
+
+/* One error entry; detail is a JSON text or NULL. */
+typedef struct {
+    ocireg_error_code code;
+    const char *message;
+    const char *detail_json;
+} ocireg_error;
+
+/* {"errors":[{"code":..,"message":..,"detail":..}, ...]} with a trailing
+ * newline. message NULL means the default message. */
+const char *ocireg_error_body(apr_pool_t *p, const ocireg_error *errs,
+                              int nerrs);
+
+/* Convenience for a single error whose detail is a JSON string value. */
+const char *ocireg_error_body1(apr_pool_t *p, ocireg_error_code code,
+                               const char *message, const char *detail);
+
+/* The code a bare HTTP error status produced outside the handler (auth,
+ * LimitRequestBody, core URL checks) is reported with. */
+ocireg_error_code ocireg_error_for_status(int status);
+
+#endif

@@ -1,0 +1,66 @@
+/* Parsing of everything a client puts in a URL or header: repository names,
+ * tags, digests, upload ids, Content-Range and pagination parameters.
+ * Pure functions, no httpd. Each returns 1 (valid) or 0 (invalid) unless
+ * documented otherwise; none of them allocate. */
+#ifndef OCIREG_PARSE_H
+#define OCIREG_PARSE_H
+
+#include <apr.h>
+#include <apr_pools.h>
+
+/* Longest repository name accepted. Clients limit host + "/" + name to 255,
+ * so no real client sends more. */
+#define OCIREG_NAME_MAX 255
+#define OCIREG_TAG_MAX 128
+/* "sha256:" + 64 hex, or "sha512:" + 128 hex. */
+#define OCIREG_DIGEST_MAX 135
+#define OCIREG_UUID_LEN 36
+
+/* <name>: components of [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* joined by '/'.
+ * The grammar alone keeps a name inside the store: no '.', '..', empty,
+ * absolute or NUL component can match it. */
+int ocireg_name_valid(const char *name);
+
+/* <tag>: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} */
+int ocireg_tag_valid(const char *tag);
+
+typedef enum {
+    OCIREG_DIGEST_BAD = 0,     /* not of the digest grammar */
+    OCIREG_DIGEST_SHA256,      /* sha256:<64 lowercase hex> */
+    OCIREG_DIGEST_SHA512,      /* sha512:<128 lowercase hex> */
+    OCIREG_DIGEST_OTHER        /* grammatical, algorithm not supported */
+} ocireg_digest_kind;
+
+/* Classifies a digest string by the OCI image-spec grammar
+ * algorithm ":" encoded, with the registered algorithms' exact encodings. */
+ocireg_digest_kind ocireg_digest_parse(const char *digest);
+
+/* A reference is a tag or a digest; returns 1 for a tag, 2 for a digest we
+ * support, 0 for anything else (caller decides TAG_INVALID vs DIGEST_INVALID
+ * by whether it contains ':'). */
+int ocireg_reference_kind(const char *ref);
+
+/* Upload ids are lowercase canonical UUIDs (8-4-4-4-12 hex). */
+int ocireg_uuid_valid(const char *s);
+
+/* Content-Range of a PATCH or closing PUT, in every form clients send:
+ * "a-b", "bytes a-b", "bytes=a-b", "bytes a-b/total" and "bytes a-b/" followed by a star.
+ * On success *start and *end are the inclusive byte positions and
+ * *total is the declared total or -1. Returns 0 on any syntax error or
+ * when end < start. */
+int ocireg_content_range_parse(const char *value, apr_off_t *start,
+                               apr_off_t *end, apr_off_t *total);
+
+/* A non-negative decimal that fits apr_off_t; no sign, no spaces. */
+int ocireg_off_parse(const char *s, apr_off_t *out);
+
+/* Reads one query argument by name from a raw query string, percent-decoded
+ * into pool memory. Returns NULL when absent. Sets *bad when the argument is
+ * present but malformed (bad escape or an encoded NUL). */
+const char *ocireg_query_arg(apr_pool_t *p, const char *query,
+                             const char *name, int *bad);
+
+/* Percent-encodes a query value (RFC 3986 unreserved kept). */
+const char *ocireg_query_escape(apr_pool_t *p, const char *value);
+
+#endif

@@ -1,0 +1,136 @@
+/* The storage driver interface. Two shapes of backend sit behind it: a local
+ * filesystem and an S3-style object store with multipart uploads. So:
+ *  - blobs are content-addressed and written once; a repository only holds
+ *    links to them;
+ *  - an upload is opened, written as a stream and closed per request, with
+ *    whatever the driver must remember between requests kept in a small
+ *    fixed-size state that travels with the session (shared memory);
+ *  - committing an upload makes the blob visible under its digest in one
+ *    step and never copies its bytes.
+ * Every call returns APR_SUCCESS, APR_ENOENT for "not there", or another
+ * status for a real failure. */
+#ifndef OCIREG_STORE_H
+#define OCIREG_STORE_H
+
+#include <apr.h>
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_file_io.h>
+
+#define OCIREG_DRIVER_STATE_SIZE 512
+
+typedef struct ocireg_store ocireg_store;
+typedef struct ocireg_upload_writer ocireg_upload_writer;
+
+/* A blob opened for reading: either a file the server may send with
+ * sendfile, or a pull-style reader. */
+typedef struct {
+    apr_off_t size;
+    apr_file_t *file;
+    apr_status_t (*read)(void *ctx, char *buf, apr_size_t *len);
+    void *ctx;
+} ocireg_blob_body;
+
+typedef struct {
+    const char *driver;
+
+    apr_status_t (*blob_stat)(ocireg_store *s, apr_pool_t *p,
+                              const char *digest, apr_off_t *size);
+    apr_status_t (*blob_open)(ocireg_store *s, apr_pool_t *p,
+                              const char *digest, ocireg_blob_body *out);
+    /* Small blobs (manifests), read or written whole. */
+    apr_status_t (*blob_read_all)(ocireg_store *s, apr_pool_t *p,
+                                  const char *digest, apr_size_t max,
+                                  char **data, apr_size_t *len);
+    apr_status_t (*blob_put)(ocireg_store *s, apr_pool_t *p,
+                             const char *digest, const char *data,
+                             apr_size_t len);
+
+    /* Repository links to blobs (layers, configs). */
+    apr_status_t (*blob_link)(ocireg_store *s, apr_pool_t *p,
+                              const char *name, const char *digest);
+    apr_status_t (*blob_linked)(ocireg_store *s, apr_pool_t *p,
+                                const char *name, const char *digest);
+    apr_status_t (*blob_unlink)(ocireg_store *s, apr_pool_t *p,
+                                const char *name, const char *digest);
+
+    /* Repository links to manifests, remembering the pushed media type. */
+    apr_status_t (*manifest_link)(ocireg_store *s, apr_pool_t *p,
+                                  const char *name, const char *digest,
+                                  const char *media_type);
+    apr_status_t (*manifest_linked)(ocireg_store *s, apr_pool_t *p,
+                                    const char *name, const char *digest,
+                                    const char **media_type);
+    apr_status_t (*manifest_unlink)(ocireg_store *s, apr_pool_t *p,
+                                    const char *name, const char *digest);
+
+    apr_status_t (*tag_set)(ocireg_store *s, apr_pool_t *p, const char *name,
+                            const char *tag, const char *digest);
+    apr_status_t (*tag_get)(ocireg_store *s, apr_pool_t *p, const char *name,
+                            const char *tag, const char **digest);
+    apr_status_t (*tag_delete)(ocireg_store *s, apr_pool_t *p,
+                               const char *name, const char *tag);
+    /* All tags, unordered. APR_ENOENT when the repository does not exist. */
+    apr_status_t (*tag_list)(ocireg_store *s, apr_pool_t *p, const char *name,
+                             apr_array_header_t **tags);
+
+    /* Referrers of a subject digest: descriptor JSON texts, keyed by the
+     * referring manifest's digest. */
+    apr_status_t (*referrer_add)(ocireg_store *s, apr_pool_t *p,
+                                 const char *name, const char *subject,
+                                 const char *digest, const char *descriptor);
+    apr_status_t (*referrer_remove)(ocireg_store *s, apr_pool_t *p,
+                                    const char *name, const char *subject,
+                                    const char *digest);
+    /* Descriptor texts ordered by referring digest. */
+    apr_status_t (*referrer_list)(ocireg_store *s, apr_pool_t *p,
+                                  const char *name, const char *subject,
+                                  apr_array_header_t **descriptors);
+
+    apr_status_t (*repo_exists)(ocireg_store *s, apr_pool_t *p,
+                                const char *name);
+    /* All repository names, unordered. */
+    apr_status_t (*repo_list)(ocireg_store *s, apr_pool_t *p,
+                              apr_array_header_t **names);
+
+    /* Uploads. `state` is the driver's OCIREG_DRIVER_STATE_SIZE bytes kept
+     * with the session. */
+    apr_status_t (*upload_create)(ocireg_store *s, apr_pool_t *p,
+                                  const char *uuid, unsigned char *state);
+    /* Opens the upload for appending at `offset`; bytes beyond it (left by
+     * a request that failed half-way) are discarded. */
+    apr_status_t (*upload_open)(ocireg_store *s, apr_pool_t *p,
+                                const char *uuid, unsigned char *state,
+                                apr_off_t offset, ocireg_upload_writer **w);
+    apr_status_t (*upload_write)(ocireg_upload_writer *w, const char *buf,
+                                 apr_size_t len);
+    /* Makes everything written durable and updates `state`. After a failed
+     * close the session's previous offset stays the truth. */
+    apr_status_t (*upload_close)(ocireg_upload_writer *w,
+                                 unsigned char *state);
+    /* Makes the upload visible as blob `digest` of `size` bytes, without
+     * copying. If the blob already exists the upload is dropped. */
+    apr_status_t (*upload_commit)(ocireg_store *s, apr_pool_t *p,
+                                  const char *uuid, unsigned char *state,
+                                  const char *digest, apr_off_t size);
+    apr_status_t (*upload_abort)(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, unsigned char *state);
+
+    /* Smallest chunk worth sending, advertised as OCI-Chunk-Min-Length. */
+    apr_off_t (*chunk_min_length)(ocireg_store *s);
+} ocireg_store_ops;
+
+struct ocireg_store {
+    const ocireg_store_ops *ops;
+    void *impl;
+    /* Identifies the backing store, so an upload id is never continued
+     * against a different store (another vhost). */
+    apr_uint32_t id;
+};
+
+/* Filesystem driver rooted at `root` (created if missing). Layout in
+ * README. The store lives as long as pool. */
+apr_status_t ocireg_store_fs_create(apr_pool_t *pool, const char *root,
+                                    ocireg_store **out);
+
+#endif

@@ -1,0 +1,626 @@
+/* The filesystem store. Blobs are content-addressed files written once;
+ * everything a repository holds is a small link file next to them. Every
+ * write goes to a temporary file that is fsynced and renamed into place, so
+ * a crash leaves either the old or the new state, never a partial one. */
+#include <string.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <apr_strings.h>
+#include <apr_file_info.h>
+#include <apr_general.h>
+#include "ocireg_store.h"
+#include "ocireg_parse.h"
+#include "ocireg_listing.h"
+
+typedef struct {
+    const char *root;
+} fs_store;
+
+struct ocireg_upload_writer {
+    int fd;
+    const char *path;
+};
+
+#define FS(s) ((fs_store *)(s)->impl)
+
+/* "sha256:abc" -> "sha256/abc": the digest grammar keeps both parts free
+ * of '/' and of "." and "..". */
+static const char *digest_path(apr_pool_t *p, const char *digest)
+{
+    char *d = apr_pstrdup(p, digest), *colon = strchr(d, ':');
+    if (colon)
+        *colon = '/';
+    return d;
+}
+
+static const char *blob_file(ocireg_store *s, apr_pool_t *p,
+                             const char *digest)
+{
+    const char *colon = strchr(digest, ':');
+    const char *enc = colon ? colon + 1 : digest;
+    return apr_psprintf(p, "%s/blobs/%.*s/%.2s/%s", FS(s)->root,
+                        (int)(colon ? colon - digest : 0), digest, enc, enc);
+}
+
+static const char *repo_dir(ocireg_store *s, apr_pool_t *p, const char *name)
+{
+    return apr_psprintf(p, "%s/repositories/%s", FS(s)->root, name);
+}
+
+static apr_status_t errno_status(void)
+{
+    return errno == ENOENT || errno == ENOTDIR ? APR_ENOENT
+                                               : APR_FROM_OS_ERROR(errno);
+}
+
+static apr_status_t make_parent(apr_pool_t *p, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dir = apr_pstrmemdup(p, path, (apr_size_t)(slash - path));
+    return apr_dir_make_recursive(dir, APR_FPROT_OS_DEFAULT, p);
+}
+
+static void fsync_dir_of(apr_pool_t *p, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dir = apr_pstrmemdup(p, path, (apr_size_t)(slash - path));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+static const char *temp_path(ocireg_store *s, apr_pool_t *p)
+{
+    unsigned char rnd[12];
+    char hex[25];
+    int i;
+    apr_generate_random_bytes(rnd, sizeof(rnd));
+    for (i = 0; i < 12; i++)
+        apr_snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    return apr_psprintf(p, "%s/tmp/%s", FS(s)->root, hex);
+}
+
+static apr_status_t write_all(int fd, const char *buf, apr_size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return APR_FROM_OS_ERROR(errno);
+        }
+        buf += n;
+        len -= (apr_size_t)n;
+    }
+    return APR_SUCCESS;
+}
+
+/* Writes a whole file atomically: temp, fsync, rename, fsync dir. */
+static apr_status_t write_atomic(ocireg_store *s, apr_pool_t *p,
+                                 const char *path, const char *data,
+                                 apr_size_t len)
+{
+    const char *tmp = temp_path(s, p);
+    apr_status_t rv;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return APR_FROM_OS_ERROR(errno);
+    rv = write_all(fd, data, len);
+    if (rv == APR_SUCCESS && fsync(fd) != 0)
+        rv = APR_FROM_OS_ERROR(errno);
+    if (close(fd) != 0 && rv == APR_SUCCESS)
+        rv = APR_FROM_OS_ERROR(errno);
+    if (rv == APR_SUCCESS)
+        rv = make_parent(p, path);
+    if (rv == APR_SUCCESS && rename(tmp, path) != 0)
+        rv = APR_FROM_OS_ERROR(errno);
+    if (rv != APR_SUCCESS)
+        unlink(tmp);
+    else
+        fsync_dir_of(p, path);
+    return rv;
+}
+
+static apr_status_t read_small(apr_pool_t *p, const char *path,
+                               apr_size_t max, char **data, apr_size_t *len)
+{
+    struct stat st;
+    apr_size_t got = 0;
+    char *buf;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno_status();
+    if (fstat(fd, &st) != 0 || (apr_size_t)st.st_size > max) {
+        close(fd);
+        return APR_EGENERAL;
+    }
+    buf = apr_palloc(p, (apr_size_t)st.st_size + 1);
+    while (got < (apr_size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (apr_size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (apr_size_t)n;
+    }
+    close(fd);
+    if (got != (apr_size_t)st.st_size)
+        return APR_EGENERAL;
+    buf[got] = '\0';
+    *data = buf;
+    *len = got;
+    return APR_SUCCESS;
+}
+
+static apr_status_t path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? APR_SUCCESS : errno_status();
+}
+
+static apr_status_t remove_file(apr_pool_t *p, const char *path)
+{
+    if (unlink(path) != 0)
+        return errno_status();
+    fsync_dir_of(p, path);
+    return APR_SUCCESS;
+}
+
+/* Blobs */
+
+static apr_status_t fs_blob_stat(ocireg_store *s, apr_pool_t *p,
+                                 const char *digest, apr_off_t *size)
+{
+    struct stat st;
+    if (stat(blob_file(s, p, digest), &st) != 0)
+        return errno_status();
+    *size = st.st_size;
+    return APR_SUCCESS;
+}
+
+static apr_status_t fs_blob_open(ocireg_store *s, apr_pool_t *p,
+                                 const char *digest, ocireg_blob_body *out)
+{
+    apr_finfo_t fi;
+    apr_status_t rv;
+    memset(out, 0, sizeof(*out));
+    rv = apr_file_open(&out->file, blob_file(s, p, digest),
+                       APR_FOPEN_READ | APR_FOPEN_BINARY
+                           | APR_FOPEN_SENDFILE_ENABLED,
+                       APR_FPROT_OS_DEFAULT, p);
+    if (APR_STATUS_IS_ENOENT(rv))
+        return APR_ENOENT;
+    if (rv == APR_SUCCESS)
+        rv = apr_file_info_get(&fi, APR_FINFO_SIZE, out->file);
+    if (rv == APR_SUCCESS)
+        out->size = fi.size;
+    return rv;
+}
+
+static apr_status_t fs_blob_read_all(ocireg_store *s, apr_pool_t *p,
+                                     const char *digest, apr_size_t max,
+                                     char **data, apr_size_t *len)
+{
+    return read_small(p, blob_file(s, p, digest), max, data, len);
+}
+
+static apr_status_t fs_blob_put(ocireg_store *s, apr_pool_t *p,
+                                const char *digest, const char *data,
+                                apr_size_t len)
+{
+    const char *path = blob_file(s, p, digest);
+    if (path_exists(path) == APR_SUCCESS)
+        return APR_SUCCESS;
+    return write_atomic(s, p, path, data, len);
+}
+
+/* Repository links */
+
+static const char *link_path(ocireg_store *s, apr_pool_t *p, const char *name,
+                             const char *kind, const char *digest)
+{
+    return apr_psprintf(p, "%s/%s/%s", repo_dir(s, p, name), kind,
+                        digest_path(p, digest));
+}
+
+static apr_status_t fs_blob_link(ocireg_store *s, apr_pool_t *p,
+                                 const char *name, const char *digest)
+{
+    const char *path = link_path(s, p, name, "_layers", digest);
+    if (path_exists(path) == APR_SUCCESS)
+        return APR_SUCCESS;
+    return write_atomic(s, p, path, "", 0);
+}
+
+static apr_status_t fs_blob_linked(ocireg_store *s, apr_pool_t *p,
+                                   const char *name, const char *digest)
+{
+    return path_exists(link_path(s, p, name, "_layers", digest));
+}
+
+static apr_status_t fs_blob_unlink(ocireg_store *s, apr_pool_t *p,
+                                   const char *name, const char *digest)
+{
+    return remove_file(p, link_path(s, p, name, "_layers", digest));
+}
+
+static apr_status_t fs_manifest_link(ocireg_store *s, apr_pool_t *p,
+                                     const char *name, const char *digest,
+                                     const char *media_type)
+{
+    return write_atomic(s, p, link_path(s, p, name, "_manifests", digest),
+                        media_type, strlen(media_type));
+}
+
+static apr_status_t fs_manifest_linked(ocireg_store *s, apr_pool_t *p,
+                                       const char *name, const char *digest,
+                                       const char **media_type)
+{
+    char *data;
+    apr_size_t len;
+    apr_status_t rv = read_small(p, link_path(s, p, name, "_manifests",
+                                              digest),
+                                 1024, &data, &len);
+    if (rv == APR_SUCCESS && media_type)
+        *media_type = data;
+    return rv;
+}
+
+static apr_status_t fs_manifest_unlink(ocireg_store *s, apr_pool_t *p,
+                                       const char *name, const char *digest)
+{
+    return remove_file(p, link_path(s, p, name, "_manifests", digest));
+}
+
+/* Tags */
+
+static const char *tag_path(ocireg_store *s, apr_pool_t *p, const char *name,
+                            const char *tag)
+{
+    return apr_psprintf(p, "%s/_tags/%s", repo_dir(s, p, name), tag);
+}
+
+static apr_status_t fs_tag_set(ocireg_store *s, apr_pool_t *p,
+                               const char *name, const char *tag,
+                               const char *digest)
+{
+    return write_atomic(s, p, tag_path(s, p, name, tag), digest,
+                        strlen(digest));
+}
+
+static apr_status_t fs_tag_get(ocireg_store *s, apr_pool_t *p,
+                               const char *name, const char *tag,
+                               const char **digest)
+{
+    char *data;
+    apr_size_t len;
+    apr_status_t rv = read_small(p, tag_path(s, p, name, tag),
+                                 OCIREG_DIGEST_MAX, &data, &len);
+    if (rv == APR_SUCCESS)
+        *digest = data;
+    return rv;
+}
+
+static apr_status_t fs_tag_delete(ocireg_store *s, apr_pool_t *p,
+                                  const char *name, const char *tag)
+{
+    return remove_file(p, tag_path(s, p, name, tag));
+}
+
+/* Names of the entries of dir that are not hidden or temporary. */
+static apr_status_t list_dir(apr_pool_t *p, const char *dir,
+                             apr_array_header_t **out)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (!d)
+        return errno_status();
+    *out = apr_array_make(p, 16, sizeof(const char *));
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        APR_ARRAY_PUSH(*out, const char *) = apr_pstrdup(p, e->d_name);
+    }
+    closedir(d);
+    return APR_SUCCESS;
+}
+
+static apr_status_t fs_repo_exists(ocireg_store *s, apr_pool_t *p,
+                                   const char *name)
+{
+    const char *dir = repo_dir(s, p, name);
+    if (path_exists(apr_pstrcat(p, dir, "/_layers", NULL)) == APR_SUCCESS
+        || path_exists(apr_pstrcat(p, dir, "/_manifests", NULL))
+               == APR_SUCCESS)
+        return APR_SUCCESS;
+    return APR_ENOENT;
+}
+
+static apr_status_t fs_tag_list(ocireg_store *s, apr_pool_t *p,
+                                const char *name, apr_array_header_t **tags)
+{
+    apr_status_t rv = fs_repo_exists(s, p, name);
+    if (rv != APR_SUCCESS)
+        return rv;
+    rv = list_dir(p, apr_pstrcat(p, repo_dir(s, p, name), "/_tags", NULL),
+                  tags);
+    if (rv == APR_ENOENT) {
+        *tags = apr_array_make(p, 1, sizeof(const char *));
+        rv = APR_SUCCESS;
+    }
+    return rv;
+}
+
+/* Referrers: _referrers/<subject alg>/<subject enc>/<alg>:<enc> */
+
+static const char *referrer_dir(ocireg_store *s, apr_pool_t *p,
+                                const char *name, const char *subject)
+{
+    return apr_psprintf(p, "%s/_referrers/%s", repo_dir(s, p, name),
+                        digest_path(p, subject));
+}
+
+static apr_status_t fs_referrer_add(ocireg_store *s, apr_pool_t *p,
+                                    const char *name, const char *subject,
+                                    const char *digest,
+                                    const char *descriptor)
+{
+    return write_atomic(s, p,
+                        apr_pstrcat(p, referrer_dir(s, p, name, subject), "/",
+                                    digest, NULL),
+                        descriptor, strlen(descriptor));
+}
+
+static apr_status_t fs_referrer_remove(ocireg_store *s, apr_pool_t *p,
+                                       const char *name, const char *subject,
+                                       const char *digest)
+{
+    return remove_file(p, apr_pstrcat(p, referrer_dir(s, p, name, subject),
+                                      "/", digest, NULL));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static apr_status_t fs_referrer_list(ocireg_store *s, apr_pool_t *p,
+                                     const char *name, const char *subject,
+                                     apr_array_header_t **descriptors)
+{
+    const char *dir = referrer_dir(s, p, name, subject);
+    apr_array_header_t *names;
+    apr_status_t rv = list_dir(p, dir, &names);
+    int i;
+    *descriptors = apr_array_make(p, 8, sizeof(const char *));
+    if (rv == APR_ENOENT)
+        return APR_SUCCESS;
+    if (rv != APR_SUCCESS)
+        return rv;
+    qsort(names->elts, (size_t)names->nelts, sizeof(const char *), cmp_str);
+    for (i = 0; i < names->nelts; i++) {
+        char *data;
+        apr_size_t len;
+        const char *f = apr_pstrcat(p, dir, "/",
+                                    APR_ARRAY_IDX(names, i, const char *),
+                                    NULL);
+        /* A referrer removed while we list is simply not listed. */
+        if (read_small(p, f, 1024 * 1024, &data, &len) == APR_SUCCESS)
+            APR_ARRAY_PUSH(*descriptors, const char *) = data;
+    }
+    return APR_SUCCESS;
+}
+
+/* Catalog: a repository is a directory holding _layers or _manifests;
+ * names never start with '_', so link directories can't be mistaken for
+ * repositories. */
+static void walk_repos(ocireg_store *s, apr_pool_t *p, const char *dir,
+                       const char *prefix, apr_array_header_t *out)
+{
+    apr_array_header_t *ents;
+    int i;
+    if (list_dir(p, dir, &ents) != APR_SUCCESS)
+        return;
+    for (i = 0; i < ents->nelts; i++) {
+        const char *e = APR_ARRAY_IDX(ents, i, const char *);
+        const char *name, *sub;
+        struct stat st;
+        if (e[0] == '_')
+            continue;
+        sub = apr_pstrcat(p, dir, "/", e, NULL);
+        if (stat(sub, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        name = prefix ? apr_pstrcat(p, prefix, "/", e, NULL) : e;
+        if (ocireg_name_valid(name)
+            && fs_repo_exists(s, p, name) == APR_SUCCESS)
+            APR_ARRAY_PUSH(out, const char *) = name;
+        walk_repos(s, p, sub, name, out);
+    }
+}
+
+static apr_status_t fs_repo_list(ocireg_store *s, apr_pool_t *p,
+                                 apr_array_header_t **names)
+{
+    *names = apr_array_make(p, 16, sizeof(const char *));
+    walk_repos(s, p, apr_pstrcat(p, FS(s)->root, "/repositories", NULL), NULL,
+               *names);
+    return APR_SUCCESS;
+}
+
+/* Uploads: one data file per session; the offset in the session table is
+ * the truth, the file may hold more after a failed request. */
+
+static const char *upload_file(ocireg_store *s, apr_pool_t *p,
+                               const char *uuid)
+{
+    return apr_psprintf(p, "%s/uploads/%s", FS(s)->root, uuid);
+}
+
+static apr_status_t fs_upload_create(ocireg_store *s, apr_pool_t *p,
+                                     const char *uuid, unsigned char *state)
+{
+    int fd = open(upload_file(s, p, uuid),
+                  O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    (void)state;
+    if (fd < 0)
+        return APR_FROM_OS_ERROR(errno);
+    close(fd);
+    return APR_SUCCESS;
+}
+
+static apr_status_t writer_cleanup(void *data)
+{
+    ocireg_upload_writer *w = data;
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
+    return APR_SUCCESS;
+}
+
+static apr_status_t fs_upload_open(ocireg_store *s, apr_pool_t *p,
+                                   const char *uuid, unsigned char *state,
+                                   apr_off_t offset, ocireg_upload_writer **w)
+{
+    ocireg_upload_writer *wr = apr_pcalloc(p, sizeof(*wr));
+    (void)state;
+    wr->path = upload_file(s, p, uuid);
+    wr->fd = open(wr->path, O_WRONLY | O_CLOEXEC);
+    if (wr->fd < 0)
+        return errno_status();
+    apr_pool_cleanup_register(p, wr, writer_cleanup, apr_pool_cleanup_null);
+    if (ftruncate(wr->fd, offset) != 0
+        || lseek(wr->fd, offset, SEEK_SET) != offset)
+        return APR_FROM_OS_ERROR(errno);
+    *w = wr;
+    return APR_SUCCESS;
+}
+
+static apr_status_t fs_upload_write(ocireg_upload_writer *w, const char *buf,
+                                    apr_size_t len)
+{
+    return write_all(w->fd, buf, len);
+}
+
+static apr_status_t fs_upload_close(ocireg_upload_writer *w,
+                                    unsigned char *state)
+{
+    apr_status_t rv = APR_SUCCESS;
+    (void)state;
+    /* Durable before the client hears 202: a crash after it must not lose
+     * bytes the client will not send again. */
+    if (fdatasync(w->fd) != 0)
+        rv = APR_FROM_OS_ERROR(errno);
+    if (close(w->fd) != 0 && rv == APR_SUCCESS)
+        rv = APR_FROM_OS_ERROR(errno);
+    w->fd = -1;
+    return rv;
+}
+
+static apr_status_t fs_upload_commit(ocireg_store *s, apr_pool_t *p,
+                                     const char *uuid, unsigned char *state,
+                                     const char *digest, apr_off_t size)
+{
+    const char *from = upload_file(s, p, uuid);
+    const char *to = blob_file(s, p, digest);
+    struct stat st;
+    apr_status_t rv;
+    (void)state;
+    if (stat(from, &st) != 0)
+        return errno_status();
+    if (st.st_size < size)
+        return APR_EGENERAL;
+    /* Drop what a failed request left past the verified end. */
+    if (st.st_size > size && truncate(from, size) != 0)
+        return APR_FROM_OS_ERROR(errno);
+    rv = make_parent(p, to);
+    if (rv != APR_SUCCESS)
+        return rv;
+    /* Same content under the same name: replacing an existing copy is
+     * harmless and keeps a single one. */
+    if (rename(from, to) != 0)
+        return APR_FROM_OS_ERROR(errno);
+    fsync_dir_of(p, to);
+    return APR_SUCCESS;
+}
+
+static apr_status_t fs_upload_abort(ocireg_store *s, apr_pool_t *p,
+                                    const char *uuid, unsigned char *state)
+{
+    (void)state;
+    return remove_file(p, upload_file(s, p, uuid));
+}
+
+static apr_off_t fs_chunk_min_length(ocireg_store *s)
+{
+    (void)s;
+    /* No minimum is needed on local disk; this is the size below which
+     * per-request overhead starts to dominate. */
+    return 1024 * 1024;
+}
+
+static const ocireg_store_ops fs_ops = {
+    "filesystem",
+    fs_blob_stat,
+    fs_blob_open,
+    fs_blob_read_all,
+    fs_blob_put,
+    fs_blob_link,
+    fs_blob_linked,
+    fs_blob_unlink,
+    fs_manifest_link,
+    fs_manifest_linked,
+    fs_manifest_unlink,
+    fs_tag_set,
+    fs_tag_get,
+    fs_tag_delete,
+    fs_tag_list,
+    fs_referrer_add,
+    fs_referrer_remove,
+    fs_referrer_list,
+    fs_repo_exists,
+    fs_repo_list,
+    fs_upload_create,
+    fs_upload_open,
+    fs_upload_write,
+    fs_upload_close,
+    fs_upload_commit,
+    fs_upload_abort,
+    fs_chunk_min_length,
+};
+
+static apr_uint32_t fnv1a(const char *s)
+{
+    apr_uint32_t h = 2166136261u;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+apr_status_t ocireg_store_fs_create(apr_pool_t *pool, const char *root,
+                                    ocireg_store **out)
+{
+    static const char *const dirs[] = {"blobs", "repositories", "uploads",
+                                       "tmp"};
+    ocireg_store *s = apr_pcalloc(pool, sizeof(*s));
+    fs_store *fs = apr_pcalloc(pool, sizeof(*fs));
+    apr_size_t i;
+    fs->root = apr_pstrdup(pool, root);
+    s->ops = &fs_ops;
+    s->impl = fs;
+    s->id = fnv1a(apr_pstrcat(pool, "filesystem:", root, NULL));
+    for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        apr_status_t rv = apr_dir_make_recursive(
+            apr_pstrcat(pool, root, "/", dirs[i], NULL),
+            APR_FPROT_OS_DEFAULT, pool);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    *out = s;
+    return APR_SUCCESS;
+}

@@ -1,0 +1,821 @@
+/* Unit tests for the filesystem driver of ocireg_store.h */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <strings.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include <apr_general.h>
+#include <apr_pools.h>
+#include <apr_strings.h>
+#include <apr_tables.h>
+#include <apr_file_io.h>
+#include <openssl/evp.h>
+
+#include "ocireg_store.h"
+
+static apr_pool_t *pool;
+static char tmpdir[256];
+static const char *root;
+static ocireg_store *s;
+static const ocireg_store_ops *ops;
+
+#define UUID1 "123e4567-e89b-42d3-a456-426614174001"
+#define UUID2 "123e4567-e89b-42d3-a456-426614174002"
+#define MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_INDEX "application/vnd.oci.image.index.v1+json"
+
+/* sha256 through OpenSSL, independent of ocireg_hash */
+static const char *sha(const void *data, size_t len)
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    char *out = apr_palloc(pool, 7 + 64 + 1);
+    memcpy(out, "sha256:", 7);
+    for (int i = 0; i < 32; i++)
+        sprintf(out + 7 + 2 * i, "%02x", md[i]);
+    return out;
+}
+
+static const char *fake_digest(char c)
+{
+    char *d = apr_palloc(pool, 72);
+    memcpy(d, "sha256:", 7);
+    memset(d + 7, c, 64);
+    d[71] = '\0';
+    return d;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag,
+                 struct FTW *f)
+{
+    (void)sb;
+    (void)flag;
+    (void)f;
+    return remove(path);
+}
+
+static int setup(void **st)
+{
+    (void)st;
+    apr_pool_create(&pool, NULL);
+    strcpy(tmpdir, "/tmp/ocireg-ut-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    /* a root that does not exist yet: the driver creates it */
+    root = apr_pstrcat(pool, tmpdir, "/store", NULL);
+    if (ocireg_store_fs_create(pool, root, &s) != APR_SUCCESS || !s)
+        return -1;
+    ops = s->ops;
+    return ops ? 0 : -1;
+}
+
+static int teardown(void **st)
+{
+    (void)st;
+    apr_pool_destroy(pool);
+    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+/* ---- tree inspection helpers */
+
+static const char *walk_needle;
+static int walk_hits;
+static int walk_upload_files;
+
+static int find_cb(const char *path, const struct stat *sb, int flag,
+                   struct FTW *f)
+{
+    (void)sb;
+    (void)f;
+    if (walk_needle && strstr(path + strlen(root), walk_needle))
+        walk_hits++;
+    if (flag == FTW_F) {
+        /* a regular file below anything named like an upload area */
+        const char *rel = path + strlen(root);
+        if (strcasestr(rel, "upload"))
+            walk_upload_files++;
+    }
+    return 0;
+}
+
+static int count_paths_containing(const char *needle)
+{
+    walk_needle = needle;
+    walk_hits = 0;
+    walk_upload_files = 0;
+    nftw(root, find_cb, 16, FTW_PHYS);
+    return walk_hits;
+}
+
+static int count_upload_files(void)
+{
+    walk_needle = NULL;
+    walk_hits = 0;
+    walk_upload_files = 0;
+    nftw(root, find_cb, 16, FTW_PHYS);
+    return walk_upload_files;
+}
+
+static const char *blob_files_needle;
+static int blob_files;
+static int blobfile_cb(const char *path, const struct stat *sb, int flag,
+                       struct FTW *f)
+{
+    (void)sb;
+    (void)f;
+    if (flag == FTW_F && strstr(path + strlen(root), blob_files_needle))
+        blob_files++;
+    return 0;
+}
+
+static int count_files_containing(const char *needle)
+{
+    blob_files_needle = needle;
+    blob_files = 0;
+    nftw(root, blobfile_cb, 16, FTW_PHYS);
+    return blob_files;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void strings_are(apr_array_header_t *arr, const char *want[])
+{
+    assert_non_null(arr);
+    int n = 0;
+    while (want[n])
+        n++;
+    qsort(arr->elts, arr->nelts, sizeof(const char *), cmp_str);
+    if (arr->nelts != n) {
+        char buf[1024] = "";
+        for (int i = 0; i < arr->nelts; i++) {
+            strncat(buf, APR_ARRAY_IDX(arr, i, const char *),
+                    sizeof buf - strlen(buf) - 2);
+            strncat(buf, ",", sizeof buf - strlen(buf) - 1);
+        }
+        fail_msg("got %d strings [%s], want %d", arr->nelts, buf, n);
+    }
+    for (int i = 0; i < n; i++)
+        assert_string_equal(APR_ARRAY_IDX(arr, i, const char *), want[i]);
+}
+
+static void read_blob_is(const char *digest, const char *want, size_t wlen)
+{
+    char *data = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv = ops->blob_read_all(s, pool, digest, 1 << 20, &data, &len);
+    assert_int_equal(rv, APR_SUCCESS);
+    assert_int_equal(len, wlen);
+    assert_memory_equal(data, want, wlen);
+    apr_off_t size = -1;
+    assert_int_equal(ops->blob_stat(s, pool, digest, &size), APR_SUCCESS);
+    assert_true(size == (apr_off_t)wlen);
+}
+
+/* ------------------------------------------------------------- blobs */
+
+static void test_create(void **st)
+{
+    (void)st;
+    assert_non_null(ops->driver);
+    apr_finfo_t fi;
+    assert_int_equal(apr_stat(&fi, root, APR_FINFO_TYPE, pool), APR_SUCCESS);
+    assert_int_equal(fi.filetype, APR_DIR);
+    /* creating again over an existing root works */
+    ocireg_store *s2 = NULL;
+    assert_int_equal(ocireg_store_fs_create(pool, root, &s2), APR_SUCCESS);
+    assert_non_null(s2);
+    if (ops->chunk_min_length)
+        assert_true(ops->chunk_min_length(s) >= 0);
+}
+
+static void test_blob_put_read(void **st)
+{
+    (void)st;
+    const char *d = sha("hello", 5);
+    assert_int_equal(ops->blob_put(s, pool, d, "hello", 5), APR_SUCCESS);
+    read_blob_is(d, "hello", 5);
+
+    ocireg_blob_body body;
+    memset(&body, 0, sizeof body);
+    assert_int_equal(ops->blob_open(s, pool, d, &body), APR_SUCCESS);
+    assert_true(body.size == 5);
+    assert_non_null(body.file);
+    char buf[16];
+    apr_size_t n = sizeof buf;
+    assert_int_equal(apr_file_read(body.file, buf, &n), APR_SUCCESS);
+    assert_int_equal(n, 5);
+    assert_memory_equal(buf, "hello", 5);
+
+    /* put of the same blob again is fine */
+    assert_int_equal(ops->blob_put(s, pool, d, "hello", 5), APR_SUCCESS);
+    read_blob_is(d, "hello", 5);
+    assert_int_equal(count_files_containing(d + 7), 1);
+}
+
+static void test_blob_empty_and_binary(void **st)
+{
+    (void)st;
+    const char *d = sha("", 0);
+    assert_int_equal(ops->blob_put(s, pool, d, "", 0), APR_SUCCESS);
+    read_blob_is(d, "", 0);
+
+    char bin[4096];
+    for (int i = 0; i < (int)sizeof bin; i++)
+        bin[i] = (char)(i * 13);
+    d = sha(bin, sizeof bin);
+    assert_int_equal(ops->blob_put(s, pool, d, bin, sizeof bin), APR_SUCCESS);
+    read_blob_is(d, bin, sizeof bin);
+}
+
+static void test_blob_read_all_max(void **st)
+{
+    (void)st;
+    const char *d = sha("0123456789", 10);
+    assert_int_equal(ops->blob_put(s, pool, d, "0123456789", 10), APR_SUCCESS);
+    char *data = NULL;
+    apr_size_t len = 0;
+    assert_int_equal(ops->blob_read_all(s, pool, d, 10, &data, &len),
+                     APR_SUCCESS);
+    assert_int_equal(len, 10);
+    /* larger than max: must not succeed with a truncated document */
+    apr_status_t rv = ops->blob_read_all(s, pool, d, 4, &data, &len);
+    assert_int_not_equal(rv, APR_SUCCESS);
+}
+
+static void test_blob_unknown(void **st)
+{
+    (void)st;
+    const char *d = fake_digest('0');
+    apr_off_t size;
+    char *data;
+    apr_size_t len;
+    ocireg_blob_body body;
+    assert_true(APR_STATUS_IS_ENOENT(ops->blob_stat(s, pool, d, &size)));
+    assert_true(APR_STATUS_IS_ENOENT(ops->blob_open(s, pool, d, &body)));
+    assert_true(APR_STATUS_IS_ENOENT(ops->blob_read_all(s, pool, d, 100,
+                                                        &data, &len)));
+}
+
+static void test_blob_links(void **st)
+{
+    (void)st;
+    const char *d = sha("layer", 5);
+    assert_int_equal(ops->blob_put(s, pool, d, "layer", 5), APR_SUCCESS);
+    assert_true(APR_STATUS_IS_ENOENT(ops->blob_linked(s, pool, "a", d)));
+    assert_int_equal(ops->blob_link(s, pool, "a", d), APR_SUCCESS);
+    assert_int_equal(ops->blob_linked(s, pool, "a", d), APR_SUCCESS);
+    assert_true(APR_STATUS_IS_ENOENT(ops->blob_linked(s, pool, "b", d)));
+    assert_true(APR_STATUS_IS_ENOENT(ops->blob_linked(s, pool, "a/b", d)));
+    /* idempotent */
+    assert_int_equal(ops->blob_link(s, pool, "a", d), APR_SUCCESS);
+    /* nested repository */
+    assert_int_equal(ops->blob_link(s, pool, "a/b/c", d), APR_SUCCESS);
+    assert_int_equal(ops->blob_linked(s, pool, "a/b/c", d), APR_SUCCESS);
+
+    assert_int_equal(ops->blob_unlink(s, pool, "a", d), APR_SUCCESS);
+    assert_true(APR_STATUS_IS_ENOENT(ops->blob_linked(s, pool, "a", d)));
+    assert_int_equal(ops->blob_linked(s, pool, "a/b/c", d), APR_SUCCESS);
+    /* the blob itself stays */
+    read_blob_is(d, "layer", 5);
+    assert_true(APR_STATUS_IS_ENOENT(ops->blob_unlink(s, pool, "a", d)));
+}
+
+/* --------------------------------------------------------- manifests */
+
+static void test_manifest_links(void **st)
+{
+    (void)st;
+    const char *body = "{\"schemaVersion\":2}";
+    const char *d = sha(body, strlen(body));
+    const char *mt = NULL;
+    assert_int_equal(ops->blob_put(s, pool, d, body, strlen(body)),
+                     APR_SUCCESS);
+    assert_true(APR_STATUS_IS_ENOENT(ops->manifest_linked(s, pool, "a", d,
+                                                          &mt)));
+    assert_int_equal(ops->manifest_link(s, pool, "a", d, MT_MANIFEST),
+                     APR_SUCCESS);
+    assert_int_equal(ops->manifest_linked(s, pool, "a", d, &mt), APR_SUCCESS);
+    assert_non_null(mt);
+    assert_string_equal(mt, MT_MANIFEST);
+    assert_true(APR_STATUS_IS_ENOENT(ops->manifest_linked(s, pool, "b", d,
+                                                          &mt)));
+    /* a manifest link is not a blob link and vice versa */
+    assert_true(APR_STATUS_IS_ENOENT(ops->blob_linked(s, pool, "a", d)));
+
+    /* another media type in another repository */
+    assert_int_equal(ops->manifest_link(s, pool, "b", d,
+                                        "application/vnd.custom+json"),
+                     APR_SUCCESS);
+    assert_int_equal(ops->manifest_linked(s, pool, "b", d, &mt), APR_SUCCESS);
+    assert_string_equal(mt, "application/vnd.custom+json");
+    assert_int_equal(ops->manifest_linked(s, pool, "a", d, &mt), APR_SUCCESS);
+    assert_string_equal(mt, MT_MANIFEST);
+
+    assert_int_equal(ops->manifest_unlink(s, pool, "a", d), APR_SUCCESS);
+    assert_true(APR_STATUS_IS_ENOENT(ops->manifest_linked(s, pool, "a", d,
+                                                          &mt)));
+    assert_int_equal(ops->manifest_linked(s, pool, "b", d, &mt), APR_SUCCESS);
+    assert_true(APR_STATUS_IS_ENOENT(ops->manifest_unlink(s, pool, "a", d)));
+}
+
+/* -------------------------------------------------------------- tags */
+
+static void test_tags(void **st)
+{
+    (void)st;
+    const char *d1 = fake_digest('1'), *d2 = fake_digest('2');
+    const char *got = NULL;
+    apr_array_header_t *tags = NULL;
+
+    assert_true(APR_STATUS_IS_ENOENT(ops->tag_list(s, pool, "nope", &tags)));
+    assert_true(APR_STATUS_IS_ENOENT(ops->tag_get(s, pool, "a", "v1", &got)));
+
+    /* as the handler does: the manifest is linked before it is tagged */
+    assert_int_equal(ops->manifest_link(s, pool, "a", d1, MT_MANIFEST),
+                     APR_SUCCESS);
+    assert_int_equal(ops->manifest_link(s, pool, "a", d2, MT_MANIFEST),
+                     APR_SUCCESS);
+    assert_int_equal(ops->manifest_link(s, pool, "a/b", d1, MT_MANIFEST),
+                     APR_SUCCESS);
+    assert_int_equal(ops->tag_set(s, pool, "a", "v1", d1), APR_SUCCESS);
+    assert_int_equal(ops->tag_get(s, pool, "a", "v1", &got), APR_SUCCESS);
+    assert_string_equal(got, d1);
+    assert_int_equal(ops->tag_set(s, pool, "a", "v1", d2), APR_SUCCESS);
+    assert_int_equal(ops->tag_get(s, pool, "a", "v1", &got), APR_SUCCESS);
+    assert_string_equal(got, d2);
+    assert_int_equal(ops->tag_set(s, pool, "a", "V1", d1), APR_SUCCESS);
+    assert_int_equal(ops->tag_set(s, pool, "a", "latest", d1), APR_SUCCESS);
+    assert_int_equal(ops->tag_set(s, pool, "a", "_x.y-z", d1), APR_SUCCESS);
+    /* case-sensitive tags */
+    assert_int_equal(ops->tag_get(s, pool, "a", "V1", &got), APR_SUCCESS);
+    assert_string_equal(got, d1);
+
+    assert_int_equal(ops->tag_list(s, pool, "a", &tags), APR_SUCCESS);
+    strings_are(tags, (const char *[]){ "V1", "_x.y-z", "latest", "v1",
+                                        NULL });
+
+    /* other repository does not see them */
+    assert_true(APR_STATUS_IS_ENOENT(ops->tag_get(s, pool, "b", "v1", &got)));
+    assert_int_equal(ops->tag_set(s, pool, "a/b", "other", d1), APR_SUCCESS);
+    assert_int_equal(ops->tag_list(s, pool, "a/b", &tags), APR_SUCCESS);
+    strings_are(tags, (const char *[]){ "other", NULL });
+    assert_int_equal(ops->tag_list(s, pool, "a", &tags), APR_SUCCESS);
+    assert_int_equal(tags->nelts, 4);
+
+    assert_int_equal(ops->tag_delete(s, pool, "a", "v1"), APR_SUCCESS);
+    assert_true(APR_STATUS_IS_ENOENT(ops->tag_get(s, pool, "a", "v1", &got)));
+    assert_true(APR_STATUS_IS_ENOENT(ops->tag_delete(s, pool, "a", "v1")));
+    assert_int_equal(ops->tag_list(s, pool, "a", &tags), APR_SUCCESS);
+    strings_are(tags, (const char *[]){ "V1", "_x.y-z", "latest", NULL });
+}
+
+static void test_tag_list_repo_without_tags(void **st)
+{
+    (void)st;
+    apr_array_header_t *tags = NULL;
+    const char *d = fake_digest('3');
+    assert_int_equal(ops->manifest_link(s, pool, "m", d, MT_MANIFEST),
+                     APR_SUCCESS);
+    assert_int_equal(ops->tag_list(s, pool, "m", &tags), APR_SUCCESS);
+    assert_non_null(tags);
+    assert_int_equal(tags->nelts, 0);
+}
+
+static void test_many_tags(void **st)
+{
+    (void)st;
+    const char *d = fake_digest('4');
+    assert_int_equal(ops->manifest_link(s, pool, "many", d, MT_MANIFEST),
+                     APR_SUCCESS);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(ops->tag_set(s, pool, "many",
+                                      apr_psprintf(pool, "t%03d", i), d),
+                         APR_SUCCESS);
+    apr_array_header_t *tags = NULL;
+    assert_int_equal(ops->tag_list(s, pool, "many", &tags), APR_SUCCESS);
+    assert_int_equal(tags->nelts, 300);
+    qsort(tags->elts, tags->nelts, sizeof(const char *), cmp_str);
+    for (int i = 0; i < 300; i++)
+        assert_string_equal(APR_ARRAY_IDX(tags, i, const char *),
+                            apr_psprintf(pool, "t%03d", i));
+}
+
+/* --------------------------------------------------------- referrers */
+
+static void test_referrers(void **st)
+{
+    (void)st;
+    const char *subj = fake_digest('5');
+    const char *r1 = fake_digest('1'), *r2 = fake_digest('2'),
+               *r3 = fake_digest('3');
+    const char *desc1 = "{\"digest\":\"one\"}";
+    const char *desc2 = "{\"digest\":\"two\"}";
+    const char *desc3 = "{\"digest\":\"three\"}";
+    apr_array_header_t *list = NULL;
+
+    apr_status_t rv = ops->referrer_list(s, pool, "a", subj, &list);
+    assert_true(APR_STATUS_IS_ENOENT(rv) ||
+                (rv == APR_SUCCESS && list && list->nelts == 0));
+
+    assert_int_equal(ops->referrer_add(s, pool, "a", subj, r3, desc3),
+                     APR_SUCCESS);
+    assert_int_equal(ops->referrer_add(s, pool, "a", subj, r1, desc1),
+                     APR_SUCCESS);
+    assert_int_equal(ops->referrer_add(s, pool, "a", subj, r2, desc2),
+                     APR_SUCCESS);
+    assert_int_equal(ops->referrer_list(s, pool, "a", subj, &list),
+                     APR_SUCCESS);
+    assert_int_equal(list->nelts, 3);
+    assert_string_equal(APR_ARRAY_IDX(list, 0, const char *), desc1);
+    assert_string_equal(APR_ARRAY_IDX(list, 1, const char *), desc2);
+    assert_string_equal(APR_ARRAY_IDX(list, 2, const char *), desc3);
+
+    /* adding the same referrer again does not duplicate it */
+    assert_int_equal(ops->referrer_add(s, pool, "a", subj, r2, desc2),
+                     APR_SUCCESS);
+    assert_int_equal(ops->referrer_list(s, pool, "a", subj, &list),
+                     APR_SUCCESS);
+    assert_int_equal(list->nelts, 3);
+
+    /* other repository or other subject: none */
+    rv = ops->referrer_list(s, pool, "b", subj, &list);
+    assert_true(APR_STATUS_IS_ENOENT(rv) ||
+                (rv == APR_SUCCESS && list && list->nelts == 0));
+    rv = ops->referrer_list(s, pool, "a", fake_digest('6'), &list);
+    assert_true(APR_STATUS_IS_ENOENT(rv) ||
+                (rv == APR_SUCCESS && list && list->nelts == 0));
+
+    assert_int_equal(ops->referrer_remove(s, pool, "a", subj, r1),
+                     APR_SUCCESS);
+    assert_int_equal(ops->referrer_list(s, pool, "a", subj, &list),
+                     APR_SUCCESS);
+    assert_int_equal(list->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(list, 0, const char *), desc2);
+    assert_string_equal(APR_ARRAY_IDX(list, 1, const char *), desc3);
+
+    assert_int_equal(ops->referrer_remove(s, pool, "a", subj, r2),
+                     APR_SUCCESS);
+    assert_int_equal(ops->referrer_remove(s, pool, "a", subj, r3),
+                     APR_SUCCESS);
+    rv = ops->referrer_list(s, pool, "a", subj, &list);
+    assert_true(APR_STATUS_IS_ENOENT(rv) ||
+                (rv == APR_SUCCESS && list && list->nelts == 0));
+}
+
+/* ------------------------------------------------------ repositories */
+
+static void test_repos(void **st)
+{
+    (void)st;
+    const char *d = fake_digest('7');
+    apr_array_header_t *names = NULL;
+
+    apr_status_t rv = ops->repo_list(s, pool, &names);
+    assert_true(rv == APR_SUCCESS || APR_STATUS_IS_ENOENT(rv));
+    if (rv == APR_SUCCESS)
+        assert_int_equal(names->nelts, 0);
+
+    assert_int_equal(ops->manifest_link(s, pool, "a", d, MT_MANIFEST),
+                     APR_SUCCESS);
+    assert_int_equal(ops->manifest_link(s, pool, "a/b/c", d, MT_MANIFEST),
+                     APR_SUCCESS);
+    assert_int_equal(ops->tag_set(s, pool, "a/b/c", "latest", d), APR_SUCCESS);
+    assert_int_equal(ops->manifest_link(s, pool, "x.y/z-w", d, MT_INDEX),
+                     APR_SUCCESS);
+
+    assert_int_equal(ops->repo_exists(s, pool, "a"), APR_SUCCESS);
+    assert_int_equal(ops->repo_exists(s, pool, "a/b/c"), APR_SUCCESS);
+    assert_int_equal(ops->repo_exists(s, pool, "x.y/z-w"), APR_SUCCESS);
+    assert_true(APR_STATUS_IS_ENOENT(ops->repo_exists(s, pool, "zzz")));
+    assert_true(APR_STATUS_IS_ENOENT(ops->repo_exists(s, pool, "a/b/c/d")));
+    /* a mere path prefix of a repository is not a repository */
+    assert_true(APR_STATUS_IS_ENOENT(ops->repo_exists(s, pool, "a/b")));
+    assert_true(APR_STATUS_IS_ENOENT(ops->repo_exists(s, pool, "x.y")));
+
+    assert_int_equal(ops->repo_list(s, pool, &names), APR_SUCCESS);
+    strings_are(names, (const char *[]){ "a", "a/b/c", "x.y/z-w", NULL });
+}
+
+static void test_repos_with_keyword_names(void **st)
+{
+    (void)st;
+    /* repository names that look like the store's own directory names */
+    const char *d = fake_digest('8');
+    const char *names_in[] = { "blobs", "tags", "uploads", "a/blobs/b",
+                               "repositories", NULL };
+    for (int i = 0; names_in[i]; i++) {
+        assert_int_equal(ops->manifest_link(s, pool, names_in[i], d,
+                                            MT_MANIFEST), APR_SUCCESS);
+        assert_int_equal(ops->tag_set(s, pool, names_in[i], "t", d),
+                         APR_SUCCESS);
+    }
+    apr_array_header_t *names = NULL;
+    assert_int_equal(ops->repo_list(s, pool, &names), APR_SUCCESS);
+    strings_are(names, (const char *[]){ "a/blobs/b", "blobs", "repositories",
+                                         "tags", "uploads", NULL });
+    apr_array_header_t *tags = NULL;
+    assert_int_equal(ops->tag_list(s, pool, "a/blobs/b", &tags), APR_SUCCESS);
+    strings_are(tags, (const char *[]){ "t", NULL });
+}
+
+/* ----------------------------------------------------------- uploads */
+
+static void upload_write_at(const char *uuid, unsigned char *state,
+                            apr_off_t off, const char *data, size_t len)
+{
+    ocireg_upload_writer *w = NULL;
+    assert_int_equal(ops->upload_open(s, pool, uuid, state, off, &w),
+                     APR_SUCCESS);
+    assert_non_null(w);
+    if (len)
+        assert_int_equal(ops->upload_write(w, data, len), APR_SUCCESS);
+    assert_int_equal(ops->upload_close(w, state), APR_SUCCESS);
+}
+
+static void test_upload_two_chunks(void **st)
+{
+    (void)st;
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE];
+    memset(state, 0, sizeof state);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    upload_write_at(UUID1, state, 0, "hello ", 6);
+
+    /* the state travels by value, as through shared memory */
+    unsigned char state2[OCIREG_DRIVER_STATE_SIZE];
+    memcpy(state2, state, sizeof state);
+    memset(state, 0xAB, sizeof state);
+    upload_write_at(UUID1, state2, 6, "world", 5);
+
+    const char *d = sha("hello world", 11);
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state2, d, 11),
+                     APR_SUCCESS);
+    read_blob_is(d, "hello world", 11);
+    assert_int_equal(count_paths_containing(UUID1), 0);
+    assert_int_equal(count_upload_files(), 0);
+}
+
+static void test_upload_many_writes(void **st)
+{
+    (void)st;
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE];
+    memset(state, 0, sizeof state);
+    size_t total = 1 << 20;
+    char *data = malloc(total);
+    assert_non_null(data);
+    for (size_t i = 0; i < total; i++)
+        data[i] = (char)(i * 7 + (i >> 9));
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    /* three requests, each with many small writes */
+    size_t cuts[] = { 0, 100000, 700001, total };
+    for (int r = 0; r < 3; r++) {
+        ocireg_upload_writer *w = NULL;
+        assert_int_equal(ops->upload_open(s, pool, UUID1, state,
+                                          (apr_off_t)cuts[r], &w),
+                         APR_SUCCESS);
+        for (size_t off = cuts[r]; off < cuts[r + 1];) {
+            size_t n = 8191;
+            if (n > cuts[r + 1] - off)
+                n = cuts[r + 1] - off;
+            assert_int_equal(ops->upload_write(w, data + off, n), APR_SUCCESS);
+            off += n;
+        }
+        assert_int_equal(ops->upload_close(w, state), APR_SUCCESS);
+    }
+    const char *d = sha(data, total);
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d,
+                                        (apr_off_t)total), APR_SUCCESS);
+    char *back = NULL;
+    apr_size_t len = 0;
+    assert_int_equal(ops->blob_read_all(s, pool, d, total, &back, &len),
+                     APR_SUCCESS);
+    assert_int_equal(len, total);
+    assert_memory_equal(back, data, total);
+    free(data);
+    assert_int_equal(count_paths_containing(UUID1), 0);
+}
+
+static void test_upload_truncates_tail(void **st)
+{
+    (void)st;
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE];
+    memset(state, 0, sizeof state);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    upload_write_at(UUID1, state, 0, "0123456789", 10);
+    upload_write_at(UUID1, state, 4, "XY", 2);
+    const char *d = sha("0123XY", 6);
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d, 6),
+                     APR_SUCCESS);
+    read_blob_is(d, "0123XY", 6);
+    assert_int_equal(count_paths_containing(UUID1), 0);
+}
+
+static void test_upload_commit_drops_tail(void **st)
+{
+    (void)st;
+    /* a failed last request left bytes past the verified size */
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE];
+    memset(state, 0, sizeof state);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    upload_write_at(UUID1, state, 0, "0123456789", 10);
+    const char *d = sha("012345", 6);
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d, 6),
+                     APR_SUCCESS);
+    read_blob_is(d, "012345", 6);
+    assert_int_equal(count_paths_containing(UUID1), 0);
+}
+
+static int count_tmp_files(void)
+{
+    return count_files_containing("/tmp/");
+}
+
+static void test_no_temp_leftovers(void **st)
+{
+    (void)st;
+    const char *d = sha("x", 1);
+    assert_int_equal(ops->blob_put(s, pool, d, "x", 1), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "r", d), APR_SUCCESS);
+    assert_int_equal(ops->manifest_link(s, pool, "r", d, MT_MANIFEST),
+                     APR_SUCCESS);
+    assert_int_equal(ops->tag_set(s, pool, "r", "t", d), APR_SUCCESS);
+    assert_int_equal(ops->referrer_add(s, pool, "r", d, d, "{}"),
+                     APR_SUCCESS);
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE];
+    memset(state, 0, sizeof state);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    upload_write_at(UUID1, state, 0, "y", 1);
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, sha("y", 1), 1),
+                     APR_SUCCESS);
+    assert_int_equal(count_tmp_files(), 0);
+    assert_int_equal(count_upload_files(), 0);
+}
+
+static void test_upload_open_without_write(void **st)
+{
+    (void)st;
+    /* a request that failed before any byte: reopen at 0 */
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE];
+    memset(state, 0, sizeof state);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    upload_write_at(UUID1, state, 0, "abc", 3);
+    upload_write_at(UUID1, state, 0, "", 0);
+    upload_write_at(UUID1, state, 0, "xyz", 3);
+    const char *d = sha("xyz", 3);
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d, 3),
+                     APR_SUCCESS);
+    read_blob_is(d, "xyz", 3);
+}
+
+static void test_upload_empty_blob(void **st)
+{
+    (void)st;
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE];
+    memset(state, 0, sizeof state);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    const char *d = sha("", 0);
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d, 0),
+                     APR_SUCCESS);
+    read_blob_is(d, "", 0);
+    assert_int_equal(count_paths_containing(UUID1), 0);
+}
+
+static void test_upload_abort(void **st)
+{
+    (void)st;
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE];
+    memset(state, 0, sizeof state);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    upload_write_at(UUID1, state, 0, "data", 4);
+    assert_int_equal(count_paths_containing(UUID1) > 0, 1);
+    assert_int_equal(ops->upload_abort(s, pool, UUID1, state), APR_SUCCESS);
+    assert_int_equal(count_paths_containing(UUID1), 0);
+    assert_int_equal(count_upload_files(), 0);
+    /* nothing became a blob */
+    apr_off_t size;
+    assert_true(APR_STATUS_IS_ENOENT(ops->blob_stat(s, pool, sha("data", 4),
+                                                    &size)));
+    /* and it cannot be continued */
+    ocireg_upload_writer *w = NULL;
+    assert_int_not_equal(ops->upload_open(s, pool, UUID1, state, 4, &w),
+                         APR_SUCCESS);
+}
+
+static void test_upload_commit_existing_blob(void **st)
+{
+    (void)st;
+    const char *d = sha("hello world", 11);
+    assert_int_equal(ops->blob_put(s, pool, d, "hello world", 11),
+                     APR_SUCCESS);
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE];
+    memset(state, 0, sizeof state);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    upload_write_at(UUID1, state, 0, "hello world", 11);
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d, 11),
+                     APR_SUCCESS);
+    read_blob_is(d, "hello world", 11);
+    assert_int_equal(count_files_containing(d + 7), 1);
+    assert_int_equal(count_paths_containing(UUID1), 0);
+    assert_int_equal(count_upload_files(), 0);
+
+    /* and twice through uploads */
+    memset(state, 0, sizeof state);
+    assert_int_equal(ops->upload_create(s, pool, UUID2, state), APR_SUCCESS);
+    upload_write_at(UUID2, state, 0, "hello world", 11);
+    assert_int_equal(ops->upload_commit(s, pool, UUID2, state, d, 11),
+                     APR_SUCCESS);
+    read_blob_is(d, "hello world", 11);
+    assert_int_equal(count_files_containing(d + 7), 1);
+    assert_int_equal(count_paths_containing(UUID2), 0);
+}
+
+static void test_two_uploads_interleaved(void **st)
+{
+    (void)st;
+    unsigned char s1[OCIREG_DRIVER_STATE_SIZE], s2[OCIREG_DRIVER_STATE_SIZE];
+    memset(s1, 0, sizeof s1);
+    memset(s2, 0, sizeof s2);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, s1), APR_SUCCESS);
+    assert_int_equal(ops->upload_create(s, pool, UUID2, s2), APR_SUCCESS);
+    upload_write_at(UUID1, s1, 0, "one-", 4);
+    upload_write_at(UUID2, s2, 0, "two-", 4);
+    upload_write_at(UUID1, s1, 4, "first", 5);
+    upload_write_at(UUID2, s2, 4, "second", 6);
+    const char *d1 = sha("one-first", 9), *d2 = sha("two-second", 10);
+    assert_int_equal(ops->upload_commit(s, pool, UUID2, s2, d2, 10),
+                     APR_SUCCESS);
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, s1, d1, 9),
+                     APR_SUCCESS);
+    read_blob_is(d1, "one-first", 9);
+    read_blob_is(d2, "two-second", 10);
+    assert_int_equal(count_upload_files(), 0);
+}
+
+static void test_upload_survives_new_store_handle(void **st)
+{
+    (void)st;
+    /* another process opens the same root and continues */
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE];
+    memset(state, 0, sizeof state);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    upload_write_at(UUID1, state, 0, "hello ", 6);
+    ocireg_store *other = NULL;
+    apr_pool_t *p2;
+    apr_pool_create(&p2, pool);
+    assert_int_equal(ocireg_store_fs_create(p2, root, &other), APR_SUCCESS);
+    ocireg_upload_writer *w = NULL;
+    assert_int_equal(other->ops->upload_open(other, p2, UUID1, state, 6, &w),
+                     APR_SUCCESS);
+    assert_int_equal(other->ops->upload_write(w, "world", 5), APR_SUCCESS);
+    assert_int_equal(other->ops->upload_close(w, state), APR_SUCCESS);
+    const char *d = sha("hello world", 11);
+    assert_int_equal(other->ops->upload_commit(other, p2, UUID1, state, d, 11),
+                     APR_SUCCESS);
+    read_blob_is(d, "hello world", 11);
+    assert_true(other->id == s->id);
+}
+
+int main(void)
+{
+    apr_initialize();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blob_put_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blob_empty_and_binary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blob_read_all_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blob_unknown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blob_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tag_list_repo_without_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_referrers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repos, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repos_with_keyword_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_two_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_many_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_truncates_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_commit_drops_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_temp_leftovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_open_without_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_empty_blob, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_commit_existing_blob, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_uploads_interleaved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_survives_new_store_handle, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    apr_terminate();
+    return rc;
+}
