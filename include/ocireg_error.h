@@ -20,6 +20,8 @@ typedef enum {
     OCIREG_E_DENIED,
     OCIREG_E_UNSUPPORTED,
     OCIREG_E_TOOMANYREQUESTS,
+    /* Legacy Docker code the spec lets clients meet: a malformed tag. */
+    OCIREG_E_TAG_INVALID,
     OCIREG_E__COUNT
 } ocireg_error_code;
 

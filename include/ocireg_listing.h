@@ -26,7 +26,7 @@ typedef struct {
 void ocireg_paginate(apr_pool_t *p, const apr_array_header_t *all,
                      const char *last, int n, ocireg_page *out);
 
-/* "<base?n=N&last=L>; rel=\"next\"" */
+/* "<base?n=N&last=L>; rel=\"next\"", with '&' when base has a query. */
 const char *ocireg_next_link(apr_pool_t *p, const char *base, int n,
                              const char *last);
 

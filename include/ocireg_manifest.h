@@ -52,8 +52,8 @@ const char *ocireg_referrers_index(apr_pool_t *p,
                                    const apr_array_header_t *descriptors,
                                    const char *artifact_type);
 
-/* artifactType of a descriptor JSON, or NULL. */
-const char *ocireg_descriptor_artifact_type(apr_pool_t *p,
-                                            const char *descriptor);
+/* A string field ("digest", "artifactType") of a descriptor JSON, or NULL. */
+const char *ocireg_descriptor_string(apr_pool_t *p, const char *descriptor,
+                                     const char *key);
 
 #endif

@@ -34,6 +34,7 @@ static const struct {
                          "requested access to the resource is denied"},
     [OCIREG_E_UNSUPPORTED] = {"UNSUPPORTED", "the operation is unsupported"},
     [OCIREG_E_TOOMANYREQUESTS] = {"TOOMANYREQUESTS", "too many requests"},
+    [OCIREG_E_TAG_INVALID] = {"TAG_INVALID", "manifest tag did not match URI"},
 };
 
 const char *ocireg_error_code_name(ocireg_error_code code)

@@ -50,7 +50,8 @@ const char *ocireg_next_link(apr_pool_t *p, const char *base, int n,
 {
     if (n < 0 || n > OCIREG_PAGE_MAX)
         n = OCIREG_PAGE_MAX;
-    return apr_psprintf(p, "<%s?n=%d&last=%s>; rel=\"next\"", base, n,
+    return apr_psprintf(p, "<%s%cn=%d&last=%s>; rel=\"next\"", base,
+                        strchr(base, '?') ? '&' : '?', n,
                         ocireg_query_escape(p, last));
 }
 

@@ -206,11 +206,11 @@ leave:
     return code;
 }
 
-const char *ocireg_descriptor_artifact_type(apr_pool_t *p,
-                                            const char *descriptor)
+const char *ocireg_descriptor_string(apr_pool_t *p, const char *descriptor,
+                                     const char *key)
 {
     json_t *d = json_loads(descriptor, 0, NULL);
-    const char *at = d ? string_field(d, "artifactType") : NULL;
+    const char *at = d ? string_field(d, key) : NULL;
     const char *out = at ? apr_pstrdup(p, at) : NULL;
     if (d)
         json_decref(d);

@@ -34,6 +34,7 @@ static const struct {
     { OCIREG_E_DENIED, "DENIED" },
     { OCIREG_E_UNSUPPORTED, "UNSUPPORTED" },
     { OCIREG_E_TOOMANYREQUESTS, "TOOMANYREQUESTS" },
+    { OCIREG_E_TAG_INVALID, "TAG_INVALID" },
 };
 #define NNAMES ((int)(sizeof(names) / sizeof(names[0])))
 

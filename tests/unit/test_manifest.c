@@ -439,8 +439,8 @@ static void test_subject_descriptor(void **st)
     assert_null(json_object_get(d, "subject"));
     json_decref(d);
 
-    assert_string_equal(ocireg_descriptor_artifact_type(pool,
-                            info.referrer_descriptor),
+    assert_string_equal(ocireg_descriptor_string(pool,
+                            info.referrer_descriptor, "artifactType"),
                         "application/vnd.example.sbom.v1");
 }
 
@@ -514,8 +514,8 @@ static void test_index_subject(void **st)
     assert_string_equal(json_string_value(json_object_get(
                             json_object_get(d, "annotations"), "k")), "v");
     json_decref(d);
-    assert_null(ocireg_descriptor_artifact_type(pool,
-                                                info.referrer_descriptor));
+    assert_null(ocireg_descriptor_string(pool,
+                                                info.referrer_descriptor, "artifactType"));
 
     /* with an artifactType it is kept */
     body =
@@ -649,11 +649,11 @@ static void test_referrers_index_roundtrip(void **st)
 static void test_descriptor_artifact_type(void **st)
 {
     (void)st;
-    assert_string_equal(ocireg_descriptor_artifact_type(pool, DESC_A),
+    assert_string_equal(ocireg_descriptor_string(pool, DESC_A, "artifactType"),
                         "application/vnd.example.sbom.v1");
-    assert_null(ocireg_descriptor_artifact_type(pool, DESC_C));
-    assert_null(ocireg_descriptor_artifact_type(pool, "not json"));
-    assert_null(ocireg_descriptor_artifact_type(pool, "{\"artifactType\":5}"));
+    assert_null(ocireg_descriptor_string(pool, DESC_C, "artifactType"));
+    assert_null(ocireg_descriptor_string(pool, "not json", "artifactType"));
+    assert_null(ocireg_descriptor_string(pool, "{\"artifactType\":5}", "artifactType"));
 }
 
 static int setup(void **st)

@@ -1,0 +1,36 @@
+# Builds mod_ocireg.so with apxs (Debian apache2-dev) and the core's unit
+# tests with the same compiler flags.
+APXS ?= apxs
+CC ?= cc
+BUILD ?= build
+
+CORE_SRC := $(sort $(wildcard mod_ocireg/ocireg_*.c))
+GLUE_SRC := $(sort $(wildcard mod_ocireg/mod_ocireg*.c))
+HEADERS := $(wildcard include/*.h)
+WARN := -std=gnu11 -Wall -Wextra -Werror
+LIBS := -ljansson -lcrypto
+
+APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null)
+APR_LIBS := $(shell apr-1-config --link-ld --libs 2>/dev/null)
+
+MODULE := $(BUILD)/mod_ocireg.so
+
+$(MODULE): $(CORE_SRC) $(GLUE_SRC) $(HEADERS) mod_ocireg/exports.map apxs.mk
+	@mkdir -p $(BUILD)/obj
+	cp $(CORE_SRC) $(GLUE_SRC) $(BUILD)/obj/
+	cd $(BUILD)/obj && $(APXS) -c -o mod_ocireg.la -I$(CURDIR)/include \
+	    $(addprefix -Wc$(comma),$(WARN)) \
+	    -Wl,-Wl$(comma)--version-script=$(CURDIR)/mod_ocireg/exports.map \
+	    $(LIBS) $(notdir $(GLUE_SRC) $(CORE_SRC)) >build.log 2>&1 \
+	    || { cat build.log; exit 1; }
+	cp $(BUILD)/obj/.libs/mod_ocireg.so $(MODULE)
+
+comma := ,
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+
+$(BUILD)/unit/%: tests/unit/%.c $(CORE_SRC) $(HEADERS)
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(WARN) -g -O1 -Iinclude $(APR_CFLAGS) $< $(CORE_SRC) -o $@ \
+	    -lcmocka $(APR_LIBS) $(LIBS)

@@ -1,0 +1,86 @@
+/* The Apache layer: what the handler files share. Everything here is glue
+ * between httpd and the pure core (ocireg_*.h). */
+#ifndef MOD_OCIREG_H
+#define MOD_OCIREG_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "ocireg_error.h"
+#include "ocireg_route.h"
+#include "ocireg_store.h"
+#include "ocireg_uploads.h"
+#include "ocireg_hash.h"
+
+extern module AP_MODULE_DECLARE_DATA ocireg_module;
+
+#define OCIREG_HANDLER "ocireg"
+#define OCIREG_MUTEX_TYPE "ocireg-uploads"
+#define OCIREG_API_VERSION "registry/2.0"
+
+typedef struct {
+    const char *storage_driver;     /* "filesystem" */
+    const char *storage_arg;        /* root directory */
+    ocireg_store *store;            /* opened in post_config */
+    int registry_used;              /* some OCIRegistry On in this server */
+} ocireg_server_conf;
+
+typedef struct {
+    int enabled;                    /* -1 unset */
+    int deletes;                    /* -1 unset, default on */
+} ocireg_dir_conf;
+
+/* One API request in flight. */
+typedef struct {
+    request_rec *r;
+    ocireg_route route;
+    ocireg_store *store;
+    ocireg_uploads *uploads;
+    int deletes;
+} ocireg_req;
+
+/* The process's handle on the shared upload table (set in child_init). */
+ocireg_uploads *ocireg_upload_table(void);
+
+/* Responses. Each returns OK after writing the whole response, so a handler
+ * can `return ocireg_respond_error(...)`. */
+int ocireg_respond_error(request_rec *r, int status, ocireg_error_code code,
+                 const char *message, const char *detail);
+int ocireg_respond_error_body(request_rec *r, int status, const char *body);
+int ocireg_respond(request_rec *r, int status, const char *content_type,
+                const char *body, apr_size_t len);
+/* A storage failure: logged with its cause, answered 500. */
+int ocireg_store_failure(request_rec *r, apr_status_t rv, const char *what);
+
+/* Request bodies. */
+typedef struct {
+    apr_off_t received;   /* bytes written to the store and hashed */
+    int status;           /* HTTP status when the body could not be read */
+} ocireg_body_result;
+
+/* Streams the body into an open upload writer, hashing what the store
+ * accepted. On a read failure the bytes received so far are still written
+ * and hashed, so the client can resume from them. */
+apr_status_t ocireg_body_stream(request_rec *r, ocireg_store *store,
+                                ocireg_upload_writer *w,
+                                ocireg_hash_state *hash,
+                                ocireg_body_result *res);
+
+/* Reads a whole body of at most max bytes into memory. *status is 413 when
+ * it is longer, or the read failure's status. */
+apr_status_t ocireg_body_read_small(request_rec *r, apr_size_t max,
+                                    char **data, apr_size_t *len,
+                                    int *status);
+
+/* Endpoint handlers. */
+int ocireg_handle_blob(ocireg_req *q);
+int ocireg_handle_uploads(ocireg_req *q);
+int ocireg_handle_upload(ocireg_req *q);
+int ocireg_handle_manifest(ocireg_req *q);
+int ocireg_handle_tags(ocireg_req *q);
+int ocireg_handle_catalog(ocireg_req *q);
+int ocireg_handle_referrers(ocireg_req *q);
+
+/* A random lowercase UUID (version 4) in pool memory. */
+const char *ocireg_new_uuid(apr_pool_t *p);
+
+#endif

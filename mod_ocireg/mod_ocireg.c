@@ -1,0 +1,450 @@
+/* mod_ocireg: module declaration, directives, hooks and request dispatch.
+ * The protocol work is in the pure core (ocireg_*.c) and the endpoint
+ * handlers (mod_ocireg_*.c). */
+#include <string.h>
+#include <unistd.h>
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_mutex.h"
+#include "ap_mpm.h"
+#include "unixd.h"
+#include <errno.h>
+#include "apr_strings.h"
+#include "apr_shm.h"
+#include "apr_global_mutex.h"
+#include "mod_ocireg.h"
+#include "ocireg_parse.h"
+
+
+#define DEFAULT_UPLOAD_SLOTS 1024
+#define NOTE_OURS "ocireg-request"
+
+/* Process-wide state: the upload table lives in shared memory created by
+ * the parent after the configuration dry run; each child re-opens the
+ * mutex and attaches its own handle. */
+static int upload_slots = DEFAULT_UPLOAD_SLOTS;
+static apr_shm_t *upload_shm;
+static apr_global_mutex_t *upload_mutex;
+static ocireg_uploads *uploads;
+
+ocireg_uploads *ocireg_upload_table(void)
+{
+    return uploads;
+}
+
+/* Configuration */
+
+static void *create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    (void)s;
+    return apr_pcalloc(p, sizeof(ocireg_server_conf));
+}
+
+static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    ocireg_server_conf *base = basev, *add = addv;
+    ocireg_server_conf *c = apr_pcalloc(p, sizeof(*c));
+    c->storage_driver = add->storage_driver ? add->storage_driver
+                                            : base->storage_driver;
+    c->storage_arg = add->storage_driver ? add->storage_arg
+                                         : base->storage_arg;
+    c->registry_used = add->registry_used || base->registry_used;
+    return c;
+}
+
+static void *create_dir_conf(apr_pool_t *p, char *dir)
+{
+    ocireg_dir_conf *c = apr_pcalloc(p, sizeof(*c));
+    (void)dir;
+    c->enabled = -1;
+    c->deletes = -1;
+    return c;
+}
+
+static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    ocireg_dir_conf *base = basev, *add = addv;
+    ocireg_dir_conf *c = apr_pcalloc(p, sizeof(*c));
+    c->enabled = add->enabled != -1 ? add->enabled : base->enabled;
+    c->deletes = add->deletes != -1 ? add->deletes : base->deletes;
+    return c;
+}
+
+static const char *cmd_registry(cmd_parms *cmd, void *dconf, int on)
+{
+    ocireg_server_conf *sc =
+        ap_get_module_config(cmd->server->module_config, &ocireg_module);
+    ((ocireg_dir_conf *)dconf)->enabled = on;
+    if (on)
+        sc->registry_used = 1;
+    return NULL;
+}
+
+static const char *cmd_deletes(cmd_parms *cmd, void *dconf, int on)
+{
+    (void)cmd;
+    ((ocireg_dir_conf *)dconf)->deletes = on;
+    return NULL;
+}
+
+static const char *cmd_storage(cmd_parms *cmd, void *dconf, const char *drv,
+                               const char *arg)
+{
+    ocireg_server_conf *sc =
+        ap_get_module_config(cmd->server->module_config, &ocireg_module);
+    (void)dconf;
+    if (strcmp(drv, "filesystem") != 0)
+        return apr_psprintf(cmd->pool,
+                            "OCIRegStorage: unknown driver '%s' (expected "
+                            "'filesystem')",
+                            drv);
+    if (!*arg)
+        return "OCIRegStorage filesystem: needs a directory";
+    sc->storage_driver = drv;
+    sc->storage_arg = ap_server_root_relative(cmd->pool, arg);
+    if (!sc->storage_arg)
+        return apr_psprintf(cmd->pool, "OCIRegStorage: invalid path '%s'",
+                            arg);
+    return NULL;
+}
+
+static const char *cmd_upload_slots(cmd_parms *cmd, void *dconf,
+                                    const char *arg)
+{
+    apr_off_t n;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dconf;
+    if (err)
+        return err;
+    if (!ocireg_off_parse(arg, &n) || n < 1 || n > 1000000)
+        return apr_psprintf(cmd->pool,
+                            "OCIRegUploadSlots: '%s' is not a number from 1 "
+                            "to 1000000",
+                            arg);
+    upload_slots = (int)n;
+    return NULL;
+}
+
+static const command_rec ocireg_cmds[] = {
+    AP_INIT_FLAG("OCIRegistry", cmd_registry, NULL, OR_OPTIONS | ACCESS_CONF,
+                 "On to serve the OCI Distribution API at /v2 here"),
+    AP_INIT_FLAG("OCIRegDeletes", cmd_deletes, NULL,
+                 OR_OPTIONS | ACCESS_CONF | RSRC_CONF,
+                 "Off to refuse every DELETE with 405 UNSUPPORTED"),
+    AP_INIT_TAKE2("OCIRegStorage", cmd_storage, NULL, RSRC_CONF,
+                  "storage driver and its argument: filesystem <dir>"),
+    AP_INIT_TAKE1("OCIRegUploadSlots", cmd_upload_slots, NULL, RSRC_CONF,
+                  "upload sessions held in shared memory at once"),
+    {NULL}};
+
+/* Lifecycle */
+
+static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    upload_slots = DEFAULT_UPLOAD_SLOTS;
+    return ap_mutex_register(pconf, OCIREG_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
+                             0);
+}
+
+/* Children run as User/Group: the store they write to must be theirs. */
+static apr_status_t hand_store_to_user(apr_pool_t *p, const char *root)
+{
+    static const char *const dirs[] = {"", "/blobs", "/repositories",
+                                       "/uploads", "/tmp"};
+    apr_size_t i;
+    if (geteuid() != 0)
+        return APR_SUCCESS;
+    for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        const char *d = apr_pstrcat(p, root, dirs[i], NULL);
+        if (chown(d, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0)
+            return APR_FROM_OS_ERROR(errno);
+    }
+    return APR_SUCCESS;
+}
+
+static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
+{
+    for (; s; s = s->next) {
+        ocireg_server_conf *sc =
+            ap_get_module_config(s->module_config, &ocireg_module);
+        apr_status_t rv;
+        if (!sc->storage_driver) {
+            if (sc->registry_used) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                             "OCIREG00001: OCIRegistry On in %s:%u, but no "
+                             "OCIRegStorage is set for that server",
+                             s->server_hostname, s->port);
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            continue;
+        }
+        rv = ocireg_store_fs_create(pconf, sc->storage_arg, &sc->store);
+        if (rv == APR_SUCCESS)
+            rv = hand_store_to_user(ptemp, sc->storage_arg);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                         "OCIREG00002: OCIRegStorage filesystem %s: cannot "
+                         "create or own the store",
+                         sc->storage_arg);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
+static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                       apr_pool_t *ptemp, server_rec *s)
+{
+    apr_status_t rv;
+    apr_size_t size = ocireg_uploads_size(upload_slots);
+    int status;
+    (void)plog;
+
+    /* The first pass only checks the configuration. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
+        return OK;
+
+    status = open_stores(pconf, ptemp, s);
+    if (status != OK)
+        return status;
+
+    rv = ap_global_mutex_create(&upload_mutex, NULL, OCIREG_MUTEX_TYPE, NULL,
+                                s, pconf, 0);
+    if (rv != APR_SUCCESS)
+        return HTTP_INTERNAL_SERVER_ERROR; /* already logged */
+
+    /* Anonymous shared memory: inherited by the children at fork, gone
+     * with pconf on restart. */
+    rv = apr_shm_create(&upload_shm, size, NULL, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "OCIREG00003: cannot create %" APR_SIZE_T_FMT
+                     " bytes of shared memory for %d upload slots",
+                     size, upload_slots);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ocireg_uploads_format(apr_shm_baseaddr_get(upload_shm), upload_slots);
+    uploads = ocireg_uploads_attach(pconf, apr_shm_baseaddr_get(upload_shm),
+                                    upload_mutex);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 "OCIREG00004: upload table of %d slots (%" APR_SIZE_T_FMT
+                 " bytes) ready",
+                 upload_slots, size);
+    return OK;
+}
+
+static void child_init(apr_pool_t *p, server_rec *s)
+{
+    apr_status_t rv;
+    if (!upload_mutex)
+        return;
+    rv = apr_global_mutex_child_init(
+        &upload_mutex, apr_global_mutex_lockfile(upload_mutex), p);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "OCIREG00005: cannot reopen the upload table mutex in "
+                     "the child");
+        uploads = NULL;
+        return;
+    }
+    uploads = ocireg_uploads_attach(p, apr_shm_baseaddr_get(upload_shm),
+                                    upload_mutex);
+}
+
+/* Requests */
+
+static int path_is_api(const char *path)
+{
+    return path && strncmp(path, "/v2", 3) == 0
+           && (path[3] == '\0' || path[3] == '/');
+}
+
+/* Marks our requests as early as possible, so that errors raised before
+ * the handler (authentication, LimitRequestBody, malformed URLs) still get
+ * the API version header and a JSON body. */
+static int post_read_request(request_rec *r)
+{
+    ocireg_server_conf *sc =
+        ap_get_module_config(r->server->module_config, &ocireg_module);
+    if (!sc->registry_used || !path_is_api(r->parsed_uri.path))
+        return DECLINED;
+    apr_table_setn(r->notes, NOTE_OURS, "1");
+    apr_table_setn(r->err_headers_out, "Docker-Distribution-API-Version",
+                   OCIREG_API_VERSION);
+    return DECLINED;
+}
+
+static int enabled_for(request_rec *r)
+{
+    ocireg_dir_conf *dc =
+        ap_get_module_config(r->per_dir_config, &ocireg_module);
+    return dc->enabled == 1 && path_is_api(r->uri);
+}
+
+/* There is no file behind an API URL: skip the directory walk. */
+static int map_to_storage(request_rec *r)
+{
+    return enabled_for(r) ? OK : DECLINED;
+}
+
+static int fixups(request_rec *r)
+{
+    if (enabled_for(r))
+        r->handler = OCIREG_HANDLER;
+    return DECLINED;
+}
+
+static int dispatch(ocireg_req *q)
+{
+    request_rec *r = q->r;
+    int m = r->method_number;
+
+    if (q->route.kind == OCIREG_R_NONE) {
+        if (q->route.error)
+            return ocireg_respond_error(r, HTTP_BAD_REQUEST, q->route.error, NULL,
+                                r->uri);
+        return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_UNSUPPORTED,
+                            "no such API endpoint", r->uri);
+    }
+    switch (q->route.kind) {
+    case OCIREG_R_BASE:
+        if (m == M_GET)
+            return ocireg_respond(r, HTTP_OK, "application/json", "{}\n", 3);
+        break;
+    case OCIREG_R_CATALOG:
+        if (m == M_GET)
+            return ocireg_handle_catalog(q);
+        break;
+    case OCIREG_R_TAGS:
+        if (m == M_GET)
+            return ocireg_handle_tags(q);
+        break;
+    case OCIREG_R_REFERRERS:
+        if (m == M_GET)
+            return ocireg_handle_referrers(q);
+        break;
+    case OCIREG_R_BLOB:
+        if (m == M_GET || m == M_DELETE)
+            return ocireg_handle_blob(q);
+        break;
+    case OCIREG_R_UPLOADS:
+        if (m == M_POST)
+            return ocireg_handle_uploads(q);
+        break;
+    case OCIREG_R_UPLOAD:
+        if (m == M_GET || m == M_PATCH || m == M_PUT || m == M_DELETE)
+            return ocireg_handle_upload(q);
+        break;
+    case OCIREG_R_MANIFEST:
+        if (m == M_GET || m == M_PUT || m == M_DELETE)
+            return ocireg_handle_manifest(q);
+        break;
+    default:
+        break;
+    }
+    apr_table_setn(r->headers_out, "Allow", ocireg_route_allow(q->route.kind));
+    return ocireg_respond_error(r, HTTP_METHOD_NOT_ALLOWED, OCIREG_E_UNSUPPORTED,
+                        apr_psprintf(r->pool, "%s is not allowed here",
+                                     r->method),
+                        NULL);
+}
+
+static int handler(request_rec *r)
+{
+    ocireg_server_conf *sc;
+    ocireg_dir_conf *dc;
+    ocireg_req q;
+
+    if (!r->handler || strcmp(r->handler, OCIREG_HANDLER) != 0)
+        return DECLINED;
+    sc = ap_get_module_config(r->server->module_config, &ocireg_module);
+    dc = ap_get_module_config(r->per_dir_config, &ocireg_module);
+    apr_table_setn(r->err_headers_out, "Docker-Distribution-API-Version",
+                   OCIREG_API_VERSION);
+    memset(&q, 0, sizeof(q));
+    q.r = r;
+    q.store = sc->store;
+    q.uploads = uploads;
+    q.deletes = dc->deletes != 0;
+    if (!q.store || !q.uploads) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "OCIREG00006: registry not initialised (storage or "
+                      "upload table missing)");
+        return ocireg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                            OCIREG_E_UNSUPPORTED, "registry not initialised",
+                            NULL);
+    }
+    ocireg_route_parse(r->pool, r->uri, &q.route);
+    return dispatch(&q);
+}
+
+/* Error responses made outside the handler (mod_auth_basic's 401,
+ * LimitRequestBody's 413, core URL checks) carry httpd's HTML page; the
+ * API promises a JSON error body on every error. */
+static apr_status_t error_json_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    apr_bucket *b = APR_BRIGADE_FIRST(bb);
+
+    while (b != APR_BRIGADE_SENTINEL(bb)) {
+        apr_bucket *next = APR_BUCKET_NEXT(b);
+        if (!APR_BUCKET_IS_METADATA(b))
+            apr_bucket_delete(b);
+        b = next;
+    }
+    if (!f->ctx) {
+        const char *body = ocireg_error_body1(
+            r->pool, ocireg_error_for_status(r->status), NULL, NULL);
+        f->ctx = f;
+        ap_set_content_type(r, "application/json");
+        apr_table_unset(r->headers_out, "Content-Length");
+        APR_BRIGADE_INSERT_HEAD(bb,
+                                apr_bucket_pool_create(body, strlen(body),
+                                                       r->pool,
+                                                       bb->bucket_alloc));
+    }
+    return ap_pass_brigade(f->next, bb);
+}
+
+static void insert_error_filter(request_rec *r)
+{
+    request_rec *main = r;
+    while (main->prev)
+        main = main->prev;
+    if (apr_table_get(main->notes, NOTE_OURS))
+        ap_add_output_filter("OCIREG_ERROR_JSON", NULL, r, r->connection);
+}
+
+static void register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_read_request(post_read_request, NULL, NULL,
+                              APR_HOOK_MIDDLE);
+    ap_hook_map_to_storage(map_to_storage, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_fixups(fixups, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(insert_error_filter, NULL, NULL,
+                                APR_HOOK_MIDDLE);
+    ap_register_output_filter("OCIREG_ERROR_JSON", error_json_filter, NULL,
+                              AP_FTYPE_RESOURCE);
+}
+
+AP_DECLARE_MODULE(ocireg) = {
+    STANDARD20_MODULE_STUFF,
+    create_dir_conf,
+    merge_dir_conf,
+    create_server_conf,
+    merge_server_conf,
+    ocireg_cmds,
+    register_hooks,
+    AP_MODULE_FLAG_NONE,
+};

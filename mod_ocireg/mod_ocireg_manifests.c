@@ -1,0 +1,254 @@
+/* Manifests: GET/HEAD/PUT/DELETE by tag or digest. */
+#include <string.h>
+#include "httpd.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+#include "mod_ocireg.h"
+#include "ocireg_parse.h"
+#include "ocireg_manifest.h"
+
+APLOG_USE_MODULE(ocireg);
+
+static int manifest_unknown(ocireg_req *q)
+{
+    ocireg_store *st = q->store;
+    if (st->ops->repo_exists(st, q->r->pool, q->route.name) == APR_ENOENT)
+        return ocireg_respond_error(q->r, HTTP_NOT_FOUND, OCIREG_E_NAME_UNKNOWN, NULL,
+                            q->route.name);
+    return ocireg_respond_error(q->r, HTTP_NOT_FOUND, OCIREG_E_MANIFEST_UNKNOWN, NULL,
+                        q->route.arg);
+}
+
+/* Tag or digest -> digest of a manifest linked in the repository. */
+static int resolve(ocireg_req *q, int is_tag, const char **digest,
+                   const char **media_type)
+{
+    ocireg_store *st = q->store;
+    apr_status_t rv = APR_SUCCESS;
+    *digest = q->route.arg;
+    if (is_tag)
+        rv = st->ops->tag_get(st, q->r->pool, q->route.name, q->route.arg,
+                              digest);
+    if (rv == APR_SUCCESS)
+        rv = st->ops->manifest_linked(st, q->r->pool, q->route.name, *digest,
+                                      media_type);
+    if (rv == APR_ENOENT)
+        return manifest_unknown(q);
+    if (rv != APR_SUCCESS)
+        return ocireg_store_failure(q->r, rv, "manifest lookup");
+    return DECLINED;
+}
+
+static int get_manifest(ocireg_req *q, int is_tag)
+{
+    request_rec *r = q->r;
+    const char *digest, *media_type;
+    char *data;
+    apr_size_t len;
+    apr_status_t rv;
+    int status = resolve(q, is_tag, &digest, &media_type);
+
+    if (status != DECLINED)
+        return status;
+    rv = q->store->ops->blob_read_all(q->store, r->pool, digest,
+                                      OCIREG_MANIFEST_MAX, &data, &len);
+    if (rv == APR_ENOENT)
+        return manifest_unknown(q);
+    if (rv != APR_SUCCESS)
+        return ocireg_store_failure(r, rv, "manifest read");
+    apr_table_setn(r->headers_out, "Docker-Content-Digest", digest);
+    apr_table_setn(r->headers_out, "ETag",
+                   apr_pstrcat(r->pool, "\"", digest, "\"", NULL));
+    ap_set_content_type(r, media_type);
+    ap_set_content_length(r, (apr_off_t)len);
+    if (ap_meets_conditions(r) == HTTP_NOT_MODIFIED) {
+        r->status = HTTP_NOT_MODIFIED;
+        return OK;
+    }
+    return ocireg_respond(r, HTTP_OK, media_type, data, len);
+}
+
+/* Every blob and child manifest must already be in this repository. */
+static int check_references(ocireg_req *q, const ocireg_manifest_info *info)
+{
+    request_rec *r = q->r;
+    ocireg_store *st = q->store;
+    apr_array_header_t *missing =
+        apr_array_make(r->pool, 4, sizeof(ocireg_error));
+    int i;
+
+    for (i = 0; i < info->refs->nelts; i++) {
+        const ocireg_manifest_ref *ref =
+            &APR_ARRAY_IDX(info->refs, i, ocireg_manifest_ref);
+        apr_status_t rv =
+            ref->must_exist_as_manifest
+                ? st->ops->manifest_linked(st, r->pool, q->route.name,
+                                           ref->digest, NULL)
+                : st->ops->blob_linked(st, r->pool, q->route.name,
+                                       ref->digest);
+        if (rv == APR_ENOENT) {
+            ocireg_error *e = apr_array_push(missing);
+            e->code = OCIREG_E_MANIFEST_BLOB_UNKNOWN;
+            e->message = ref->must_exist_as_manifest
+                             ? "manifest unknown to this repository"
+                             : "blob unknown to this repository";
+            e->detail_json =
+                apr_psprintf(r->pool, "{\"digest\":\"%s\"}", ref->digest);
+        }
+        else if (rv != APR_SUCCESS) {
+            return ocireg_store_failure(r, rv, "reference lookup");
+        }
+    }
+    if (missing->nelts)
+        return ocireg_respond_error_body(
+            r, HTTP_BAD_REQUEST,
+            ocireg_error_body(r->pool, (ocireg_error *)missing->elts,
+                              missing->nelts));
+    return DECLINED;
+}
+
+static int put_manifest(ocireg_req *q, int is_tag)
+{
+    request_rec *r = q->r;
+    ocireg_store *st = q->store;
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    const char *digest, *msg = NULL;
+    ocireg_manifest_info info;
+    ocireg_error_code code;
+    apr_off_t length;
+    apr_size_t len;
+    apr_status_t rv;
+    char *body;
+    int status;
+
+    if (cl && ocireg_off_parse(cl, &length) && length > OCIREG_MANIFEST_MAX)
+        return ocireg_respond_error(r, HTTP_REQUEST_ENTITY_TOO_LARGE,
+                            OCIREG_E_SIZE_INVALID,
+                            "manifests are limited to 4 MiB", NULL);
+    rv = ocireg_body_read_small(r, OCIREG_MANIFEST_MAX, &body, &len, &status);
+    if (rv != APR_SUCCESS) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+        if (status == HTTP_REQUEST_ENTITY_TOO_LARGE)
+            return ocireg_respond_error(r, status, OCIREG_E_SIZE_INVALID,
+                                "manifests are limited to 4 MiB", NULL);
+        return ocireg_respond_error(r, status, OCIREG_E_MANIFEST_INVALID,
+                            "the manifest could not be read", NULL);
+    }
+    digest = ocireg_sha256_digest(r->pool, body, len);
+    if (!is_tag && strcmp(digest, q->route.arg) != 0)
+        return ocireg_respond_error(r, HTTP_BAD_REQUEST, OCIREG_E_DIGEST_INVALID,
+                            "the manifest does not match the digest",
+                            apr_psprintf(r->pool, "expected %s, got %s",
+                                         q->route.arg, digest));
+    code = ocireg_manifest_analyze(r->pool, body, len,
+                                   apr_table_get(r->headers_in,
+                                                 "Content-Type"),
+                                   digest, &info, &msg);
+    if (code != OCIREG_E_NONE)
+        return ocireg_respond_error(r, HTTP_BAD_REQUEST, code, msg, NULL);
+    if ((status = check_references(q, &info)) != DECLINED)
+        return status;
+
+    /* Content first, then the links that make it reachable, the tag
+     * last: a crash in between leaves nothing half-visible. */
+    rv = st->ops->blob_put(st, r->pool, digest, body, len);
+    if (rv == APR_SUCCESS)
+        rv = st->ops->manifest_link(st, r->pool, q->route.name, digest,
+                                    info.media_type);
+    if (rv == APR_SUCCESS && info.subject)
+        rv = st->ops->referrer_add(st, r->pool, q->route.name, info.subject,
+                                   digest, info.referrer_descriptor);
+    if (rv == APR_SUCCESS && is_tag)
+        rv = st->ops->tag_set(st, r->pool, q->route.name, q->route.arg,
+                              digest);
+    if (rv != APR_SUCCESS)
+        return ocireg_store_failure(r, rv, "storing the manifest");
+
+    apr_table_setn(r->headers_out, "Location",
+                   apr_pstrcat(r->pool, "/v2/", q->route.name, "/manifests/",
+                               digest, NULL));
+    apr_table_setn(r->headers_out, "Docker-Content-Digest", digest);
+    if (info.subject)
+        apr_table_setn(r->headers_out, "OCI-Subject", info.subject);
+    return ocireg_respond(r, HTTP_CREATED, NULL, NULL, 0);
+}
+
+static int delete_manifest(ocireg_req *q, int is_tag)
+{
+    request_rec *r = q->r;
+    ocireg_store *st = q->store;
+    const char *digest, *media_type, *msg;
+    apr_array_header_t *tags;
+    ocireg_manifest_info info;
+    apr_size_t len;
+    apr_status_t rv;
+    char *body;
+    int i, status;
+
+    if (!q->deletes)
+        return ocireg_respond_error(r, HTTP_METHOD_NOT_ALLOWED, OCIREG_E_UNSUPPORTED,
+                            "deletes are disabled on this registry", NULL);
+    if ((status = resolve(q, is_tag, &digest, &media_type)) != DECLINED)
+        return status;
+    if (is_tag) {
+        rv = st->ops->tag_delete(st, r->pool, q->route.name, q->route.arg);
+        if (rv != APR_SUCCESS && rv != APR_ENOENT)
+            return ocireg_store_failure(r, rv, "tag delete");
+        return ocireg_respond(r, HTTP_ACCEPTED, NULL, NULL, 0);
+    }
+
+    /* Tags pointing at it go with it, then its referrer entry. */
+    if (st->ops->tag_list(st, r->pool, q->route.name, &tags) == APR_SUCCESS) {
+        for (i = 0; i < tags->nelts; i++) {
+            const char *tag = APR_ARRAY_IDX(tags, i, const char *), *d;
+            if (st->ops->tag_get(st, r->pool, q->route.name, tag, &d)
+                    == APR_SUCCESS
+                && strcmp(d, digest) == 0)
+                st->ops->tag_delete(st, r->pool, q->route.name, tag);
+        }
+    }
+    if (st->ops->blob_read_all(st, r->pool, digest, OCIREG_MANIFEST_MAX,
+                               &body, &len) == APR_SUCCESS
+        && ocireg_manifest_analyze(r->pool, body, len, media_type, digest,
+                                   &info, &msg) == OCIREG_E_NONE
+        && info.subject)
+        st->ops->referrer_remove(st, r->pool, q->route.name, info.subject,
+                                 digest);
+    rv = st->ops->manifest_unlink(st, r->pool, q->route.name, digest);
+    if (rv == APR_ENOENT)
+        return manifest_unknown(q);
+    if (rv != APR_SUCCESS)
+        return ocireg_store_failure(r, rv, "manifest delete");
+    return ocireg_respond(r, HTTP_ACCEPTED, NULL, NULL, 0);
+}
+
+int ocireg_handle_manifest(ocireg_req *q)
+{
+    const char *ref = q->route.arg;
+    int kind = ocireg_reference_kind(ref);
+
+    if (kind == 0) {
+        if (strchr(ref, ':'))
+            return ocireg_respond_error(q->r, HTTP_BAD_REQUEST,
+                                ocireg_digest_parse(ref) == OCIREG_DIGEST_BAD
+                                    ? OCIREG_E_DIGEST_INVALID
+                                    : OCIREG_E_UNSUPPORTED,
+                                ocireg_digest_parse(ref) == OCIREG_DIGEST_BAD
+                                    ? NULL
+                                    : "only sha256 digests are supported",
+                                ref);
+        return ocireg_respond_error(q->r, HTTP_BAD_REQUEST, OCIREG_E_TAG_INVALID,
+                            "invalid tag", ref);
+    }
+    switch (q->r->method_number) {
+    case M_PUT:
+        return put_manifest(q, kind == 1);
+    case M_DELETE:
+        return delete_manifest(q, kind == 1);
+    default:
+        return get_manifest(q, kind == 1);
+    }
+}
