@@ -48,6 +48,8 @@ int ocireg_respond_error(request_rec *r, int status, ocireg_error_code code,
 int ocireg_respond_error_body(request_rec *r, int status, const char *body);
 int ocireg_respond(request_rec *r, int status, const char *content_type,
                 const char *body, apr_size_t len);
+/* 405 UNSUPPORTED for a DELETE while OCIRegDeletes is Off. */
+int ocireg_respond_deletes_off(ocireg_req *q);
 /* A storage failure: logged with its cause, answered 500. */
 int ocireg_store_failure(request_rec *r, apr_status_t rv, const char *what);
 

@@ -402,6 +402,10 @@ static apr_status_t error_json_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         const char *body = ocireg_error_body1(
             r->pool, ocireg_error_for_status(r->status), NULL, NULL);
         f->ctx = f;
+        /* Some error paths (the byterange filter's 416) drop the headers
+         * set earlier; this one runs on all of them. */
+        apr_table_setn(r->headers_out, "Docker-Distribution-API-Version",
+                       OCIREG_API_VERSION);
         ap_set_content_type(r, "application/json");
         apr_table_unset(r->headers_out, "Content-Length");
         APR_BRIGADE_INSERT_HEAD(bb,

@@ -60,12 +60,6 @@ static int upload_unknown(ocireg_req *q)
                         NULL, q->route.arg);
 }
 
-static int deletes_refused(ocireg_req *q)
-{
-    return ocireg_respond_error(q->r, HTTP_METHOD_NOT_ALLOWED, OCIREG_E_UNSUPPORTED,
-                        "deletes are disabled on this registry", NULL);
-}
-
 /* The digest query parameter of a closing PUT or monolithic POST. */
 static int digest_arg(ocireg_req *q, const char **digest)
 {
@@ -94,7 +88,7 @@ int ocireg_handle_blob(ocireg_req *q)
         return ocireg_respond_error(r, HTTP_BAD_REQUEST, OCIREG_E_DIGEST_INVALID, NULL,
                             digest);
     if (r->method_number == M_DELETE && !q->deletes)
-        return deletes_refused(q);
+        return ocireg_respond_deletes_off(q);
     if (kind != OCIREG_DIGEST_SHA256)
         return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN, NULL,
                             digest);
@@ -332,7 +326,7 @@ int ocireg_handle_upload(ocireg_req *q)
     if (!ocireg_uuid_valid(uuid))
         return upload_unknown(q);
     if (m == M_DELETE && !q->deletes)
-        return deletes_refused(q);
+        return ocireg_respond_deletes_off(q);
     if (m == M_PUT && (status = digest_arg(q, &digest)) != DECLINED)
         return status;
 

@@ -43,6 +43,20 @@ int ocireg_respond_error(request_rec *r, int status, ocireg_error_code code,
         r, status, ocireg_error_body1(r->pool, code, message, detail));
 }
 
+int ocireg_respond_deletes_off(ocireg_req *q)
+{
+    /* Every route that takes DELETE lists it last. */
+    const char *allow = ocireg_route_allow(q->route.kind);
+    const char *cut = strstr(allow, ", DELETE");
+    apr_table_setn(q->r->headers_out, "Allow",
+                   cut ? apr_pstrmemdup(q->r->pool, allow,
+                                        (apr_size_t)(cut - allow))
+                       : allow);
+    return ocireg_respond_error(q->r, HTTP_METHOD_NOT_ALLOWED,
+                                OCIREG_E_UNSUPPORTED,
+                                "deletes are disabled on this registry", NULL);
+}
+
 int ocireg_store_failure(request_rec *r, apr_status_t rv, const char *what)
 {
     ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,

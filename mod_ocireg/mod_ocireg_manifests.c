@@ -189,8 +189,7 @@ static int delete_manifest(ocireg_req *q, int is_tag)
     int i, status;
 
     if (!q->deletes)
-        return ocireg_respond_error(r, HTTP_METHOD_NOT_ALLOWED, OCIREG_E_UNSUPPORTED,
-                            "deletes are disabled on this registry", NULL);
+        return ocireg_respond_deletes_off(q);
     if ((status = resolve(q, is_tag, &digest, &media_type)) != DECLINED)
         return status;
     if (is_tag) {

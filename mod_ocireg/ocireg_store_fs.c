@@ -23,7 +23,13 @@ typedef struct {
 struct ocireg_upload_writer {
     int fd;
     const char *path;
+    apr_off_t pos;          /* file offset of the next write */
+    apr_off_t flushed;      /* writeback started up to here */
 };
+
+/* Writeback is started every this many bytes, so the fsync before the 202
+ * waits for the last stretch only, not for the whole body. */
+#define WRITEBACK_STEP (8 * 1024 * 1024)
 
 #define FS(s) ((fs_store *)(s)->impl)
 
@@ -497,6 +503,7 @@ static apr_status_t fs_upload_open(ocireg_store *s, apr_pool_t *p,
     if (ftruncate(wr->fd, offset) != 0
         || lseek(wr->fd, offset, SEEK_SET) != offset)
         return APR_FROM_OS_ERROR(errno);
+    wr->pos = wr->flushed = offset;
     *w = wr;
     return APR_SUCCESS;
 }
@@ -504,7 +511,17 @@ static apr_status_t fs_upload_open(ocireg_store *s, apr_pool_t *p,
 static apr_status_t fs_upload_write(ocireg_upload_writer *w, const char *buf,
                                     apr_size_t len)
 {
-    return write_all(w->fd, buf, len);
+    apr_status_t rv = write_all(w->fd, buf, len);
+    if (rv != APR_SUCCESS)
+        return rv;
+    w->pos += (apr_off_t)len;
+    if (w->pos - w->flushed >= WRITEBACK_STEP) {
+        /* A hint: failure only means the final fsync does all the work. */
+        (void)sync_file_range(w->fd, w->flushed, w->pos - w->flushed,
+                              SYNC_FILE_RANGE_WRITE);
+        w->flushed = w->pos;
+    }
+    return APR_SUCCESS;
 }
 
 static apr_status_t fs_upload_close(ocireg_upload_writer *w,

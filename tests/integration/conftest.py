@@ -1,0 +1,168 @@
+"""pytest fixtures: real httpd instances running mod_ocireg.
+
+Instances are session-scoped and started lazily: the default one (`server`)
+and variants with OCIRegDeletes Off, OCIRegUploadSlots 2 and Basic auth.
+After every test, the error logs of all running instances are scanned for
+lines written during the test at level error or worse; such a line fails the
+test unless it matches a regex given with @pytest.mark.allow_errors(...).
+
+Environment:
+  OCIREG_MODULE      module to load (default build/mod_ocireg.so)
+  OCIREG_KEEP_TMP=1  keep the instances' directories (paths are printed)
+  OCIREG_NO_MODULE=1 start httpd without the module (harness self-test)
+"""
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from httpd_harness import (HttpdInstance, HttpdError, bad_log_lines,  # noqa: E402
+                           make_base_dir, htpasswd_file, module_path)
+from ocireg_client import Registry  # noqa: E402
+
+AUTH_USER = "tester"
+AUTH_PASSWORD = "s3cret-Passw0rd"
+
+_RUNNING = []
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "allow_errors(*regexes): error-log lines matching any of "
+        "these regexes do not fail the test")
+    config.addinivalue_line("markers", "skopeo: needs the skopeo binary")
+
+
+@pytest.fixture(scope="session")
+def base_dir():
+    d = make_base_dir()
+    yield d
+    if os.environ.get("OCIREG_KEEP_TMP"):
+        print(f"\nkept test directory {d}")
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def httpd_factory(base_dir):
+    """start(name, **options) -> a running HttpdInstance; all are stopped at
+    the end of the session."""
+    started = []
+
+    def start(name, **kw):
+        if os.environ.get("OCIREG_NO_MODULE"):
+            kw["with_module"] = False
+        elif not module_path().exists():
+            pytest.fail(f"{module_path()} does not exist; run `make build` first",
+                        pytrace=False)
+        inst = HttpdInstance(name, base_dir, **kw)
+        try:
+            inst.start()
+        except HttpdError as e:
+            pytest.fail(str(e), pytrace=False)
+        started.append(inst)
+        _RUNNING.append(inst)
+        startup = bad_log_lines(inst.error_log_since(0))
+        if startup:
+            pytest.fail(f"httpd {name} logged errors at startup:\n" + "\n".join(startup),
+                        pytrace=False)
+        inst.checked_offset = inst.error_log_size()
+        return inst
+
+    yield start
+    problems = []
+    for inst in started:
+        offset = getattr(inst, "checked_offset", 0)
+        inst.stop()
+        _RUNNING.remove(inst)
+        # Shutdown must be clean too (crashes, errors while stopping).
+        bad = bad_log_lines(inst.error_log_since(offset))
+        if bad:
+            problems.append(f"httpd {inst.name}:\n" + "\n".join(bad))
+    if problems:
+        pytest.fail("error-log lines after the last test / at shutdown:\n"
+                    + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def server(httpd_factory):
+    return httpd_factory("main")
+
+
+@pytest.fixture(scope="session")
+def reg(server):
+    r = Registry(server.base_url)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="session")
+def server_nodelete(httpd_factory):
+    return httpd_factory("nodelete", deletes="Off")
+
+
+@pytest.fixture(scope="session")
+def server_slots2(httpd_factory):
+    return httpd_factory("slots2", upload_slots=2)
+
+
+@pytest.fixture(scope="session")
+def server_auth(httpd_factory, base_dir):
+    pw = htpasswd_file(Path(base_dir) / "htpasswd", AUTH_USER, AUTH_PASSWORD)
+    auth = "\n".join([
+        "AuthType Basic",
+        'AuthName "ocireg test"',
+        f'AuthUserFile "{pw}"',
+        "Require valid-user",
+    ])
+    inst = httpd_factory("auth", location_auth=auth)
+    inst.user = AUTH_USER
+    inst.password = AUTH_PASSWORD
+    return inst
+
+
+_counter = [0]
+
+
+@pytest.fixture
+def repo(request):
+    """A repository name unique to the test."""
+    _counter[0] += 1
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+    base = base[:60].strip("-") or "t"
+    return f"it/{base}-{_counter[0]}"
+
+
+@pytest.fixture(autouse=True)
+def _error_log_guard(request):
+    for inst in _RUNNING:
+        inst.checked_offset = inst.error_log_size()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call" or not report.passed:
+        return
+    allowed = []
+    for m in item.iter_markers("allow_errors"):
+        allowed.extend(m.args)
+    found = []
+    for inst in list(_RUNNING):
+        offset = getattr(inst, "checked_offset", 0)
+        lines, inst.checked_offset = inst.read_error_log(offset)
+        bad = bad_log_lines(lines, allowed)
+        if bad:
+            found.append(f"[{inst.name}] " + "\n".join(bad))
+    if found:
+        report.outcome = "failed"
+        report.longrepr = ("unexpected error-log lines during the test:\n"
+                           + "\n".join(found))

@@ -1,0 +1,300 @@
+"""Start and stop real httpd instances for the integration tests.
+
+Modelled on httpd's test/pyhttpd: every instance gets its own directory with
+its generated configuration, logs, pid file, mutexes, storage and document
+root; it listens on 127.0.0.1 on a free port; it is started as
+``/usr/sbin/apache2 -f <conf> -DFOREGROUND`` and stopped by SIGTERM to the
+PID we started.
+"""
+
+import http.client
+import os
+import pwd
+import grp
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONF_TEMPLATE = REPO_ROOT / "conf" / "test-httpd.conf.in"
+APACHE2 = "/usr/sbin/apache2"
+RUN_USER = "www-data"
+RUN_GROUP = "www-data"
+
+INDEX_HTML = b"<html><body><h1>static content next to the registry</h1></body></html>\n"
+
+# "[Fri Nov 28 03:30:00.123456 2025] [core:error] [pid 12:tid 34] ..."
+_LOG_LEVEL_RE = re.compile(r"^\[[^\]]*\] \[([^:\]]*):([a-z0-9]+)\]")
+BAD_LEVELS = {"error", "crit", "alert", "emerg"}
+# Lines that always mean trouble, whatever their level (a child crashing is
+# reported by the parent at notice level).
+ALWAYS_BAD = [re.compile(r"AH00052"), re.compile(r"exit signal"),
+              re.compile(r"seg ?fault", re.I)]
+
+
+def module_path():
+    """The module under test: $OCIREG_MODULE or build/mod_ocireg.so."""
+    env = os.environ.get("OCIREG_MODULE")
+    if env:
+        return Path(env).resolve()
+    return REPO_ROOT / "build" / "mod_ocireg.so"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bad_log_lines(lines, allowed=()):
+    """Lines at error level or worse (or crash notices) not matching any of
+    the allowed regexes."""
+    bad = []
+    for line in lines:
+        m = _LOG_LEVEL_RE.match(line)
+        is_bad = bool(m and m.group(2) in BAD_LEVELS)
+        if not is_bad and any(p.search(line) for p in ALWAYS_BAD):
+            is_bad = True
+        if is_bad and not any(re.search(a, line) for a in allowed):
+            bad.append(line)
+    return bad
+
+
+class HttpdError(Exception):
+    pass
+
+
+class HttpdInstance:
+    """One httpd process with its own configuration and directory."""
+
+    def __init__(self, name, base_dir, *, with_module=True, deletes="On",
+                 upload_slots=256, location_auth="Require all granted",
+                 location_extra="", global_extra=""):
+        self.name = name
+        self.dir = Path(base_dir) / name
+        self.with_module = with_module
+        self.deletes = deletes
+        self.upload_slots = upload_slots
+        self.location_auth = location_auth
+        self.location_extra = location_extra
+        self.global_extra = global_extra
+        self.port = None
+        self.proc = None
+        self.log_dir = self.dir / "logs"
+        self.run_dir = self.dir / "run"
+        self.mutex_dir = self.dir / "mutex"
+        self.data_dir = self.dir / "data"
+        self.doc_root = self.dir / "htdocs"
+        self.conf_path = self.dir / "httpd.conf"
+        self.error_log = self.log_dir / "error_log"
+        self.access_log = self.log_dir / "access_log"
+
+    # -- setup -----------------------------------------------------------
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def hostport(self):
+        return f"127.0.0.1:{self.port}"
+
+    def _prepare_dirs(self):
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        for d in (self.dir, self.log_dir, self.run_dir, self.mutex_dir,
+                  self.data_dir, self.doc_root):
+            d.mkdir(parents=True)
+            d.chmod(0o755)
+        (self.doc_root / "index.html").write_bytes(INDEX_HTML)
+        (self.doc_root / "index.html").chmod(0o644)
+        if os.geteuid() == 0:
+            uid = pwd.getpwnam(RUN_USER).pw_uid
+            gid = grp.getgrnam(RUN_GROUP).gr_gid
+            # The children (www-data) write the storage and may reopen the
+            # mutex files; the parent (root) writes logs and the pid file.
+            for d in (self.data_dir, self.mutex_dir, self.run_dir):
+                os.chown(d, uid, gid)
+
+    def render_conf(self):
+        text = CONF_TEMPLATE.read_text()
+        if self.with_module:
+            mod = module_path()
+            load = f'LoadModule ocireg_module "{mod}"'
+        else:
+            load = "# mod_ocireg not loaded (harness self-test)"
+        if os.geteuid() == 0:
+            user_group = f"User {RUN_USER}\nGroup {RUN_GROUP}"
+        else:
+            user_group = "# not root: children keep our uid"
+        values = {
+            "SERVER_ROOT": str(self.dir),
+            "PORT": str(self.port),
+            "RUN_DIR": str(self.run_dir),
+            "MUTEX_DIR": str(self.mutex_dir),
+            "LOG_DIR": str(self.log_dir),
+            "DATA_DIR": str(self.data_dir),
+            "DOC_ROOT": str(self.doc_root),
+            "UPLOAD_SLOTS": str(self.upload_slots),
+            "DELETES": self.deletes,
+            "LOAD_OCIREG": load,
+            "USER_GROUP": user_group,
+            "LOCATION_AUTH": self.location_auth,
+            "LOCATION_EXTRA": self.location_extra,
+            "GLOBAL_EXTRA": self.global_extra,
+        }
+        for k, v in values.items():
+            text = text.replace(f"@{k}@", v)
+        left = re.findall(r"@[A-Z_]+@", text)
+        if left:
+            raise HttpdError(f"unfilled placeholders in {CONF_TEMPLATE}: {left}")
+        return text
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self, timeout=20.0):
+        if self.with_module and not module_path().exists():
+            raise HttpdError(f"{module_path()} does not exist; run `make build` first")
+        self._prepare_dirs()
+        last_err = None
+        for _attempt in range(3):
+            self.port = free_port()
+            self.conf_path.write_text(self.render_conf())
+            self._error_offset = 0
+            env = dict(os.environ, LANG="C")
+            self._stdout = open(self.dir / "stdout", "ab")
+            self.proc = subprocess.Popen(
+                [APACHE2, "-f", str(self.conf_path), "-DFOREGROUND"],
+                stdout=self._stdout, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env, cwd=str(self.dir))
+            try:
+                self._wait_ready(timeout)
+                return self
+            except HttpdError as e:
+                last_err = e
+                self.stop()
+                # Another process may have taken our port between probing and
+                # binding; try again on a fresh one.
+                if "Address already in use" not in self.startup_output():
+                    break
+        raise last_err
+
+    def startup_output(self):
+        out = ""
+        for p in (self.dir / "stdout", self.error_log):
+            try:
+                out += p.read_text(errors="replace")
+            except OSError:
+                pass
+        return out
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise HttpdError(
+                    f"httpd {self.name} exited with {self.proc.returncode}:\n"
+                    + self.startup_output()[-4000:])
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/v2/")
+                resp = conn.getresponse()
+                resp.read()
+                conn.close()
+                return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise HttpdError(f"httpd {self.name} did not answer within {timeout}s:\n"
+                                 + self.startup_output()[-4000:])
+            # Poll the condition, not a fixed delay.
+            time.sleep(0.05)
+
+    def stop(self, timeout=20.0):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+        try:
+            self._stdout.close()
+        except Exception:
+            pass
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- logs --------------------------------------------------------------
+    def error_log_size(self):
+        try:
+            return self.error_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def read_error_log(self, offset):
+        """(lines written after offset, offset of the end of what was read);
+        a trailing partial line is left for the next read."""
+        try:
+            with open(self.error_log, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return [], offset
+        cut = data.rfind(b"\n") + 1
+        data = data[:cut]
+        return data.decode("utf-8", "replace").splitlines(), offset + cut
+
+    def error_log_since(self, offset):
+        return self.read_error_log(offset)[0]
+
+    def access_log_lines(self):
+        try:
+            return self.access_log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+
+    def wait_access_log(self, predicate, count, timeout=10.0):
+        """Polls the access log until `count` lines satisfy predicate; returns
+        the matching lines (access log lines are written after the response
+        has gone out, so they may lag the client a little)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [l for l in self.access_log_lines() if predicate(l)]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
+
+def make_base_dir():
+    """A tmp dir the children (www-data) can traverse."""
+    d = Path(tempfile.mkdtemp(prefix="ocireg-it-"))
+    d.chmod(0o755)
+    return d
+
+
+def htpasswd_file(path, user, password):
+    """Writes an htpasswd file, with htpasswd(1) when available, else in the
+    {SHA} format that mod_authn_file understands."""
+    htpasswd = shutil.which("htpasswd")
+    if htpasswd:
+        subprocess.run([htpasswd, "-bc", str(path), user, password], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        import base64
+        import hashlib
+        h = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+        Path(path).write_text(f"{user}:{{SHA}}{h}\n")
+    os.chmod(path, 0o644)
+    return path
