@@ -168,7 +168,10 @@ static apr_status_t hand_store_to_user(apr_pool_t *p, const char *root)
     return APR_SUCCESS;
 }
 
-static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
+/* With check_only, runs from check_config, which `apachectl -t` runs too,
+ * and touches nothing on disk. */
+static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
+                       int check_only)
 {
     for (; s; s = s->next) {
         ocireg_server_conf *sc =
@@ -176,7 +179,7 @@ static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
         apr_status_t rv;
         if (!sc->storage_driver) {
             if (sc->registry_used) {
-                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
                              "OCIREG00001: OCIRegistry On in %s:%u, but no "
                              "OCIRegStorage is set for that server",
                              s->server_hostname, s->port);
@@ -184,6 +187,8 @@ static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
             }
             continue;
         }
+        if (check_only)
+            continue;
         rv = ocireg_store_fs_create(pconf, sc->storage_arg, &sc->store);
         if (rv == APR_SUCCESS)
             rv = hand_store_to_user(ptemp, sc->storage_arg);
@@ -210,7 +215,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
         return OK;
 
-    status = open_stores(pconf, ptemp, s);
+    status = open_stores(pconf, ptemp, s, 0);
     if (status != OK)
         return status;
 
@@ -237,6 +242,13 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
                  " bytes) ready",
                  upload_slots, size);
     return OK;
+}
+
+static int check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                        apr_pool_t *ptemp, server_rec *s)
+{
+    (void)plog;
+    return open_stores(pconf, ptemp, s, 1);
 }
 
 static void child_init(apr_pool_t *p, server_rec *s)
@@ -429,6 +441,7 @@ static void register_hooks(apr_pool_t *p)
 {
     (void)p;
     ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_read_request(post_read_request, NULL, NULL,
