@@ -27,6 +27,14 @@
  * the parent after the configuration dry run; each child re-opens the
  * mutex and attaches its own handle. */
 static int upload_slots = DEFAULT_UPLOAD_SLOTS;
+
+#define TABLE_KEY "ocireg-upload-table"
+typedef struct {
+    apr_shm_t *shm;
+    apr_global_mutex_t *mutex;
+    int slots;
+} persistent_table;
+
 static apr_shm_t *upload_shm;
 static apr_global_mutex_t *upload_mutex;
 static ocireg_uploads *uploads;
@@ -219,28 +227,52 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (status != OK)
         return status;
 
-    rv = ap_global_mutex_create(&upload_mutex, NULL, OCIREG_MUTEX_TYPE, NULL,
-                                s, pconf, 0);
-    if (rv != APR_SUCCESS)
-        return HTTP_INTERNAL_SERVER_ERROR; /* already logged */
-
-    /* Anonymous shared memory: inherited by the children at fork, gone
-     * with pconf on restart. */
-    rv = apr_shm_create(&upload_shm, size, NULL, pconf);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
-                     "OCIREG00003: cannot create %" APR_SIZE_T_FMT
-                     " bytes of shared memory for %d upload slots",
-                     size, upload_slots);
-        return HTTP_INTERNAL_SERVER_ERROR;
+    /* The table and its mutex outlive restarts: they hang off the
+     * process pool, so uploads in flight carry on across `-k graceful`
+     * and `-k restart`, with old and new children sharing one lock. Only a
+     * new OCIRegUploadSlots value makes a new (empty) table. */
+    {
+        persistent_table *pt = NULL;
+        apr_pool_t *keep = s->process->pool;
+        apr_pool_userdata_get((void **)&pt, TABLE_KEY, keep);
+        if (pt && pt->slots != upload_slots) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                         "OCIREG00007: OCIRegUploadSlots changed from %d to "
+                         "%d: upload sessions in progress are dropped",
+                         pt->slots, upload_slots);
+            apr_shm_destroy(pt->shm);
+            apr_global_mutex_destroy(pt->mutex);
+            pt = NULL;
+        }
+        if (!pt) {
+            pt = apr_pcalloc(keep, sizeof(*pt));
+            rv = ap_global_mutex_create(&pt->mutex, NULL, OCIREG_MUTEX_TYPE,
+                                        NULL, s, keep, 0);
+            if (rv != APR_SUCCESS)
+                return HTTP_INTERNAL_SERVER_ERROR; /* already logged */
+            /* Anonymous: inherited by the children at fork. */
+            rv = apr_shm_create(&pt->shm, size, NULL, keep);
+            if (rv != APR_SUCCESS) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                             "OCIREG00003: cannot create %" APR_SIZE_T_FMT
+                             " bytes of shared memory for %d upload slots",
+                             size, upload_slots);
+                apr_global_mutex_destroy(pt->mutex);
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            pt->slots = upload_slots;
+            ocireg_uploads_format(apr_shm_baseaddr_get(pt->shm), upload_slots);
+            apr_pool_userdata_set(pt, TABLE_KEY, apr_pool_cleanup_null, keep);
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                         "OCIREG00004: upload table of %d slots (%"
+                         APR_SIZE_T_FMT " bytes) ready",
+                         upload_slots, size);
+        }
+        upload_shm = pt->shm;
+        upload_mutex = pt->mutex;
     }
-    ocireg_uploads_format(apr_shm_baseaddr_get(upload_shm), upload_slots);
     uploads = ocireg_uploads_attach(pconf, apr_shm_baseaddr_get(upload_shm),
                                     upload_mutex);
-    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                 "OCIREG00004: upload table of %d slots (%" APR_SIZE_T_FMT
-                 " bytes) ready",
-                 upload_slots, size);
     return OK;
 }
 
@@ -299,10 +331,25 @@ static int enabled_for(request_rec *r)
     return dc->enabled == 1 && path_is_api(r->uri);
 }
 
-/* There is no file behind an API URL: skip the directory walk. */
+/* There is no file behind an API URL: claim it before the core maps it
+ * onto DocumentRoot, and skip the directory walk (as mod_proxy does). */
+static int translate_name(request_rec *r)
+{
+    ocireg_server_conf *sc =
+        ap_get_module_config(r->server->module_config, &ocireg_module);
+    if (!sc->registry_used || !path_is_api(r->uri))
+        return DECLINED;
+    r->filename = apr_pstrcat(r->pool, OCIREG_HANDLER ":", r->uri, NULL);
+    return OK;
+}
+
 static int map_to_storage(request_rec *r)
 {
-    return enabled_for(r) ? OK : DECLINED;
+    if (r->filename
+        && strncmp(r->filename, OCIREG_HANDLER ":",
+                   sizeof(OCIREG_HANDLER)) == 0)
+        return OK;
+    return DECLINED;
 }
 
 static int fixups(request_rec *r)
@@ -411,8 +458,11 @@ static apr_status_t error_json_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         b = next;
     }
     if (!f->ctx) {
+        /* "413 Request Entity Too Large" -> "Request Entity Too Large" */
+        const char *line = ap_get_status_line(r->status);
         const char *body = ocireg_error_body1(
-            r->pool, ocireg_error_for_status(r->status), NULL, NULL);
+            r->pool, ocireg_error_for_status(r->status),
+            line && strlen(line) > 4 ? line + 4 : NULL, NULL);
         f->ctx = f;
         /* Some error paths (the byterange filter's 416) drop the headers
          * set earlier; this one runs on all of them. */
@@ -446,6 +496,7 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_read_request(post_read_request, NULL, NULL,
                               APR_HOOK_MIDDLE);
+    ap_hook_translate_name(translate_name, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_map_to_storage(map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_fixups(fixups, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(handler, NULL, NULL, APR_HOOK_MIDDLE);

@@ -29,6 +29,9 @@ int ocireg_respond(request_rec *r, int status, const char *content_type,
 
 int ocireg_respond_error_body(request_rec *r, int status, const char *body)
 {
+    /* An input filter already answered (LimitRequestBody's 413). */
+    if (status == AP_FILTER_ERROR)
+        return AP_FILTER_ERROR;
     /* A refused request may still be sending a body we will not read;
      * don't read gigabytes to keep the connection. */
     if (ap_request_has_body(r) && !r->read_body)

@@ -230,17 +230,22 @@ int ocireg_handle_manifest(ocireg_req *q)
     int kind = ocireg_reference_kind(ref);
 
     if (kind == 0) {
-        if (strchr(ref, ':'))
+        if (!strchr(ref, ':'))
             return ocireg_respond_error(q->r, HTTP_BAD_REQUEST,
-                                ocireg_digest_parse(ref) == OCIREG_DIGEST_BAD
-                                    ? OCIREG_E_DIGEST_INVALID
-                                    : OCIREG_E_UNSUPPORTED,
-                                ocireg_digest_parse(ref) == OCIREG_DIGEST_BAD
-                                    ? NULL
-                                    : "only sha256 digests are supported",
-                                ref);
-        return ocireg_respond_error(q->r, HTTP_BAD_REQUEST, OCIREG_E_TAG_INVALID,
-                            "invalid tag", ref);
+                                        OCIREG_E_TAG_INVALID, "invalid tag",
+                                        ref);
+        if (ocireg_digest_parse(ref) == OCIREG_DIGEST_BAD)
+            return ocireg_respond_error(q->r, HTTP_BAD_REQUEST,
+                                        OCIREG_E_DIGEST_INVALID, NULL, ref);
+        /* Well-formed, but we address content by sha256 only: nothing
+         * can be stored under it, so it is simply not there. */
+        if (q->r->method_number == M_PUT)
+            return ocireg_respond_error(q->r, HTTP_BAD_REQUEST,
+                                        OCIREG_E_DIGEST_INVALID,
+                                        "only sha256 digests are supported",
+                                        ref);
+        return ocireg_respond_error(q->r, HTTP_NOT_FOUND,
+                                    OCIREG_E_MANIFEST_UNKNOWN, NULL, ref);
     }
     switch (q->r->method_number) {
     case M_PUT:

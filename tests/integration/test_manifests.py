@@ -316,3 +316,22 @@ def test_foreign_layers_need_not_exist(reg, repo):
     body = docker_manifest(cfg, layers + [foreign])
     reg.put_manifest(repo, "foreign", body, MT_DOCKER_MANIFEST)
     check_pull(reg, repo, "foreign", body, MT_DOCKER_MANIFEST)
+
+
+def test_manifest_by_unsupported_but_valid_digest_is_404(reg, repo):
+    # sha512 is a registered algorithm: a well-formed sha512 reference is a
+    # digest; a manifest not in the repository is 404 (spec: "If the manifest
+    # is not found in the repository, the response code MUST be 404").
+    import hashlib
+    reg.push_image(repo, "x")
+    ref = "sha512:" + hashlib.sha512(b"nothing").hexdigest()
+    assert_error(reg.get_manifest(repo, ref), 404, "MANIFEST_UNKNOWN")
+    assert reg.get_manifest(repo, ref, method="HEAD").status_code == 404
+
+
+def test_index_child_in_other_repo_unknown(reg, repo):
+    other = reg.push_image(repo + "-elsewhere", "x")
+    reg.push_image(repo, "here")
+    body = oci_index([other["descriptor"]])
+    r = reg.put_manifest(repo, "idx", body, MT_OCI_INDEX, expect=None)
+    assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")

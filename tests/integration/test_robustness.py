@@ -388,3 +388,84 @@ def test_vhost_stores_isolated(vhosts):
     finally:
         a.close()
         b.close()
+
+
+# -- odds and ends ---------------------------------------------------------------
+
+def test_referrers_filter_with_plus_in_artifact_type(reg, repo):
+    from urllib.parse import quote
+    reg.push_blob(repo, EMPTY_JSON)
+    img = reg.push_image(repo, "subject")
+    at = "application/vnd.example.sbom.v1+json"
+    body = artifact_manifest(at, img["descriptor"])
+    reg.put_manifest(repo, sha256(body), body, MT_OCI_MANIFEST)
+    other = artifact_manifest("application/vnd.example.other", img["descriptor"])
+    reg.put_manifest(repo, sha256(other), other, MT_OCI_MANIFEST)
+    r = reg.get(f"/v2/{repo}/referrers/{img['digest']}?artifactType={quote(at, safe='')}")
+    assert r.status_code == 200
+    assert [m["digest"] for m in r.json()["manifests"]] == [sha256(body)]
+    assert "artifactType" in r.headers.get("OCI-Filters-Applied", "")
+
+
+def test_manifest_referencing_deleted_blob(reg, repo):
+    img = reg.push_image(repo, "v1")
+    layer = img["layers"][0]["digest"]
+    assert reg.delete(f"/v2/{repo}/blobs/{layer}").status_code == 202
+    # The existing manifest is still served...
+    assert reg.get_manifest(repo, "v1").status_code == 200
+    # ...but a new push referencing the deleted blob is refused.
+    from ocireg_client import oci_manifest
+    body = oci_manifest(img["config"], img["layers"], annotations={"new": "1"})
+    r = reg.put_manifest(repo, "v2", body, MT_OCI_MANIFEST, expect=None)
+    assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
+
+
+def test_blob_conditional_get(reg, repo):
+    data = os.urandom(500)
+    d = reg.push_blob(repo, data)
+    r = reg.get(f"/v2/{repo}/blobs/{d}")
+    etag = r.headers.get("ETag")
+    if not etag:
+        pytest.skip("no ETag on blobs")
+    r = reg.get(f"/v2/{repo}/blobs/{d}", headers={"If-None-Match": etag})
+    assert r.status_code == 304
+    assert r.content == b""
+
+
+def test_manifest_head_sends_no_body(server, reg, repo):
+    img = reg.push_image(repo, "h")
+    with RawConnection(server.port) as c:
+        c.send_head("HEAD", f"/v2/{repo}/manifests/h", {"Accept": MT_OCI_MANIFEST})
+        r1 = c.read_response("HEAD")
+        c.send_head("GET", "/v2/")
+        r2 = c.read_response("GET")
+    assert r1.status == 200
+    assert r1.header("Content-Length") == str(len(img["manifest"]))
+    assert r1.header("Docker-Content-Digest") == img["digest"]
+    assert r2.status == 200
+
+
+def test_closing_put_with_wrong_range_start(reg, repo):
+    loc, _ = reg.start_upload(repo)
+    r = reg.patch(loc, data=b"a" * 10, headers={**OCTET, "Content-Range": "0-9"})
+    loc = reg.location(r)
+    r = reg.put(with_query(loc, digest=sha256(b"a" * 20)), data=b"a" * 10,
+                headers={**OCTET, "Content-Range": "20-29"})
+    assert_error(r, 416)
+    assert r.headers.get("Range") == "0-9"
+    r = reg.put(with_query(loc, digest=sha256(b"a" * 20)), data=b"a" * 10,
+                headers={**OCTET, "Content-Range": "10-19"})
+    assert r.status_code == 201, r.text
+
+
+def test_auth_mount_with_credentials(server_auth):
+    from conftest import AUTH_USER, AUTH_PASSWORD
+    c = Registry(server_auth.base_url, auth=(AUTH_USER, AUTH_PASSWORD))
+    try:
+        d = c.push_blob("it/auth/mount-src", b"mount me with credentials")
+        r = c.post(f"/v2/it/auth/mount-dst/blobs/uploads/?mount={d}&from=it/auth/mount-src",
+                   data=b"")
+        assert r.status_code == 201, r.text
+        assert c.get(f"/v2/it/auth/mount-dst/blobs/{d}").content == b"mount me with credentials"
+    finally:
+        c.close()
