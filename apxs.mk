@@ -8,10 +8,10 @@ CORE_SRC := $(sort $(wildcard mod_ocireg/ocireg_*.c))
 GLUE_SRC := $(sort $(wildcard mod_ocireg/mod_ocireg*.c))
 HEADERS := $(wildcard include/*.h)
 WARN := -std=gnu11 -Wall -Wextra -Werror
-LIBS := -ljansson -lcrypto
+LIBS := -ljansson -lcrypto -lcurl
 
-APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null)
-APR_LIBS := $(shell apr-1-config --link-ld --libs 2>/dev/null)
+APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null) $(shell apu-1-config --includes 2>/dev/null)
+APR_LIBS := $(shell apr-1-config --link-ld --libs 2>/dev/null) $(shell apu-1-config --link-ld 2>/dev/null)
 
 MODULE := $(BUILD)/mod_ocireg.so
 

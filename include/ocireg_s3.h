@@ -1,0 +1,126 @@
+/* A small S3 client for Cloudflare R2 and other S3-compatible stores:
+ * path-style URLs, our own SigV4 (ocireg_sigv4.h), UNSIGNED-PAYLOAD bodies
+ * and an empty Expect header (R2 never sends 100 Continue). libcurl does
+ * the HTTP; its handles are pooled per process so connections are reused
+ * across requests and threads. */
+#ifndef OCIREG_S3_H
+#define OCIREG_S3_H
+
+#include <apr.h>
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_errno.h>
+
+/* The backend could not be reached, timed out or answered 5xx: worth a
+ * retry later (clients get 503). */
+#define OCIREG_S3_EUNAVAILABLE (APR_OS_START_USERERR + 701)
+/* The backend refused the request (credentials, signature, bucket): a
+ * configuration problem (clients get 500, the log names the cause). */
+#define OCIREG_S3_EREFUSED (APR_OS_START_USERERR + 702)
+
+typedef struct {
+    const char *endpoint;        /* scheme://host[:port], no path */
+    const char *bucket;
+    const char *region;          /* "auto" for R2 */
+    const char *access_key;
+    const char *secret_key;
+    long connect_timeout_ms;
+    long timeout_ms;             /* whole request, or stall of a stream */
+    int retries;                 /* extra attempts of idempotent requests */
+    const char *ca_file;         /* NULL: the system's */
+} ocireg_s3_config;
+
+typedef struct ocireg_s3 ocireg_s3;
+
+/* Outcome of one request. */
+typedef struct {
+    long status;                 /* HTTP status, 0 when none came */
+    const char *code;            /* S3 error <Code>, or a transport error */
+    const char *message;
+    const char *etag;
+    apr_off_t content_length;
+    apr_table_t *meta;           /* x-amz-meta-* (names without prefix) */
+    char *body;                  /* collected response body (small) */
+    apr_size_t body_len;
+} ocireg_s3_result;
+
+/* A body source for uploads: fills buf, returns bytes written (0 at end)
+ * or -1 on failure. */
+typedef apr_ssize_t (*ocireg_s3_reader)(void *ctx, char *buf, apr_size_t n);
+/* A body sink for downloads. */
+typedef apr_status_t (*ocireg_s3_sink)(void *ctx, const char *buf,
+                                       apr_size_t n);
+
+apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
+                              ocireg_s3 **out);
+
+/* Object operations. Missing objects give APR_ENOENT. */
+apr_status_t ocireg_s3_put(ocireg_s3 *s3, apr_pool_t *p, const char *key,
+                           const char *data, apr_size_t len,
+                           const apr_table_t *meta, int if_none_match,
+                           ocireg_s3_result *res);
+apr_status_t ocireg_s3_put_stream(ocireg_s3 *s3, apr_pool_t *p,
+                                  const char *key, const char *query,
+                                  apr_off_t len, ocireg_s3_reader read,
+                                  void *ctx, ocireg_s3_result *res);
+apr_status_t ocireg_s3_head(ocireg_s3 *s3, apr_pool_t *p, const char *key,
+                            ocireg_s3_result *res);
+/* GET of a whole small object (at most max bytes) into res->body. */
+apr_status_t ocireg_s3_get_small(ocireg_s3 *s3, apr_pool_t *p,
+                                 const char *key, apr_size_t max,
+                                 ocireg_s3_result *res);
+/* GET of bytes [offset, offset+len) streamed into sink; len < 0 for all. */
+apr_status_t ocireg_s3_get_stream(ocireg_s3 *s3, apr_pool_t *p,
+                                  const char *key, apr_off_t offset,
+                                  apr_off_t len, ocireg_s3_sink sink,
+                                  void *ctx, ocireg_s3_result *res);
+apr_status_t ocireg_s3_delete(ocireg_s3 *s3, apr_pool_t *p, const char *key,
+                              ocireg_s3_result *res);
+
+/* ListObjectsV2 of every key under prefix (all pages), without the
+ * prefix. With a delimiter, common prefixes are listed too (ending in
+ * the delimiter). */
+apr_status_t ocireg_s3_list(ocireg_s3 *s3, apr_pool_t *p, const char *prefix,
+                            const char *delimiter, apr_array_header_t **keys);
+
+/* Multipart uploads. */
+apr_status_t ocireg_s3_mpu_create(ocireg_s3 *s3, apr_pool_t *p,
+                                  const char *key, const char **upload_id);
+typedef struct {
+    int number;
+    const char *etag;
+    apr_off_t size;
+} ocireg_s3_part;
+/* All parts, in order (array of ocireg_s3_part). */
+apr_status_t ocireg_s3_mpu_list_parts(ocireg_s3 *s3, apr_pool_t *p,
+                                      const char *key, const char *upload_id,
+                                      apr_array_header_t **parts);
+apr_status_t ocireg_s3_mpu_complete(ocireg_s3 *s3, apr_pool_t *p,
+                                    const char *key, const char *upload_id,
+                                    const apr_array_header_t *parts);
+apr_status_t ocireg_s3_mpu_abort(ocireg_s3 *s3, apr_pool_t *p,
+                                 const char *key, const char *upload_id);
+
+/* A part upload whose body is pushed as it arrives: the request starts at
+ * once with Content-Length len, and each write returns when the bytes are
+ * on their way, so memory stays at one buffer whatever the part size. */
+typedef struct ocireg_s3_stream ocireg_s3_stream;
+apr_status_t ocireg_s3_part_start(ocireg_s3 *s3, apr_pool_t *p,
+                                  const char *key, const char *upload_id,
+                                  int part_number, apr_off_t len,
+                                  ocireg_s3_stream **out);
+apr_status_t ocireg_s3_part_write(ocireg_s3_stream *st, const char *buf,
+                                  apr_size_t n);
+/* After len bytes: waits for the answer; the part's ETag in *etag. */
+apr_status_t ocireg_s3_part_finish(ocireg_s3_stream *st, const char **etag);
+/* Drops the transfer (the part is not created). */
+void ocireg_s3_part_abort(ocireg_s3_stream *st);
+
+/* A presigned GET URL valid for `seconds`. */
+const char *ocireg_s3_presign_get(ocireg_s3 *s3, apr_pool_t *p,
+                                  const char *key, int seconds);
+
+/* A line for the error log describing the last failure in res. */
+const char *ocireg_s3_describe(apr_pool_t *p, const ocireg_s3_result *res);
+
+#endif
