@@ -12,12 +12,33 @@ if [ "$(id -u)" = 0 ]; then
     user_group="User www-data
 Group www-data"
 fi
+storage="OCIRegStorage filesystem \"$data\""
+if [ -n "${S3_ENDPOINT:-}" ]; then
+    # S3 / R2: keys go through the environment, never into httpd.conf.
+    : "${S3_BUCKET:?S3_BUCKET is required with S3_ENDPOINT}"
+    : "${S3_ACCESS_KEY:?S3_ACCESS_KEY is required with S3_ENDPOINT}"
+    : "${S3_SECRET_KEY:?S3_SECRET_KEY is required with S3_ENDPOINT}"
+    export OCIREG_S3_ACCESS_KEY="$S3_ACCESS_KEY" OCIREG_S3_SECRET_KEY="$S3_SECRET_KEY"
+    storage="OCIRegStorage s3 $S3_ENDPOINT
+OCIRegS3Bucket $S3_BUCKET
+OCIRegS3Region ${S3_REGION:-auto}
+OCIRegS3Credentials env
+OCIRegS3SpoolDir \"$rundir\""
+    [ -n "${S3_PART_SIZE:-}" ] && storage="$storage
+OCIRegS3PartSize $S3_PART_SIZE"
+    [ -n "${S3_PREFIX:-}" ] && storage="$storage
+OCIRegS3Prefix $S3_PREFIX"
+    chmod 1777 "$rundir"
+fi
 conf="$rundir/httpd.conf"
 sed -e "s|@RUNDIR@|$rundir|g" -e "s|@PORT@|$port|g" -e "s|@DATA@|$data|g" \
     -e "s|@MODDIR@|/usr/lib/apache2/modules|g" \
     -e "s|@MODULE@|$top/build/mod_ocireg.so|g" \
     "$top/conf/ocireg-run.conf.in" | awk -v ug="$user_group" \
-    '{ if ($0 == "@USER_GROUP@") print ug; else print }' > "$conf"
+    -v st="$storage" \
+    '{ if ($0 == "@USER_GROUP@") print ug; else if ($0 == "@STORAGE@") print st; else print }' > "$conf"
 /usr/sbin/apache2 -t -f "$conf"
-echo "mod_ocireg: registry on http://127.0.0.1:$port/v2/ storing in $data (Ctrl-C stops)"
+where=$data
+[ -n "${S3_ENDPOINT:-}" ] && where="$S3_ENDPOINT bucket $S3_BUCKET"
+echo "mod_ocireg: registry on http://127.0.0.1:$port/v2/ storing in $where (Ctrl-C stops)"
 exec /usr/sbin/apache2 -f "$conf" -DFOREGROUND

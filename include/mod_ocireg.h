@@ -18,11 +18,26 @@ extern module AP_MODULE_DECLARE_DATA ocireg_module;
 #define OCIREG_API_VERSION "registry/2.0"
 
 typedef struct {
-    const char *storage_driver;     /* "filesystem" */
-    const char *storage_arg;        /* root directory */
+    const char *storage_driver;     /* "filesystem" or "s3" */
+    const char *storage_arg;        /* root directory, or endpoint URL */
+    ocireg_store_s3_config s3;      /* OCIRegS3* settings */
     ocireg_store *store;            /* opened in post_config */
     int registry_used;              /* some OCIRegistry On in this server */
 } ocireg_server_conf;
+
+/* Configuration (mod_ocireg_config.c). */
+#define OCIREG_DEFAULT_UPLOAD_SLOTS 1024
+extern int ocireg_conf_upload_slots;
+extern const command_rec ocireg_cmds[];
+void *ocireg_create_server_conf(apr_pool_t *p, server_rec *s);
+void *ocireg_merge_server_conf(apr_pool_t *p, void *basev, void *addv);
+void *ocireg_create_dir_conf(apr_pool_t *p, char *dir);
+void *ocireg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
+void ocireg_s3conf_merge(ocireg_store_s3_config *out,
+                         const ocireg_store_s3_config *base,
+                         const ocireg_store_s3_config *add);
+/* Checks that an s3 storage has what it needs; NULL or the message. */
+const char *ocireg_s3conf_check(apr_pool_t *p, ocireg_server_conf *sc);
 
 typedef struct {
     int enabled;                    /* -1 unset */

@@ -22,6 +22,9 @@ typedef enum {
     OCIREG_E_TOOMANYREQUESTS,
     /* Legacy Docker code the spec lets clients meet: a malformed tag. */
     OCIREG_E_TAG_INVALID,
+    /* 5xx bodies, which the spec leaves free. */
+    OCIREG_E_UNAVAILABLE,
+    OCIREG_E_INTERNAL,
     OCIREG_E__COUNT
 } ocireg_error_code;
 

@@ -120,6 +120,10 @@ void ocireg_s3_part_abort(ocireg_s3_stream *st);
 const char *ocireg_s3_presign_get(ocireg_s3 *s3, apr_pool_t *p,
                                   const char *key, int seconds);
 
+/* What the last failed request of the calling thread was and how the
+ * backend answered, for the error log (never holds credentials). */
+const char *ocireg_s3_last_error(void);
+
 /* A line for the error log describing the last failure in res. */
 const char *ocireg_s3_describe(apr_pool_t *p, const ocireg_s3_result *res);
 

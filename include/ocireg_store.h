@@ -22,12 +22,20 @@
 typedef struct ocireg_store ocireg_store;
 typedef struct ocireg_upload_writer ocireg_upload_writer;
 
-/* A blob opened for reading: either a file the server may send with
- * sendfile, or a pull-style reader. */
+/* Where a blob's bytes go when it is sent: the caller's writer. */
+typedef apr_status_t (*ocireg_sink_fn)(void *ctx, const char *buf,
+                                       apr_size_t len);
+
+/* A blob opened for reading, in one of three forms: a file the server may
+ * send with sendfile; a URL the client may fetch directly (a presigned
+ * object store URL); or a stream of bytes [offset, offset+len) into a
+ * sink. */
 typedef struct {
     apr_off_t size;
     apr_file_t *file;
-    apr_status_t (*read)(void *ctx, char *buf, apr_size_t *len);
+    const char *redirect_url;
+    apr_status_t (*send)(void *ctx, apr_pool_t *p, apr_off_t offset,
+                         apr_off_t len, ocireg_sink_fn sink, void *sink_ctx);
     void *ctx;
 } ocireg_blob_body;
 
@@ -98,10 +106,12 @@ typedef struct {
     apr_status_t (*upload_create)(ocireg_store *s, apr_pool_t *p,
                                   const char *uuid, unsigned char *state);
     /* Opens the upload for appending at `offset`; bytes beyond it (left by
-     * a request that failed half-way) are discarded. */
+     * a request that failed half-way) are discarded. `expected` is how
+     * many bytes the request announced, or -1 when it did not say. */
     apr_status_t (*upload_open)(ocireg_store *s, apr_pool_t *p,
                                 const char *uuid, unsigned char *state,
-                                apr_off_t offset, ocireg_upload_writer **w);
+                                apr_off_t offset, apr_off_t expected,
+                                ocireg_upload_writer **w);
     apr_status_t (*upload_write)(ocireg_upload_writer *w, const char *buf,
                                  apr_size_t len);
     /* Makes everything written durable and updates `state`. After a failed
@@ -131,6 +141,23 @@ struct ocireg_store {
 /* Filesystem driver rooted at `root` (created if missing). Layout in
  * README. The store lives as long as pool. */
 apr_status_t ocireg_store_fs_create(apr_pool_t *pool, const char *root,
+                                    ocireg_store **out);
+
+/* S3 / R2 driver. The client configuration is in ocireg_s3.h. */
+typedef struct {
+    const char *endpoint, *bucket, *region, *access_key, *secret_key;
+    const char *prefix;          /* "" or ending in '/' */
+    const char *ca_file;
+    long connect_timeout_ms, timeout_ms;
+    int retries;
+    apr_off_t part_size;         /* every part but the last */
+    const char *spool_dir;       /* bounded local spool of one part */
+    int redirect_seconds;        /* >0: blob GETs answer 307 to a
+                                  * presigned URL valid this long */
+} ocireg_store_s3_config;
+
+apr_status_t ocireg_store_s3_create(apr_pool_t *pool,
+                                    const ocireg_store_s3_config *cfg,
                                     ocireg_store **out);
 
 #endif

@@ -20,13 +20,11 @@
 #include "ocireg_parse.h"
 
 
-#define DEFAULT_UPLOAD_SLOTS 1024
 #define NOTE_OURS "ocireg-request"
 
 /* Process-wide state: the upload table lives in shared memory created by
  * the parent after the configuration dry run; each child re-opens the
  * mutex and attaches its own handle. */
-static int upload_slots = DEFAULT_UPLOAD_SLOTS;
 
 #define TABLE_KEY "ocireg-upload-table"
 typedef struct {
@@ -44,118 +42,13 @@ ocireg_uploads *ocireg_upload_table(void)
     return uploads;
 }
 
-/* Configuration */
-
-static void *create_server_conf(apr_pool_t *p, server_rec *s)
-{
-    (void)s;
-    return apr_pcalloc(p, sizeof(ocireg_server_conf));
-}
-
-static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
-{
-    ocireg_server_conf *base = basev, *add = addv;
-    ocireg_server_conf *c = apr_pcalloc(p, sizeof(*c));
-    c->storage_driver = add->storage_driver ? add->storage_driver
-                                            : base->storage_driver;
-    c->storage_arg = add->storage_driver ? add->storage_arg
-                                         : base->storage_arg;
-    c->registry_used = add->registry_used || base->registry_used;
-    return c;
-}
-
-static void *create_dir_conf(apr_pool_t *p, char *dir)
-{
-    ocireg_dir_conf *c = apr_pcalloc(p, sizeof(*c));
-    (void)dir;
-    c->enabled = -1;
-    c->deletes = -1;
-    return c;
-}
-
-static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
-{
-    ocireg_dir_conf *base = basev, *add = addv;
-    ocireg_dir_conf *c = apr_pcalloc(p, sizeof(*c));
-    c->enabled = add->enabled != -1 ? add->enabled : base->enabled;
-    c->deletes = add->deletes != -1 ? add->deletes : base->deletes;
-    return c;
-}
-
-static const char *cmd_registry(cmd_parms *cmd, void *dconf, int on)
-{
-    ocireg_server_conf *sc =
-        ap_get_module_config(cmd->server->module_config, &ocireg_module);
-    ((ocireg_dir_conf *)dconf)->enabled = on;
-    if (on)
-        sc->registry_used = 1;
-    return NULL;
-}
-
-static const char *cmd_deletes(cmd_parms *cmd, void *dconf, int on)
-{
-    (void)cmd;
-    ((ocireg_dir_conf *)dconf)->deletes = on;
-    return NULL;
-}
-
-static const char *cmd_storage(cmd_parms *cmd, void *dconf, const char *drv,
-                               const char *arg)
-{
-    ocireg_server_conf *sc =
-        ap_get_module_config(cmd->server->module_config, &ocireg_module);
-    (void)dconf;
-    if (strcmp(drv, "filesystem") != 0)
-        return apr_psprintf(cmd->pool,
-                            "OCIRegStorage: unknown driver '%s' (expected "
-                            "'filesystem')",
-                            drv);
-    if (!*arg)
-        return "OCIRegStorage filesystem: needs a directory";
-    sc->storage_driver = drv;
-    sc->storage_arg = ap_server_root_relative(cmd->pool, arg);
-    if (!sc->storage_arg)
-        return apr_psprintf(cmd->pool, "OCIRegStorage: invalid path '%s'",
-                            arg);
-    return NULL;
-}
-
-static const char *cmd_upload_slots(cmd_parms *cmd, void *dconf,
-                                    const char *arg)
-{
-    apr_off_t n;
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    (void)dconf;
-    if (err)
-        return err;
-    if (!ocireg_off_parse(arg, &n) || n < 1 || n > 1000000)
-        return apr_psprintf(cmd->pool,
-                            "OCIRegUploadSlots: '%s' is not a number from 1 "
-                            "to 1000000",
-                            arg);
-    upload_slots = (int)n;
-    return NULL;
-}
-
-static const command_rec ocireg_cmds[] = {
-    AP_INIT_FLAG("OCIRegistry", cmd_registry, NULL, OR_OPTIONS | ACCESS_CONF,
-                 "On to serve the OCI Distribution API at /v2 here"),
-    AP_INIT_FLAG("OCIRegDeletes", cmd_deletes, NULL,
-                 OR_OPTIONS | ACCESS_CONF | RSRC_CONF,
-                 "Off to refuse every DELETE with 405 UNSUPPORTED"),
-    AP_INIT_TAKE2("OCIRegStorage", cmd_storage, NULL, RSRC_CONF,
-                  "storage driver and its argument: filesystem <dir>"),
-    AP_INIT_TAKE1("OCIRegUploadSlots", cmd_upload_slots, NULL, RSRC_CONF,
-                  "upload sessions held in shared memory at once"),
-    {NULL}};
-
 /* Lifecycle */
 
 static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     (void)plog;
     (void)ptemp;
-    upload_slots = DEFAULT_UPLOAD_SLOTS;
+    ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
     return ap_mutex_register(pconf, OCIREG_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
                              0);
 }
@@ -195,6 +88,25 @@ static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
             }
             continue;
         }
+        if (strcmp(sc->storage_driver, "s3") == 0) {
+            const char *err = ocireg_s3conf_check(ptemp, sc);
+            if (err) {
+                ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                             "OCIREG00008: %s", err);
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            if (check_only)
+                continue;
+            rv = ocireg_store_s3_create(pconf, &sc->s3, &sc->store);
+            if (rv != APR_SUCCESS) {
+                ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, rv, s,
+                             "OCIREG00009: OCIRegStorage s3 %s: cannot set "
+                             "up the client",
+                             sc->storage_arg);
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            continue;
+        }
         if (check_only)
             continue;
         rv = ocireg_store_fs_create(pconf, sc->storage_arg, &sc->store);
@@ -215,7 +127,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
                        apr_pool_t *ptemp, server_rec *s)
 {
     apr_status_t rv;
-    apr_size_t size = ocireg_uploads_size(upload_slots);
+    apr_size_t size = ocireg_uploads_size(ocireg_conf_upload_slots);
     int status;
     (void)plog;
 
@@ -235,11 +147,11 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
         persistent_table *pt = NULL;
         apr_pool_t *keep = s->process->pool;
         apr_pool_userdata_get((void **)&pt, TABLE_KEY, keep);
-        if (pt && pt->slots != upload_slots) {
+        if (pt && pt->slots != ocireg_conf_upload_slots) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                          "OCIREG00007: OCIRegUploadSlots changed from %d to "
                          "%d: upload sessions in progress are dropped",
-                         pt->slots, upload_slots);
+                         pt->slots, ocireg_conf_upload_slots);
             apr_shm_destroy(pt->shm);
             apr_global_mutex_destroy(pt->mutex);
             pt = NULL;
@@ -256,17 +168,17 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
                 ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                              "OCIREG00003: cannot create %" APR_SIZE_T_FMT
                              " bytes of shared memory for %d upload slots",
-                             size, upload_slots);
+                             size, ocireg_conf_upload_slots);
                 apr_global_mutex_destroy(pt->mutex);
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
-            pt->slots = upload_slots;
-            ocireg_uploads_format(apr_shm_baseaddr_get(pt->shm), upload_slots);
+            pt->slots = ocireg_conf_upload_slots;
+            ocireg_uploads_format(apr_shm_baseaddr_get(pt->shm), ocireg_conf_upload_slots);
             apr_pool_userdata_set(pt, TABLE_KEY, apr_pool_cleanup_null, keep);
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                          "OCIREG00004: upload table of %d slots (%"
                          APR_SIZE_T_FMT " bytes) ready",
-                         upload_slots, size);
+                         ocireg_conf_upload_slots, size);
         }
         upload_shm = pt->shm;
         upload_mutex = pt->mutex;
@@ -436,7 +348,7 @@ static int handler(request_rec *r)
                       "OCIREG00006: registry not initialised (storage or "
                       "upload table missing)");
         return ocireg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
-                            OCIREG_E_UNSUPPORTED, "registry not initialised",
+                            OCIREG_E_INTERNAL, "registry not initialised",
                             NULL);
     }
     ocireg_route_parse(r->pool, r->uri, &q.route);
@@ -508,10 +420,10 @@ static void register_hooks(apr_pool_t *p)
 
 AP_DECLARE_MODULE(ocireg) = {
     STANDARD20_MODULE_STUFF,
-    create_dir_conf,
-    merge_dir_conf,
-    create_server_conf,
-    merge_server_conf,
+    ocireg_create_dir_conf,
+    ocireg_merge_dir_conf,
+    ocireg_create_server_conf,
+    ocireg_merge_server_conf,
     ocireg_cmds,
     register_hooks,
     AP_MODULE_FLAG_NONE,

@@ -74,6 +74,126 @@ static int digest_arg(ocireg_req *q, const char **digest)
     return DECLINED;
 }
 
+/* One range "bytes=a-b", "bytes=a-" or "bytes=-n" against size; 1 when
+ * it parses, with *satisfiable telling whether it overlaps the blob. */
+static int single_range(const char *h, apr_off_t size, apr_off_t *start,
+                        apr_off_t *len, int *satisfiable)
+{
+    apr_off_t a = -1, b = -1;
+    const char *dash;
+    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return 0;
+    h += 6;
+    dash = strchr(h, '-');
+    if (!dash)
+        return 0;
+    {
+        char tmp[32];
+        apr_size_t n = (apr_size_t)(dash - h);
+        if (n >= sizeof(tmp))
+            return 0;
+        memcpy(tmp, h, n);
+        tmp[n] = '\0';
+        if (n && !ocireg_off_parse(tmp, &a))
+            return 0;
+        if (dash[1] && !ocireg_off_parse(dash + 1, &b))
+            return 0;
+    }
+    if (a < 0 && b < 0)
+        return 0;
+    if (a < 0) { /* suffix: the last b bytes */
+        *satisfiable = b > 0 && size > 0;
+        a = size > b ? size - b : 0;
+        b = size - 1;
+    }
+    else {
+        if (b >= 0 && b < a)
+            return 0;
+        *satisfiable = a < size;
+        if (b < 0 || b >= size)
+            b = size - 1;
+    }
+    *start = a;
+    *len = b - a + 1;
+    return 1;
+}
+
+typedef struct {
+    request_rec *r;
+    apr_bucket_brigade *bb;
+} brigade_sink_ctx;
+
+/* Each piece the store delivers goes straight on to the client; the core
+ * output filter blocks when the client is slower than the store. */
+static apr_status_t brigade_sink(void *ctx, const char *buf, apr_size_t len)
+{
+    brigade_sink_ctx *c = ctx;
+    apr_status_t rv;
+    APR_BRIGADE_INSERT_TAIL(
+        c->bb, apr_bucket_transient_create(buf, len, c->bb->bucket_alloc));
+    rv = ap_pass_brigade(c->r->output_filters, c->bb);
+    apr_brigade_cleanup(c->bb);
+    return rv;
+}
+
+/* A blob that is not a local file: redirect to it, or stream it, passing
+ * a single Range through to the store. */
+static int send_stream(ocireg_req *q, ocireg_blob_body *body,
+                       const char *digest)
+{
+    request_rec *r = q->r;
+    brigade_sink_ctx c;
+    apr_off_t start = 0, len = body->size;
+    const char *range = apr_table_get(r->headers_in, "Range");
+    const char *if_range = apr_table_get(r->headers_in, "If-Range");
+    int ok = 0;
+    apr_status_t rv;
+
+    if (body->redirect_url) {
+        apr_table_setn(r->headers_out, "Location", body->redirect_url);
+        apr_table_unset(r->headers_out, "Content-Length");
+        return ocireg_respond(r, HTTP_TEMPORARY_REDIRECT, NULL, NULL, 0);
+    }
+    /* The byterange filter would buffer a stream to cut it: do it here. */
+    apr_table_unset(r->headers_in, "Range");
+    if (range && (!if_range || strcmp(if_range, apr_table_get(r->headers_out,
+                                                              "ETag")) == 0)
+        && single_range(range, body->size, &start, &len, &ok)) {
+        if (!ok) {
+            apr_table_setn(r->err_headers_out, "Content-Range",
+                           apr_psprintf(r->pool, "bytes */%" APR_OFF_T_FMT,
+                                        body->size));
+            return ocireg_respond_error(r, HTTP_RANGE_NOT_SATISFIABLE,
+                                        OCIREG_E_BLOB_UNKNOWN,
+                                        "range not satisfiable", NULL);
+        }
+        r->status = HTTP_PARTIAL_CONTENT;
+        apr_table_setn(r->headers_out, "Content-Range",
+                       apr_psprintf(r->pool,
+                                    "bytes %" APR_OFF_T_FMT "-%" APR_OFF_T_FMT
+                                    "/%" APR_OFF_T_FMT,
+                                    start, start + len - 1, body->size));
+        ap_set_content_length(r, len);
+    }
+    c.r = r;
+    c.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    rv = body->send(body->ctx, r->pool, start, len, brigade_sink, &c);
+    if (rv != APR_SUCCESS) {
+        if (!r->sent_bodyct && !r->bytes_sent)
+            return ocireg_store_failure(r, rv, "reading the blob");
+        /* Too late for a status: cut the connection so the client sees a
+         * short body rather than a wrong one. */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
+                      "OCIREG00022: sending blob %s stopped", digest);
+        r->connection->keepalive = AP_CONN_CLOSE;
+        r->connection->aborted = 1;
+        return OK;
+    }
+    APR_BRIGADE_INSERT_TAIL(c.bb, apr_bucket_eos_create(c.bb->bucket_alloc));
+    ap_pass_brigade(r->output_filters, c.bb);
+    return OK;
+}
+
 /* GET/HEAD/DELETE /v2/<name>/blobs/<digest> */
 int ocireg_handle_blob(ocireg_req *q)
 {
@@ -134,17 +254,12 @@ int ocireg_handle_blob(ocireg_req *q)
     if (r->header_only)
         return OK;
 
+    if (!body.file)
+        return send_stream(q, &body, digest);
     /* A file bucket: httpd's byterange filter answers Range with 206 by
      * splitting it, and the core can sendfile it. */
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    if (body.file) {
-        apr_brigade_insert_file(bb, body.file, 0, body.size, r->pool);
-    }
-    else {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "OCIREG00020: store gave no file for %s", digest);
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
+    apr_brigade_insert_file(bb, body.file, 0, body.size, r->pool);
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(bb->bucket_alloc));
     rv = ap_pass_brigade(r->output_filters, bb);
     if (rv != APR_SUCCESS)
@@ -233,7 +348,7 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
     ocireg_upload_writer *w;
     ocireg_body_result res;
     ocireg_upload_session next = *s;
-    apr_status_t rv;
+    apr_status_t rv, brv;
 
     if (cl && !ocireg_off_parse(cl, &length)) {
         ocireg_uploads_release(q->uploads, NULL, s->uuid);
@@ -270,20 +385,14 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
         return DECLINED;
 
     rv = q->store->ops->upload_open(q->store, r->pool, s->uuid, next.driver,
-                                    s->offset, &w);
+                                    s->offset, length, &w);
     if (rv != APR_SUCCESS) {
         ocireg_uploads_release(q->uploads, NULL, s->uuid);
         return ocireg_store_failure(r, rv, "opening the upload");
     }
-    ocireg_body_stream(r, q->store, w, &next.hash, &res);
-    if (cr && !res.status && res.received != end - start + 1) {
-        /* The chunk is not what the header announced: keep none of it. */
-        q->store->ops->upload_close(w, next.driver);
-        ocireg_uploads_release(q->uploads, NULL, s->uuid);
-        return ocireg_respond_error(r, HTTP_BAD_REQUEST, OCIREG_E_SIZE_INVALID,
-                            "body length does not match Content-Range",
-                            NULL);
-    }
+    brv = ocireg_body_stream(r, q->store, w, &next.hash, &res);
+    /* Whatever happened to the body, what reached the store is kept and
+     * the session says so: the client resumes from the Range it reads. */
     rv = q->store->ops->upload_close(w, next.driver);
     if (rv != APR_SUCCESS) {
         ocireg_uploads_release(q->uploads, NULL, s->uuid);
@@ -291,17 +400,22 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
     }
     next.offset += res.received;
     next.touched = apr_time_now();
-    if (res.status) {
-        ocireg_uploads_release(q->uploads, &next, s->uuid);
-        if (res.status == HTTP_INTERNAL_SERVER_ERROR)
-            return ocireg_respond_error(r, res.status, OCIREG_E_UNSUPPORTED,
-                                "storage failure", NULL);
-        set_session_headers(q, &next, r->err_headers_out);
-        return ocireg_respond_error(r, res.status, OCIREG_E_BLOB_UPLOAD_INVALID,
-                            "the request body could not be read", NULL);
+    if (!res.status && !(cr && res.received != end - start + 1)) {
+        *s = next; /* still held: the caller answers or finishes */
+        return DECLINED;
     }
-    *s = next;
-    return DECLINED;
+    ocireg_uploads_release(q->uploads, &next, s->uuid);
+    if (res.status == HTTP_INTERNAL_SERVER_ERROR)
+        return ocireg_store_failure(r, brv, "writing the upload");
+    set_session_headers(q, &next, r->err_headers_out);
+    if (res.status)
+        return ocireg_respond_error(r, res.status,
+                                    OCIREG_E_BLOB_UPLOAD_INVALID,
+                                    "the request body could not be read",
+                                    NULL);
+    return ocireg_respond_error(r, HTTP_BAD_REQUEST, OCIREG_E_SIZE_INVALID,
+                                "body length does not match Content-Range",
+                                NULL);
 }
 
 static int session_busy(ocireg_req *q)
@@ -369,6 +483,13 @@ int ocireg_handle_upload(ocireg_req *q)
     }
 }
 
+static apr_off_t request_length(request_rec *r)
+{
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_off_t n;
+    return cl && ocireg_off_parse(cl, &n) ? n : -1;
+}
+
 /* A session that needs no slot: a monolithic POST ?digest= is begun and
  * finished within one request. */
 static int monolithic_upload(ocireg_req *q, const char *digest)
@@ -384,8 +505,9 @@ static int monolithic_upload(ocireg_req *q, const char *digest)
     ocireg_hash_init(&s.hash);
     rv = q->store->ops->upload_create(q->store, r->pool, uuid, s.driver);
     if (rv == APR_SUCCESS)
-        rv = q->store->ops->upload_open(q->store, r->pool, uuid, s.driver, 0,
-                                        &w);
+        rv = q->store->ops->upload_open(
+            q->store, r->pool, uuid, s.driver, 0,
+            request_length(r), &w);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "starting an upload");
     ocireg_body_stream(r, q->store, w, &s.hash, &res);

@@ -7,6 +7,7 @@
 #include "apr_strings.h"
 #include "apr_buckets.h"
 #include "mod_ocireg.h"
+#include "ocireg_s3.h"
 
 APLOG_USE_MODULE(ocireg);
 
@@ -62,10 +63,25 @@ int ocireg_respond_deletes_off(ocireg_req *q)
 
 int ocireg_store_failure(request_rec *r, apr_status_t rv, const char *what)
 {
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
-                  "OCIREG00010: storage failure: %s", what);
-    return ocireg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR, OCIREG_E_UNSUPPORTED,
-                        "storage failure", NULL);
+    if (rv == OCIREG_S3_EUNAVAILABLE) {
+        /* The backend is down or slow: the client should come back. */
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "OCIREG00013: storage unavailable: %s (%s)", what,
+                      ocireg_s3_last_error());
+        apr_table_setn(r->err_headers_out, "Retry-After", "5");
+        return ocireg_respond_error(r, HTTP_SERVICE_UNAVAILABLE,
+                                    OCIREG_E_UNAVAILABLE,
+                                    "storage backend unavailable", NULL);
+    }
+    if (rv == OCIREG_S3_EREFUSED)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "OCIREG00014: storage refused: %s (%s)", what,
+                      ocireg_s3_last_error());
+    else
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      "OCIREG00010: storage failure: %s", what);
+    return ocireg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                                OCIREG_E_INTERNAL, "storage failure", NULL);
 }
 
 static apr_status_t flush(ocireg_store *store, ocireg_upload_writer *w,
@@ -158,9 +174,6 @@ apr_status_t ocireg_body_stream(request_rec *r, ocireg_store *store,
     }
 leave:
     apr_brigade_destroy(bb);
-    if (res->status == HTTP_INTERNAL_SERVER_ERROR)
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
-                      "OCIREG00012: writing the upload to storage failed");
     return res->status ? (rv != APR_SUCCESS ? rv : APR_EGENERAL)
                        : APR_SUCCESS;
 }

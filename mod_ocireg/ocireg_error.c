@@ -35,6 +35,8 @@ static const struct {
     [OCIREG_E_UNSUPPORTED] = {"UNSUPPORTED", "the operation is unsupported"},
     [OCIREG_E_TOOMANYREQUESTS] = {"TOOMANYREQUESTS", "too many requests"},
     [OCIREG_E_TAG_INVALID] = {"TAG_INVALID", "manifest tag did not match URI"},
+    [OCIREG_E_UNAVAILABLE] = {"UNAVAILABLE", "service unavailable"},
+    [OCIREG_E_INTERNAL] = {"INTERNAL_ERROR", "internal server error"},
 };
 
 const char *ocireg_error_code_name(ocireg_error_code code)
@@ -133,7 +135,10 @@ ocireg_error_code ocireg_error_for_status(int status)
         return OCIREG_E_TOOMANYREQUESTS;
     case 400:
         return OCIREG_E_NAME_INVALID;
+    case 503:
+    case 504:
+        return OCIREG_E_UNAVAILABLE;
     default:
-        return OCIREG_E_UNSUPPORTED;
+        return status >= 500 ? OCIREG_E_INTERNAL : OCIREG_E_UNSUPPORTED;
     }
 }

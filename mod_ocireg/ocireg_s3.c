@@ -325,6 +325,25 @@ static size_t on_header_status(char *buf, size_t size, size_t n, void *ud)
     return on_header(buf, size, n, ud);
 }
 
+/* The last failure of this thread, for the error log: the storage
+ * interface only carries a status code. */
+static __thread char last_error[512];
+
+const char *ocireg_s3_last_error(void)
+{
+    return last_error[0] ? last_error : "no details";
+}
+
+static apr_status_t note_failure(s3_req *rq, apr_status_t rv)
+{
+    if (rv != APR_SUCCESS && rv != APR_ENOENT && rv != APR_EEXIST) {
+        const char *d = ocireg_s3_describe(rq->p, rq->res);
+        apr_snprintf(last_error, sizeof(last_error), "%s %s: %s",
+                     rq->method, rq->key ? rq->key : "(bucket)", d);
+    }
+    return rv;
+}
+
 static apr_status_t finish_result(s3_req *rq, CURLcode cc, CURL *h)
 {
     ocireg_s3_result *res = rq->res;
@@ -336,11 +355,11 @@ static apr_status_t finish_result(s3_req *rq, CURLcode cc, CURL *h)
     if (cc != CURLE_OK) {
         res->code = curl_easy_strerror(cc);
         res->status = 0;
-        return OCIREG_S3_EUNAVAILABLE;
+        return note_failure(rq, OCIREG_S3_EUNAVAILABLE);
     }
     if (status < 200 || status >= 300)
         parse_error_body(rq->p, res);
-    return status_of(status);
+    return note_failure(rq, status_of(status));
 }
 
 static apr_status_t perform_once(ocireg_s3 *s3, s3_req *rq)
@@ -772,7 +791,7 @@ static apr_status_t stream_pump(ocireg_s3_stream *st, int finishing)
         else if (apr_time_now() - last
                  > apr_time_from_msec(st->s3->cfg.timeout_ms)) {
             st->res.code = "stalled";
-            return OCIREG_S3_EUNAVAILABLE;
+            return note_failure(&st->rq, OCIREG_S3_EUNAVAILABLE);
         }
         curl_multi_poll(st->multi, NULL, 0, 200, NULL);
     }

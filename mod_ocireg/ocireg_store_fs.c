@@ -491,10 +491,12 @@ static apr_status_t writer_cleanup(void *data)
 
 static apr_status_t fs_upload_open(ocireg_store *s, apr_pool_t *p,
                                    const char *uuid, unsigned char *state,
-                                   apr_off_t offset, ocireg_upload_writer **w)
+                                   apr_off_t offset, apr_off_t expected,
+                                   ocireg_upload_writer **w)
 {
     ocireg_upload_writer *wr = apr_pcalloc(p, sizeof(*wr));
     (void)state;
+    (void)expected;
     wr->path = upload_file(s, p, uuid);
     wr->fd = open(wr->path, O_WRONLY | O_CLOEXEC);
     if (wr->fd < 0)

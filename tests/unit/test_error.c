@@ -35,6 +35,8 @@ static const struct {
     { OCIREG_E_UNSUPPORTED, "UNSUPPORTED" },
     { OCIREG_E_TOOMANYREQUESTS, "TOOMANYREQUESTS" },
     { OCIREG_E_TAG_INVALID, "TAG_INVALID" },
+    { OCIREG_E_UNAVAILABLE, "UNAVAILABLE" },
+    { OCIREG_E_INTERNAL, "INTERNAL_ERROR" },
 };
 #define NNAMES ((int)(sizeof(names) / sizeof(names[0])))
 

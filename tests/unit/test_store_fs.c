@@ -536,7 +536,7 @@ static void upload_write_at(const char *uuid, unsigned char *state,
                             apr_off_t off, const char *data, size_t len)
 {
     ocireg_upload_writer *w = NULL;
-    assert_int_equal(ops->upload_open(s, pool, uuid, state, off, &w),
+    assert_int_equal(ops->upload_open(s, pool, uuid, state, off, -1, &w),
                      APR_SUCCESS);
     assert_non_null(w);
     if (len)
@@ -582,7 +582,7 @@ static void test_upload_many_writes(void **st)
     for (int r = 0; r < 3; r++) {
         ocireg_upload_writer *w = NULL;
         assert_int_equal(ops->upload_open(s, pool, UUID1, state,
-                                          (apr_off_t)cuts[r], &w),
+                                          (apr_off_t)cuts[r], -1, &w),
                          APR_SUCCESS);
         for (size_t off = cuts[r]; off < cuts[r + 1];) {
             size_t n = 8191;
@@ -708,7 +708,7 @@ static void test_upload_abort(void **st)
                                                     &size)));
     /* and it cannot be continued */
     ocireg_upload_writer *w = NULL;
-    assert_int_not_equal(ops->upload_open(s, pool, UUID1, state, 4, &w),
+    assert_int_not_equal(ops->upload_open(s, pool, UUID1, state, 4, -1, &w),
                          APR_SUCCESS);
 }
 
@@ -775,7 +775,7 @@ static void test_upload_survives_new_store_handle(void **st)
     apr_pool_create(&p2, pool);
     assert_int_equal(ocireg_store_fs_create(p2, root, &other), APR_SUCCESS);
     ocireg_upload_writer *w = NULL;
-    assert_int_equal(other->ops->upload_open(other, p2, UUID1, state, 6, &w),
+    assert_int_equal(other->ops->upload_open(other, p2, UUID1, state, 6, -1, &w),
                      APR_SUCCESS);
     assert_int_equal(other->ops->upload_write(w, "world", 5), APR_SUCCESS);
     assert_int_equal(other->ops->upload_close(w, state), APR_SUCCESS);

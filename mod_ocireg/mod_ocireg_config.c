@@ -1,0 +1,411 @@
+/* Directives and configuration merging. For S3 storage: where the bucket
+ * is, how to sign, how big the parts are. Credentials are read here, at
+ * configuration time, while httpd is still root, and never appear in a log
+ * line or a response. */
+#include <string.h>
+#include <stdlib.h>
+#include "httpd.h"
+#include "http_config.h"
+#include "apr_strings.h"
+#include "apr_lib.h"
+#include "apr_file_io.h"
+#include "mod_ocireg.h"
+#include "ocireg_parse.h"
+
+int ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
+
+#define MIB (1024 * 1024)
+#define DEFAULT_PART_SIZE (16 * MIB)
+/* R2's and S3's bounds on a non-final part. */
+#define MIN_PART_SIZE (5 * (apr_off_t)MIB)
+#define MAX_PART_SIZE (5 * (apr_off_t)1024 * MIB)
+
+static ocireg_server_conf *sconf(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &ocireg_module);
+}
+
+/* "16M", "64MiB", "5G", "1048576" */
+static int parse_size(const char *s, apr_off_t *out)
+{
+    char *end;
+    apr_int64_t v = apr_strtoi64(s, &end, 10);
+    apr_off_t mul = 1;
+    if (end == s || v <= 0)
+        return 0;
+    switch (apr_toupper(*end)) {
+    case 'K': mul = 1024; end++; break;
+    case 'M': mul = MIB; end++; break;
+    case 'G': mul = 1024 * (apr_off_t)MIB; end++; break;
+    default: break;
+    }
+    if (*end == 'i' || *end == 'I')
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end)
+        return 0;
+    *out = v * mul;
+    return 1;
+}
+
+static const char *set_bucket(cmd_parms *cmd, void *d, const char *v)
+{
+    (void)d;
+    sconf(cmd)->s3.bucket = v;
+    return NULL;
+}
+
+static const char *set_prefix(cmd_parms *cmd, void *d, const char *v)
+{
+    (void)d;
+    while (*v == '/')
+        v++;
+    sconf(cmd)->s3.prefix =
+        *v && v[strlen(v) - 1] != '/' ? apr_pstrcat(cmd->pool, v, "/", NULL)
+                                      : v;
+    return NULL;
+}
+
+static const char *set_region(cmd_parms *cmd, void *d, const char *v)
+{
+    (void)d;
+    sconf(cmd)->s3.region = v;
+    return NULL;
+}
+
+/* "key = value" lines; '#' starts a comment. */
+static const char *read_credentials_file(cmd_parms *cmd, const char *path,
+                                         ocireg_store_s3_config *c)
+{
+    apr_file_t *f;
+    char line[1024];
+    apr_status_t rv = apr_file_open(&f, path, APR_FOPEN_READ,
+                                    APR_FPROT_OS_DEFAULT, cmd->temp_pool);
+    if (rv != APR_SUCCESS)
+        return apr_psprintf(cmd->pool,
+                            "OCIRegS3Credentials: cannot read %s", path);
+    while (apr_file_gets(line, sizeof(line), f) == APR_SUCCESS) {
+        char *eq = strchr(line, '='), *k = line, *v, *end;
+        if (!eq || line[0] == '#')
+            continue;
+        *eq = '\0';
+        v = eq + 1;
+        while (apr_isspace(*k))
+            k++;
+        for (end = eq; end > k && apr_isspace(end[-1]);)
+            *--end = '\0';
+        while (apr_isspace(*v))
+            v++;
+        for (end = v + strlen(v); end > v && apr_isspace(end[-1]);)
+            *--end = '\0';
+        if (strcmp(k, "access_key") == 0 || strcmp(k, "access_key_id") == 0
+            || strcmp(k, "aws_access_key_id") == 0)
+            c->access_key = apr_pstrdup(cmd->pool, v);
+        else if (strcmp(k, "secret_key") == 0
+                 || strcmp(k, "secret_access_key") == 0
+                 || strcmp(k, "aws_secret_access_key") == 0)
+            c->secret_key = apr_pstrdup(cmd->pool, v);
+    }
+    apr_file_close(f);
+    if (!c->access_key || !c->secret_key)
+        return apr_psprintf(cmd->pool,
+                            "OCIRegS3Credentials: %s must set access_key and "
+                            "secret_key",
+                            path);
+    return NULL;
+}
+
+static const char *set_credentials(cmd_parms *cmd, void *d, const char *v)
+{
+    ocireg_store_s3_config *c = &sconf(cmd)->s3;
+    (void)d;
+    if (strncmp(v, "file:", 5) == 0)
+        return read_credentials_file(
+            cmd, ap_server_root_relative(cmd->temp_pool, v + 5), c);
+    if (strncmp(v, "env:", 4) == 0 || strcmp(v, "env") == 0) {
+        /* env:ACCESS_VAR,SECRET_VAR ; plain "env" uses the defaults */
+        const char *ak = "OCIREG_S3_ACCESS_KEY", *sk = "OCIREG_S3_SECRET_KEY";
+        if (v[3] == ':') {
+            char *list = apr_pstrdup(cmd->temp_pool, v + 4);
+            char *comma = strchr(list, ',');
+            if (!comma)
+                return "OCIRegS3Credentials env:ACCESS_VAR,SECRET_VAR";
+            *comma = '\0';
+            ak = list;
+            sk = comma + 1;
+        }
+        c->access_key = getenv(ak);
+        c->secret_key = getenv(sk);
+        if (!c->access_key || !c->secret_key || !*c->access_key
+            || !*c->secret_key)
+            return apr_psprintf(cmd->pool,
+                                "OCIRegS3Credentials: environment variables "
+                                "%s and %s must both be set",
+                                ak, sk);
+        c->access_key = apr_pstrdup(cmd->pool, c->access_key);
+        c->secret_key = apr_pstrdup(cmd->pool, c->secret_key);
+        return NULL;
+    }
+    return "OCIRegS3Credentials: use file:<path> or env[:ACCESS_VAR,"
+           "SECRET_VAR]; keys are never written in httpd.conf";
+}
+
+static const char *set_part_size(cmd_parms *cmd, void *d, const char *v)
+{
+    apr_off_t n;
+    (void)d;
+    if (!parse_size(v, &n) || n < MIN_PART_SIZE || n > MAX_PART_SIZE)
+        return apr_psprintf(cmd->pool,
+                            "OCIRegS3PartSize: '%s' is not a size from 5M "
+                            "to 5G",
+                            v);
+    sconf(cmd)->s3.part_size = n;
+    return NULL;
+}
+
+static const char *set_timeouts(cmd_parms *cmd, void *d, const char *conn,
+                                const char *xfer)
+{
+    ocireg_store_s3_config *c = &sconf(cmd)->s3;
+    int a = atoi(conn), b = xfer ? atoi(xfer) : 60;
+    (void)d;
+    if (a <= 0 || b <= 0)
+        return "OCIRegS3Timeouts: <connect seconds> [<stall seconds>], "
+               "both positive";
+    c->connect_timeout_ms = a * 1000L;
+    c->timeout_ms = b * 1000L;
+    return NULL;
+}
+
+static const char *set_retries(cmd_parms *cmd, void *d, const char *v)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    (void)d;
+    if (*end || n < 0 || n > 10)
+        return "OCIRegS3Retries: a number from 0 to 10";
+    sconf(cmd)->s3.retries = (int)n;
+    return NULL;
+}
+
+static const char *set_ca_file(cmd_parms *cmd, void *d, const char *v)
+{
+    (void)d;
+    sconf(cmd)->s3.ca_file = ap_server_root_relative(cmd->pool, v);
+    return NULL;
+}
+
+static const char *set_spool_dir(cmd_parms *cmd, void *d, const char *v)
+{
+    (void)d;
+    sconf(cmd)->s3.spool_dir = ap_server_root_relative(cmd->pool, v);
+    return NULL;
+}
+
+static const char *set_redirect(cmd_parms *cmd, void *d, const char *v)
+{
+    char *end;
+    long n;
+    (void)d;
+    if (strcasecmp(v, "off") == 0) {
+        sconf(cmd)->s3.redirect_seconds = -1;
+        return NULL;
+    }
+    n = strtol(v, &end, 10);
+    if (*end || n < 1 || n > 604800)
+        return "OCIRegS3BlobRedirect: Off or a lifetime in seconds "
+               "(1 to 604800)";
+    sconf(cmd)->s3.redirect_seconds = (int)n;
+    return NULL;
+}
+
+
+
+
+void *ocireg_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    ocireg_server_conf *c = apr_pcalloc(p, sizeof(*c));
+    (void)s;
+    c->s3.retries = -1;
+    return c;
+}
+
+void *ocireg_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    ocireg_server_conf *base = basev, *add = addv;
+    ocireg_server_conf *c = apr_pcalloc(p, sizeof(*c));
+    c->storage_driver = add->storage_driver ? add->storage_driver
+                                            : base->storage_driver;
+    c->storage_arg = add->storage_driver ? add->storage_arg
+                                         : base->storage_arg;
+    c->registry_used = add->registry_used || base->registry_used;
+    ocireg_s3conf_merge(&c->s3, &base->s3, &add->s3);
+    return c;
+}
+
+void *ocireg_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    ocireg_dir_conf *c = apr_pcalloc(p, sizeof(*c));
+    (void)dir;
+    c->enabled = -1;
+    c->deletes = -1;
+    return c;
+}
+
+void *ocireg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    ocireg_dir_conf *base = basev, *add = addv;
+    ocireg_dir_conf *c = apr_pcalloc(p, sizeof(*c));
+    c->enabled = add->enabled != -1 ? add->enabled : base->enabled;
+    c->deletes = add->deletes != -1 ? add->deletes : base->deletes;
+    return c;
+}
+
+static const char *cmd_registry(cmd_parms *cmd, void *dconf, int on)
+{
+    ocireg_server_conf *sc =
+        ap_get_module_config(cmd->server->module_config, &ocireg_module);
+    ((ocireg_dir_conf *)dconf)->enabled = on;
+    if (on)
+        sc->registry_used = 1;
+    return NULL;
+}
+
+static const char *cmd_deletes(cmd_parms *cmd, void *dconf, int on)
+{
+    (void)cmd;
+    ((ocireg_dir_conf *)dconf)->deletes = on;
+    return NULL;
+}
+
+static const char *cmd_storage(cmd_parms *cmd, void *dconf, const char *drv,
+                               const char *arg)
+{
+    ocireg_server_conf *sc =
+        ap_get_module_config(cmd->server->module_config, &ocireg_module);
+    (void)dconf;
+    if (strcmp(drv, "s3") == 0) {
+        sc->storage_driver = drv;
+        sc->storage_arg = arg;
+        return NULL;
+    }
+    if (strcmp(drv, "filesystem") != 0)
+        return apr_psprintf(cmd->pool,
+                            "OCIRegStorage: unknown driver '%s' (expected "
+                            "'filesystem' or 's3')",
+                            drv);
+    if (!*arg)
+        return "OCIRegStorage filesystem: needs a directory";
+    sc->storage_driver = drv;
+    sc->storage_arg = ap_server_root_relative(cmd->pool, arg);
+    if (!sc->storage_arg)
+        return apr_psprintf(cmd->pool, "OCIRegStorage: invalid path '%s'",
+                            arg);
+    return NULL;
+}
+
+static const char *cmd_upload_slots(cmd_parms *cmd, void *dconf,
+                                    const char *arg)
+{
+    apr_off_t n;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dconf;
+    if (err)
+        return err;
+    if (!ocireg_off_parse(arg, &n) || n < 1 || n > 1000000)
+        return apr_psprintf(cmd->pool,
+                            "OCIRegUploadSlots: '%s' is not a number from 1 "
+                            "to 1000000",
+                            arg);
+    ocireg_conf_upload_slots = (int)n;
+    return NULL;
+}
+
+const command_rec ocireg_cmds[] = {
+    AP_INIT_FLAG("OCIRegistry", cmd_registry, NULL, OR_OPTIONS | ACCESS_CONF,
+                 "On to serve the OCI Distribution API at /v2 here"),
+    AP_INIT_FLAG("OCIRegDeletes", cmd_deletes, NULL,
+                 OR_OPTIONS | ACCESS_CONF | RSRC_CONF,
+                 "Off to refuse every DELETE with 405 UNSUPPORTED"),
+    AP_INIT_TAKE2("OCIRegStorage", cmd_storage, NULL, RSRC_CONF,
+                  "storage driver and its argument: filesystem <dir> or "
+                  "s3 <endpoint URL>"),
+    AP_INIT_TAKE1("OCIRegUploadSlots", cmd_upload_slots, NULL, RSRC_CONF,
+                  "upload sessions held in shared memory at once"),
+    AP_INIT_TAKE1("OCIRegS3Bucket", set_bucket, NULL, RSRC_CONF,
+                  "bucket of the s3 storage"),
+    AP_INIT_TAKE1("OCIRegS3Prefix", set_prefix, NULL, RSRC_CONF,
+                  "key prefix inside the bucket"),
+    AP_INIT_TAKE1("OCIRegS3Region", set_region, NULL, RSRC_CONF,
+                  "signing region (default auto, as R2 wants)"),
+    AP_INIT_TAKE1("OCIRegS3Credentials", set_credentials, NULL, RSRC_CONF,
+                  "file:<path> or env[:ACCESS_VAR,SECRET_VAR]"),
+    AP_INIT_TAKE1("OCIRegS3PartSize", set_part_size, NULL, RSRC_CONF,
+                  "size of every multipart part but the last (default 16M)"),
+    AP_INIT_TAKE12("OCIRegS3Timeouts", set_timeouts, NULL, RSRC_CONF,
+                   "connect timeout and stall timeout, in seconds"),
+    AP_INIT_TAKE1("OCIRegS3Retries", set_retries, NULL, RSRC_CONF,
+                  "extra attempts of idempotent requests (default 3)"),
+    AP_INIT_TAKE1("OCIRegS3CAFile", set_ca_file, NULL, RSRC_CONF,
+                  "CA bundle to verify the endpoint with"),
+    AP_INIT_TAKE1("OCIRegS3SpoolDir", set_spool_dir, NULL, RSRC_CONF,
+                  "directory for the bounded local spool (default /var/tmp)"),
+    AP_INIT_TAKE1("OCIRegS3BlobRedirect", set_redirect, NULL, RSRC_CONF,
+                  "Off, or answer blob GETs with 307 to a presigned URL "
+                  "valid this many seconds"),
+    {NULL}};
+
+
+#define PICK(f) out->f = add->f ? add->f : base->f
+void ocireg_s3conf_merge(ocireg_store_s3_config *out,
+                         const ocireg_store_s3_config *base,
+                         const ocireg_store_s3_config *add)
+{
+    PICK(bucket);
+    PICK(prefix);
+    PICK(region);
+    PICK(access_key);
+    PICK(secret_key);
+    PICK(ca_file);
+    PICK(spool_dir);
+    PICK(part_size);
+    PICK(connect_timeout_ms);
+    PICK(timeout_ms);
+    PICK(redirect_seconds);
+    out->retries = add->retries >= 0 ? add->retries : base->retries;
+}
+
+const char *ocireg_s3conf_check(apr_pool_t *p, ocireg_server_conf *sc)
+{
+    ocireg_store_s3_config *c = &sc->s3;
+    const char *ep = sc->storage_arg;
+    if (!(strncmp(ep, "https://", 8) == 0 || strncmp(ep, "http://", 7) == 0)
+        || strchr(strstr(ep, "://") + 3, '/'))
+        return apr_psprintf(p,
+                            "OCIRegStorage s3: '%s' is not an endpoint URL "
+                            "like https://<account>.r2.cloudflarestorage.com",
+                            ep);
+    if (!c->bucket)
+        return "OCIRegStorage s3 needs OCIRegS3Bucket";
+    if (!c->access_key || !c->secret_key)
+        return "OCIRegStorage s3 needs OCIRegS3Credentials";
+    c->endpoint = ep;
+    if (!c->region)
+        c->region = "auto";
+    if (!c->prefix)
+        c->prefix = "";
+    if (!c->part_size)
+        c->part_size = DEFAULT_PART_SIZE;
+    if (!c->connect_timeout_ms)
+        c->connect_timeout_ms = 10000;
+    if (!c->timeout_ms)
+        c->timeout_ms = 60000;
+    if (c->retries < 0)
+        c->retries = 3;
+    if (!c->spool_dir)
+        c->spool_dir = "/var/tmp";
+    if (c->redirect_seconds < 0)
+        c->redirect_seconds = 0;
+    return NULL;
+}
