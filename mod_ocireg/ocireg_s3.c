@@ -151,8 +151,9 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
         return rq->sink_rv == APR_SUCCESS ? len : 0;
     }
     {
-        apr_size_t max = rq->sink || !rq->collect_max ? ERROR_BODY_MAX
-                                                      : rq->collect_max;
+        int ok = res->status >= 200 && res->status < 300;
+        apr_size_t max = ok && rq->collect_max ? rq->collect_max
+                                               : ERROR_BODY_MAX;
         if (res->body_len + len > max)
             return 0;
         if (!res->body)

@@ -599,6 +599,14 @@ static apr_status_t s3_upload_close(ocireg_upload_writer *w,
          * bytes are in the spool and become the tail. */
         ocireg_s3_part_abort(w->part);
         w->part = NULL;
+        /* A multipart upload without parts is not kept waiting: the
+         * next full part starts a new one. */
+        if (w->state.parts == 0 && w->state.upload_id[0]) {
+            ocireg_s3_mpu_abort(w->st->s3, w->p, data_key(s, w->p, w->uuid),
+                                w->state.upload_id);
+            w->state.upload_id[0] = '\0';
+            w->changed = 1;
+        }
     }
     if (w->changed) {
         if (w->cur > 0) {
@@ -681,6 +689,8 @@ static apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
     if (st->parts == 0) {
         /* Smaller than one part: one PutObject, no multipart at all. */
         rv = upload_spool(s, p, spool, st->tail, bk, NULL, 0);
+        if (rv == APR_SUCCESS && st->upload_id[0])
+            ocireg_s3_mpu_abort(s3, p, dk, st->upload_id);
         goto leave;
     }
     if (st->tail > 0) {

@@ -10,6 +10,8 @@ Environment:
   OCIREG_MODULE      module to load (default build/mod_ocireg.so)
   OCIREG_KEEP_TMP=1  keep the instances' directories (paths are printed)
   OCIREG_NO_MODULE=1 start httpd without the module (harness self-test)
+  OCIREG_BACKENDS    storage backends to run the suite on, comma-separated
+                     (default "filesystem,s3"; s3 starts a local Ceph RGW)
 """
 
 import os
@@ -25,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from httpd_harness import (HttpdInstance, HttpdError, bad_log_lines,  # noqa: E402
                            make_base_dir, htpasswd_file, module_path)
 from ocireg_client import Registry  # noqa: E402
+from s3_backend import Rgw  # noqa: E402
+
+BACKENDS = [b for b in os.environ.get("OCIREG_BACKENDS", "filesystem,s3").split(",") if b]
 
 AUTH_USER = "tester"
 AUTH_PASSWORD = "s3cret-Passw0rd"
@@ -50,12 +55,37 @@ def base_dir():
 
 
 @pytest.fixture(scope="session")
-def httpd_factory(base_dir):
-    """start(name, **options) -> a running HttpdInstance; all are stopped at
-    the end of the session."""
+def rgw(base_dir):
+    """A local Ceph RGW for the S3 backend, for the whole session."""
+    r = Rgw(base_dir)
+    try:
+        r.start()
+    except Exception as e:  # noqa: BLE001
+        r.stop()
+        pytest.fail(str(e), pytrace=False)
+    yield r
+    left = r.multipart_uploads()
+    r.stop()
+    # The registry must not leave multipart uploads behind.
+    assert left == [], f"multipart uploads left in the bucket: {left}"
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def httpd_factory(base_dir, backend, request):
+    """start(name, **options) -> a running HttpdInstance on this session's
+    backend; all are stopped at the end of the session."""
     started = []
+    s3 = request.getfixturevalue("rgw") if backend == "s3" else None
 
     def start(name, **kw):
+        name = f"{name}-{backend}"
+        if s3 is not None and "storage" not in kw:
+            kw["storage"] = s3.storage(base_dir, name)
         if os.environ.get("OCIREG_NO_MODULE"):
             kw["with_module"] = False
         elif not module_path().exists():
@@ -163,6 +193,11 @@ def pytest_runtest_makereport(item, call):
         if bad:
             found.append(f"[{inst.name}] " + "\n".join(bad))
     if found:
+        note = ""
+        for inst in _RUNNING:
+            if inst.module_changed():
+                note = (f"\nNOTE: {module_path()} was rebuilt while httpd {inst.name} was "
+                        "running; child crashes may come from that (overwritten in place).")
         report.outcome = "failed"
         report.longrepr = ("unexpected error-log lines during the test:\n"
-                           + "\n".join(found))
+                           + "\n".join(found) + note)

@@ -74,8 +74,11 @@ class HttpdInstance:
 
     def __init__(self, name, base_dir, *, with_module=True, deletes="On",
                  upload_slots=256, location_auth="Require all granted",
-                 location_extra="", global_extra=""):
+                 location_extra="", global_extra="", storage=None):
         self.name = name
+        # None: the filesystem store in our directory; else a dict for the
+        # S3 store (endpoint, bucket, prefix, cred_file, part_size, extra).
+        self.storage = storage
         self.dir = Path(base_dir) / name
         self.with_module = with_module
         self.deletes = deletes
@@ -141,6 +144,7 @@ class HttpdInstance:
             "DOC_ROOT": str(self.doc_root),
             "UPLOAD_SLOTS": str(self.upload_slots),
             "DELETES": self.deletes,
+            "STORAGE": self.storage_conf(),
             "LOAD_OCIREG": load,
             "USER_GROUP": user_group,
             "LOCATION_AUTH": self.location_auth,
@@ -154,11 +158,26 @@ class HttpdInstance:
             raise HttpdError(f"unfilled placeholders in {CONF_TEMPLATE}: {left}")
         return text
 
+    def storage_conf(self):
+        if not self.storage:
+            return f'    OCIRegStorage filesystem "{self.data_dir}"'
+        s = self.storage
+        lines = [f"OCIRegStorage s3 {s['endpoint']}",
+                 f"OCIRegS3Bucket {s['bucket']}",
+                 f"OCIRegS3Prefix {s['prefix']}",
+                 f"OCIRegS3Region {s.get('region', 'us-east-1')}",
+                 f"OCIRegS3Credentials file:{s['cred_file']}",
+                 f"OCIRegS3PartSize {s.get('part_size', '5M')}",
+                 f'OCIRegS3SpoolDir "{self.data_dir}"']
+        lines += s.get("extra", [])
+        return "\n".join("    " + l for l in lines)
+
     # -- lifecycle ---------------------------------------------------------
     def start(self, timeout=20.0):
         if self.with_module and not module_path().exists():
             raise HttpdError(f"{module_path()} does not exist; run `make build` first")
         self._prepare_dirs()
+        self._module_stat = self._stat_module()
         last_err = None
         for _attempt in range(3):
             self.port = free_port()
@@ -181,6 +200,19 @@ class HttpdInstance:
                 if "Address already in use" not in self.startup_output():
                     break
         raise last_err
+
+    def _stat_module(self):
+        if not self.with_module:
+            return None
+        try:
+            st = module_path().stat()
+            return (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            return None
+
+    def module_changed(self):
+        """True when the module file changed since this instance started."""
+        return self.with_module and self._stat_module() != self._module_stat
 
     def startup_output(self):
         out = ""

@@ -102,7 +102,7 @@ class Registry:
 
     def request(self, method, path, check=True, **kw):
         kw.setdefault("allow_redirects", False)
-        kw.setdefault("timeout", 60)
+        kw.setdefault("timeout", 30)
         url = self.url(path)
         r = self.s.request(method, url, **kw)
         if check:

@@ -577,7 +577,7 @@ def test_large_streamed_patch_64mib(reg, repo):
             h.update(piece)
             yield piece
 
-    r = reg.patch(loc, data=gen(), headers=OCTET, timeout=300)
+    r = reg.patch(loc, data=gen(), headers=OCTET, timeout=120)
     assert r.status_code == 202, r.text
     assert r.headers["Range"] == f"0-{total - 1}"
     d = "sha256:" + h.hexdigest()

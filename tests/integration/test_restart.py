@@ -1,5 +1,5 @@
-"""A graceful restart (what `apache2ctl graceful` and Debian's logrotate
-`reload` do) must not lose upload sessions in progress: the spec's resumable
+"""A restart (`apache2ctl graceful` as Debian's logrotate `reload` does, or
+`apache2ctl restart`) must not lose upload sessions in progress: the spec's resumable
 push lets a client continue an upload later, and the module's design keeps
 sessions in a table any process can continue."""
 
@@ -18,9 +18,9 @@ def restartable(httpd_factory):
     return httpd_factory(f"restart-{os.urandom(3).hex()}")
 
 
-def graceful_restart(inst, timeout=20):
+def graceful_restart(inst, timeout=20, sig=signal.SIGUSR1):
     before = inst.startup_output().count("AH00489")
-    os.kill(inst.proc.pid, signal.SIGUSR1)
+    os.kill(inst.proc.pid, sig)
     deadline = time.monotonic() + timeout
     while inst.startup_output().count("AH00489") <= before:
         assert time.monotonic() < deadline, "graceful restart did not complete"
@@ -39,18 +39,16 @@ def test_graceful_restart_serves_content(restartable):
     reg.close()
 
 
-@pytest.mark.xfail(reason="module: the upload table is anonymous shared memory re-created "
-                          "on every restart, so a graceful restart drops all sessions "
-                          "(reported to the main engineer)", strict=False)
-def test_graceful_restart_keeps_upload_sessions(restartable):
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGHUP], ids=["graceful", "restart"])
+def test_restart_keeps_upload_sessions(restartable, sig):
     reg = Registry(restartable.base_url)
     loc, _ = reg.start_upload("it/restart/upload")
     r = reg.patch(loc, data=b"a" * 100, headers={"Content-Range": "0-99"})
     assert r.status_code == 202
     loc = reg.location(r)
-    graceful_restart(restartable)
+    graceful_restart(restartable, sig=sig)
     s = reg.get(loc)
-    assert s.status_code == 204, f"upload session lost by a graceful restart: {s.status_code} {s.text}"
+    assert s.status_code == 204, f"upload session lost by a {sig.name} restart: {s.status_code} {s.text}"
     assert s.headers["Range"] == "0-99"
     r = reg.patch(loc, data=b"b" * 100, headers={"Content-Range": "100-199"})
     assert r.status_code == 202
