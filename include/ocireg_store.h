@@ -128,6 +128,8 @@ typedef struct {
 
     /* Smallest chunk worth sending, advertised as OCI-Chunk-Min-Length. */
     apr_off_t (*chunk_min_length)(ocireg_store *s);
+    /* Largest blob the store can take, or -1 for no limit. */
+    apr_off_t (*max_blob_size)(ocireg_store *s);
 } ocireg_store_ops;
 
 struct ocireg_store {

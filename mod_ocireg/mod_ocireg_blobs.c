@@ -336,6 +336,28 @@ static int finish_upload(ocireg_req *q, const char *uuid,
     return created(q, digest);
 }
 
+/* A blob the store could never hold is refused before its data is read,
+ * whenever the request tells how big it will be. */
+static int too_big(ocireg_req *q, apr_off_t final_size)
+{
+    apr_off_t max = q->store->ops->max_blob_size(q->store);
+    if (max < 0 || final_size <= max)
+        return 0;
+    q->r->connection->keepalive = AP_CONN_CLOSE;
+    return 1;
+}
+
+static int refuse_too_big(ocireg_req *q)
+{
+    return ocireg_respond_error(
+        q->r, HTTP_REQUEST_ENTITY_TOO_LARGE, OCIREG_E_SIZE_INVALID,
+        apr_psprintf(q->r->pool,
+                     "blobs on this store are limited to %" APR_OFF_T_FMT
+                     " bytes",
+                     q->store->ops->max_blob_size(q->store)),
+        NULL);
+}
+
 /* Appends the request body to an acquired session. Returns DECLINED when
  * the session advanced (s updated), or the finished error response. The
  * session is released on error. */
@@ -344,7 +366,7 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
     request_rec *r = q->r;
     const char *cr = apr_table_get(r->headers_in, "Content-Range");
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    apr_off_t start = 0, end = -1, total, length = -1;
+    apr_off_t start = 0, end = -1, total = -1, length = -1;
     ocireg_upload_writer *w;
     ocireg_body_result res;
     ocireg_upload_session next = *s;
@@ -380,6 +402,11 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
                                 "Content-Range",
                                 NULL);
         }
+    }
+    if ((cr && total >= 0 && too_big(q, total))
+        || (length >= 0 && too_big(q, s->offset + length))) {
+        ocireg_uploads_release(q->uploads, NULL, s->uuid);
+        return refuse_too_big(q);
     }
     if (!ap_request_has_body(r))
         return DECLINED;
@@ -501,6 +528,8 @@ static int monolithic_upload(ocireg_req *q, const char *digest)
     const char *uuid = ocireg_new_uuid(r->pool);
     apr_status_t rv;
 
+    if (too_big(q, request_length(r)))
+        return refuse_too_big(q);
     memset(&s, 0, sizeof(s));
     ocireg_hash_init(&s.hash);
     rv = q->store->ops->upload_create(q->store, r->pool, uuid, s.driver);

@@ -583,6 +583,12 @@ static apr_off_t fs_chunk_min_length(ocireg_store *s)
     return 1024 * 1024;
 }
 
+static apr_off_t fs_max_blob_size(ocireg_store *s)
+{
+    (void)s;
+    return -1;
+}
+
 static const ocireg_store_ops fs_ops = {
     "filesystem",
     fs_blob_stat,
@@ -611,6 +617,7 @@ static const ocireg_store_ops fs_ops = {
     fs_upload_commit,
     fs_upload_abort,
     fs_chunk_min_length,
+    fs_max_blob_size,
 };
 
 static apr_uint32_t fnv1a(const char *s)

@@ -34,6 +34,7 @@ typedef struct {
     apr_off_t part_size;
     const char *spool_dir;
     int redirect_seconds;
+    int retries;
 } s3_store;
 
 /* What a session remembers between requests; lives in the session slot. */
@@ -537,6 +538,26 @@ static apr_status_t start_part(ocireg_upload_writer *w)
     return rv;
 }
 
+/* A part whose transfer failed is sent again from the spool, which holds
+ * every byte of it received so far: nothing is asked of the client. */
+static apr_status_t restart_part(ocireg_upload_writer *w, apr_status_t rv)
+{
+    int attempt;
+    for (attempt = 0; rv == OCIREG_S3_EUNAVAILABLE
+                      && attempt < w->st->retries; attempt++) {
+        if (w->part)
+            ocireg_s3_part_abort(w->part);
+        w->part = NULL;
+        apr_sleep(apr_time_from_msec(200) << attempt);
+        rv = start_part(w);
+    }
+    if (rv != APR_SUCCESS && w->part) {
+        ocireg_s3_part_abort(w->part);
+        w->part = NULL;
+    }
+    return rv;
+}
+
 static apr_status_t s3_upload_write(ocireg_upload_writer *w, const char *buf,
                                     apr_size_t len)
 {
@@ -547,33 +568,38 @@ static apr_status_t s3_upload_write(ocireg_upload_writer *w, const char *buf,
         apr_size_t n = len;
         if ((apr_off_t)n > psize - w->cur)
             n = (apr_size_t)(psize - w->cur);
-        /* A part goes out only when it can be filled: with the request's
-         * length known that is certain; without it we start anyway and
-         * fall back to the tail if the body ends first. */
-        if (!w->part && (w->expected < 0 || w->cur + w->expected >= psize)) {
-            rv = start_part(w);
-            if (rv != APR_SUCCESS)
-                return rv;
-        }
         rv = apr_file_write_full(w->spool, buf, n, NULL);
-        if (rv == APR_SUCCESS && w->part)
-            rv = ocireg_s3_part_write(w->part, buf, n);
-        if (rv != APR_SUCCESS) {
-            if (w->part)
-                ocireg_s3_part_abort(w->part);
-            w->part = NULL;
-            return rv;
-        }
+        if (rv != APR_SUCCESS)
+            return restart_part(w, rv);
         w->changed = 1;
         w->cur += (apr_off_t)n;
         if (w->expected >= 0)
             w->expected -= (apr_off_t)n;
+        /* A part goes out only when it can be filled: with the request's
+         * length known that is certain; without it we start anyway and
+         * fall back to the tail if the body ends first. Starting sends
+         * the spool, these bytes included. */
+        if (!w->part && (w->expected < 0 || w->cur + w->expected >= psize))
+            rv = restart_part(w, start_part(w));
+        else if (w->part)
+            rv = restart_part(w, ocireg_s3_part_write(w->part, buf, n));
+        if (rv != APR_SUCCESS)
+            return rv;
         buf += n;
         len -= n;
         if (w->cur == psize) {
-            const char *etag;
+            const char *etag = NULL;
+            int attempt;
             rv = ocireg_s3_part_finish(w->part, &etag);
             w->part = NULL;
+            for (attempt = 0; rv == OCIREG_S3_EUNAVAILABLE
+                              && attempt < w->st->retries; attempt++) {
+                apr_sleep(apr_time_from_msec(200) << attempt);
+                rv = start_part(w);
+                if (rv == APR_SUCCESS)
+                    rv = ocireg_s3_part_finish(w->part, &etag);
+                w->part = NULL;
+            }
             if (rv != APR_SUCCESS)
                 return rv;
             w->state.parts++;
@@ -736,6 +762,12 @@ static apr_off_t s3_chunk_min_length(ocireg_store *s)
     return S3(s)->part_size;
 }
 
+/* S3 and R2 take at most 10,000 parts. */
+static apr_off_t s3_max_blob_size(ocireg_store *s)
+{
+    return S3(s)->part_size * 10000;
+}
+
 static const ocireg_store_ops s3_ops = {
     "s3",
     s3_blob_stat,
@@ -764,6 +796,7 @@ static const ocireg_store_ops s3_ops = {
     s3_upload_commit,
     s3_upload_abort,
     s3_chunk_min_length,
+    s3_max_blob_size,
 };
 
 static apr_uint32_t fnv1a(const char *s)
@@ -800,6 +833,7 @@ apr_status_t ocireg_store_s3_create(apr_pool_t *pool,
     st->part_size = cfg->part_size;
     st->spool_dir = apr_pstrdup(pool, cfg->spool_dir);
     st->redirect_seconds = cfg->redirect_seconds;
+    st->retries = cfg->retries;
     s->ops = &s3_ops;
     s->impl = st;
     s->id = fnv1a(apr_pstrcat(pool, "s3:", cfg->endpoint, "/", cfg->bucket,
