@@ -64,8 +64,10 @@ def rgw(base_dir):
         r.stop()
         pytest.fail(str(e), pytrace=False)
     yield r
-    left = r.multipart_uploads()
-    r.stop()
+    try:
+        left = r.multipart_uploads()
+    finally:
+        r.stop()
     # The registry must not leave multipart uploads behind.
     assert left == [], f"multipart uploads left in the bucket: {left}"
 
