@@ -1,6 +1,7 @@
 """Bad configuration fails `apache2 -t` with a message naming the directive."""
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -64,3 +65,65 @@ def test_registry_without_storage_fails(tmp_path):
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
     assert "OCIRegStorage" in out, out
+
+
+def s3_conf(tmp_path, lines):
+    """The test config with its storage replaced by an s3 block."""
+    inst = HttpdInstance("s3conf", tmp_path)
+    inst._prepare_dirs()
+    inst.port = 1
+    conf = inst.render_conf()
+    conf = re.sub(r'OCIRegStorage filesystem "[^"]*"', "\n".join(lines), conf)
+    inst.conf_path.write_text(conf)
+    p = subprocess.run([APACHE2, "-t", "-f", str(inst.conf_path)],
+                       capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, LANG="C"))
+    return p.returncode, p.stdout + p.stderr
+
+
+@pytest.fixture
+def cred_file(tmp_path):
+    f = tmp_path / "cred"
+    f.write_text("access_key = AKIDEXAMPLE\nsecret_key = not-a-real-secret\n")
+    f.chmod(0o600)
+    return f
+
+
+def test_s3_good_config_passes(tmp_path, cred_file):
+    rc, out = s3_conf(tmp_path, ["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com",
+                                 "OCIRegS3Bucket b", f"OCIRegS3Credentials file:{cred_file}",
+                                 "OCIRegS3PartSize 64M"])
+    assert rc == 0, out
+    # the secret never shows up in what httpd says about its configuration
+    assert "not-a-real-secret" not in out
+
+
+@pytest.mark.parametrize("lines, needle", [
+    (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com",
+      "OCIRegS3Credentials file:@CRED@"], "OCIRegS3Bucket"),
+    (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com", "OCIRegS3Bucket b"],
+     "OCIRegS3Credentials"),
+    (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials file:/nonexistent/cred"], "OCIRegS3Credentials"),
+    (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials AKIDEXAMPLE:secret"], "OCIRegS3Credentials"),
+    (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials env:NO_SUCH_VAR_A,NO_SUCH_VAR_B"], "OCIRegS3Credentials"),
+    (["OCIRegStorage s3 acct.r2.cloudflarestorage.com", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials file:@CRED@"], "OCIRegStorage"),
+    (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com/bucket", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials file:@CRED@"], "OCIRegStorage"),
+    (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials file:@CRED@", "OCIRegS3PartSize 1M"], "OCIRegS3PartSize"),
+    (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials file:@CRED@", "OCIRegS3PartSize lots"], "OCIRegS3PartSize"),
+    (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials file:@CRED@", "OCIRegS3Timeouts 0"], "OCIRegS3Timeouts"),
+    (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials file:@CRED@", "OCIRegS3BlobRedirect forever"],
+     "OCIRegS3BlobRedirect"),
+])
+def test_s3_bad_config(tmp_path, cred_file, lines, needle):
+    rc, out = s3_conf(tmp_path, [l.replace("@CRED@", str(cred_file)) for l in lines])
+    assert rc != 0, out
+    assert needle in out, out
