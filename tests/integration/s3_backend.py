@@ -72,3 +72,12 @@ class Rgw:
                                  UploadId=u["UploadId"]).get("Parts", [])
             out.append((u["Key"], u["UploadId"], [p["Size"] for p in parts]))
         return out
+
+    def stop_gateway(self):
+        """Stops radosgw only: the bucket's data stays."""
+        subprocess.run(["bash", str(RGW_SH), "stop-gateway", str(self.dir)],
+                       check=True, capture_output=True, text=True, timeout=120)
+
+    def start_gateway(self):
+        subprocess.run(["bash", str(RGW_SH), "start-gateway", str(self.dir)],
+                       check=True, capture_output=True, text=True, timeout=120)
