@@ -140,6 +140,13 @@ struct ocireg_store {
     apr_uint32_t id;
 };
 
+/* Helpers shared by the drivers. */
+/* "sha256:abc" -> "sha256/abc": the digest grammar keeps both parts free
+ * of '/' and of "." and "..", so the result is a safe relative path. */
+const char *ocireg_digest_path(apr_pool_t *p, const char *digest);
+/* A stable 32-bit id of a store's identifying text (FNV-1a). */
+apr_uint32_t ocireg_store_id(const char *text);
+
 /* Filesystem driver rooted at `root` (created if missing). Layout in
  * README. The store lives as long as pool. */
 apr_status_t ocireg_store_fs_create(apr_pool_t *pool, const char *root,

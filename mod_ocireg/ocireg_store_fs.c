@@ -35,13 +35,6 @@ struct ocireg_upload_writer {
 
 /* "sha256:abc" -> "sha256/abc": the digest grammar keeps both parts free
  * of '/' and of "." and "..". */
-static const char *digest_path(apr_pool_t *p, const char *digest)
-{
-    char *d = apr_pstrdup(p, digest), *colon = strchr(d, ':');
-    if (colon)
-        *colon = '/';
-    return d;
-}
 
 static const char *blob_file(ocireg_store *s, apr_pool_t *p,
                              const char *digest)
@@ -232,7 +225,7 @@ static const char *link_path(ocireg_store *s, apr_pool_t *p, const char *name,
                              const char *kind, const char *digest)
 {
     return apr_psprintf(p, "%s/%s/%s", repo_dir(s, p, name), kind,
-                        digest_path(p, digest));
+                        ocireg_digest_path(p, digest));
 }
 
 static apr_status_t fs_blob_link(ocireg_store *s, apr_pool_t *p,
@@ -369,7 +362,7 @@ static const char *referrer_dir(ocireg_store *s, apr_pool_t *p,
                                 const char *name, const char *subject)
 {
     return apr_psprintf(p, "%s/_referrers/%s", repo_dir(s, p, name),
-                        digest_path(p, subject));
+                        ocireg_digest_path(p, subject));
 }
 
 static apr_status_t fs_referrer_add(ocireg_store *s, apr_pool_t *p,
@@ -620,13 +613,6 @@ static const ocireg_store_ops fs_ops = {
     fs_max_blob_size,
 };
 
-static apr_uint32_t fnv1a(const char *s)
-{
-    apr_uint32_t h = 2166136261u;
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 16777619u;
-    return h;
-}
 
 apr_status_t ocireg_store_fs_create(apr_pool_t *pool, const char *root,
                                     ocireg_store **out)
@@ -639,7 +625,7 @@ apr_status_t ocireg_store_fs_create(apr_pool_t *pool, const char *root,
     fs->root = apr_pstrdup(pool, root);
     s->ops = &fs_ops;
     s->impl = fs;
-    s->id = fnv1a(apr_pstrcat(pool, "filesystem:", root, NULL));
+    s->id = ocireg_store_id(apr_pstrcat(pool, "filesystem:", root, NULL));
     for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         apr_status_t rv = apr_dir_make_recursive(
             apr_pstrcat(pool, root, "/", dirs[i], NULL),

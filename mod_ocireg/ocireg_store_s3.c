@@ -70,17 +70,10 @@ static const char *key(ocireg_store *s, apr_pool_t *p, const char *a,
     return apr_pstrcat(p, S3(s)->prefix, a, b, c, NULL);
 }
 
-static const char *digest_path(apr_pool_t *p, const char *digest)
-{
-    char *d = apr_pstrdup(p, digest), *colon = strchr(d, ':');
-    if (colon)
-        *colon = '/';
-    return d;
-}
 
 static const char *blob_key(ocireg_store *s, apr_pool_t *p, const char *d)
 {
-    return key(s, p, "blobs/", digest_path(p, d), "");
+    return key(s, p, "blobs/", ocireg_digest_path(p, d), "");
 }
 
 static const char *repo_key(ocireg_store *s, apr_pool_t *p, const char *name,
@@ -186,7 +179,8 @@ static const char *link_key(ocireg_store *s, apr_pool_t *p, const char *name,
                             const char *kind, const char *digest)
 {
     return repo_key(s, p, name,
-                    apr_pstrcat(p, "/", kind, "/", digest_path(p, digest),
+                    apr_pstrcat(p, "/", kind, "/",
+                                ocireg_digest_path(p, digest),
                                 NULL));
 }
 
@@ -315,7 +309,8 @@ static const char *referrer_prefix(ocireg_store *s, apr_pool_t *p,
                                    const char *name, const char *subject)
 {
     return repo_key(s, p, name,
-                    apr_pstrcat(p, "/_referrers/", digest_path(p, subject),
+                    apr_pstrcat(p, "/_referrers/",
+                                ocireg_digest_path(p, subject),
                                 "/", NULL));
 }
 
@@ -799,13 +794,6 @@ static const ocireg_store_ops s3_ops = {
     s3_max_blob_size,
 };
 
-static apr_uint32_t fnv1a(const char *s)
-{
-    apr_uint32_t h = 2166136261u;
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 16777619u;
-    return h;
-}
 
 apr_status_t ocireg_store_s3_create(apr_pool_t *pool,
                                     const ocireg_store_s3_config *cfg,
@@ -836,7 +824,8 @@ apr_status_t ocireg_store_s3_create(apr_pool_t *pool,
     st->retries = cfg->retries;
     s->ops = &s3_ops;
     s->impl = st;
-    s->id = fnv1a(apr_pstrcat(pool, "s3:", cfg->endpoint, "/", cfg->bucket,
+    s->id = ocireg_store_id(apr_pstrcat(pool, "s3:", cfg->endpoint, "/",
+                                        cfg->bucket,
                               "/", st->prefix, NULL));
     *out = s;
     return APR_SUCCESS;
