@@ -115,7 +115,10 @@ typedef struct {
     apr_status_t (*upload_write)(ocireg_upload_writer *w, const char *buf,
                                  apr_size_t len);
     /* Makes everything written durable and updates `state`. After a failed
-     * close the session's previous offset stays the truth. */
+     * close the session's previous offset stays the truth, and `state`
+     * describes the session at that offset (it may name resources this
+     * request created, so that they are reused or freed later, never
+     * leaked): the caller keeps it. */
     apr_status_t (*upload_close)(ocireg_upload_writer *w,
                                  unsigned char *state);
     /* Makes the upload visible as blob `digest` of `size` bytes, without

@@ -422,7 +422,11 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
      * the session says so: the client resumes from the Range it reads. */
     rv = q->store->ops->upload_close(w, next.driver);
     if (rv != APR_SUCCESS) {
-        ocireg_uploads_release(q->uploads, NULL, s->uuid);
+        /* The old offset and hash stand; the driver's fallback state is
+         * kept with them. */
+        ocireg_upload_session keep = *s;
+        memcpy(keep.driver, next.driver, sizeof(keep.driver));
+        ocireg_uploads_release(q->uploads, &keep, s->uuid);
         return ocireg_store_failure(r, rv, "closing the upload");
     }
     next.offset += res.received;

@@ -54,6 +54,8 @@ struct ocireg_upload_writer {
     apr_pool_t *p;
     const char *uuid;
     s3_state state;
+    s3_state opened;            /* the state at open: the fallback */
+    apr_status_t failed;        /* a write failed: nothing more is kept */
     apr_file_t *spool;          /* bytes of the current, unfinished part */
     apr_off_t cur;              /* how many */
     apr_off_t expected;         /* still to come in this request, or -1 */
@@ -481,6 +483,7 @@ static apr_status_t s3_upload_open(ocireg_store *s, apr_pool_t *p,
     w->p = p;
     w->uuid = uuid;
     memcpy(&w->state, state, sizeof(w->state));
+    w->opened = w->state;
     if ((apr_off_t)(w->state.parts * w->state.part_size + w->state.tail)
         != offset)
         return APR_EGENERAL;
@@ -553,8 +556,22 @@ static apr_status_t restart_part(ocireg_upload_writer *w, apr_status_t rv)
     return rv;
 }
 
+static apr_status_t write_some(ocireg_upload_writer *w, const char *buf,
+                               apr_size_t len);
+
+/* The caller counts a buffer as written only when all of it was; after a
+ * failure the spool may hold part of it, so the request keeps nothing and
+ * the session stays at its previous offset. */
 static apr_status_t s3_upload_write(ocireg_upload_writer *w, const char *buf,
                                     apr_size_t len)
+{
+    if (w->failed == APR_SUCCESS)
+        w->failed = write_some(w, buf, len);
+    return w->failed;
+}
+
+static apr_status_t write_some(ocireg_upload_writer *w, const char *buf,
+                               apr_size_t len)
 {
     apr_off_t psize = (apr_off_t)w->state.part_size;
     apr_status_t rv;
@@ -613,7 +630,7 @@ static apr_status_t s3_upload_close(ocireg_upload_writer *w,
                                     unsigned char *state)
 {
     ocireg_store *s = w->s;
-    apr_status_t rv = APR_SUCCESS;
+    apr_status_t rv = w->failed;
 
     if (w->part) {
         /* The body ended inside a part: that part is not created; its
@@ -622,14 +639,15 @@ static apr_status_t s3_upload_close(ocireg_upload_writer *w,
         w->part = NULL;
         /* A multipart upload without parts is not kept waiting: the
          * next full part starts a new one. */
-        if (w->state.parts == 0 && w->state.upload_id[0]) {
+        if (rv == APR_SUCCESS && w->state.parts == 0
+            && w->state.upload_id[0]) {
             ocireg_s3_mpu_abort(w->st->s3, w->p, data_key(s, w->p, w->uuid),
                                 w->state.upload_id);
             w->state.upload_id[0] = '\0';
             w->changed = 1;
         }
     }
-    if (w->changed) {
+    if (rv == APR_SUCCESS && w->changed) {
         if (w->cur > 0) {
             rv = spool_rewind(w->spool);
             if (rv == APR_SUCCESS)
@@ -642,11 +660,20 @@ static apr_status_t s3_upload_close(ocireg_upload_writer *w,
             rv = ocireg_s3_delete(w->st->s3, w->p,
                                   tail_key(s, w->p, w->uuid), NULL);
         }
-        if (rv != APR_SUCCESS)
-            return rv;
         w->state.tail = (apr_uint32_t)w->cur;
     }
     apr_file_close(w->spool);
+    if (rv != APR_SUCCESS) {
+        /* Back to the state at open, which the old tail object still
+         * matches; parts sent since are overwritten on the retry. The
+         * multipart upload, if this request started it, is kept in the
+         * state so that it is continued or aborted, not lost. */
+        s3_state fallback = w->opened;
+        memcpy(fallback.upload_id, w->state.upload_id,
+               sizeof(fallback.upload_id));
+        memcpy(state, &fallback, sizeof(fallback));
+        return rv;
+    }
     memcpy(state, &w->state, sizeof(w->state));
     return APR_SUCCESS;
 }
