@@ -100,6 +100,16 @@ apr_status_t ocireg_s3_mpu_complete(ocireg_s3 *s3, apr_pool_t *p,
                                     const apr_array_header_t *parts);
 apr_status_t ocireg_s3_mpu_abort(ocireg_s3 *s3, apr_pool_t *p,
                                  const char *key, const char *upload_id);
+typedef struct {
+    const char *key;
+    const char *upload_id;
+    const char *initiated;        /* ISO 8601, as the server wrote it */
+} ocireg_s3_upload;
+/* Multipart uploads in progress under prefix (array of ocireg_s3_upload),
+ * all pages. */
+apr_status_t ocireg_s3_mpu_list(ocireg_s3 *s3, apr_pool_t *p,
+                                const char *prefix,
+                                apr_array_header_t **uploads);
 
 /* A part upload whose body is pushed as it arrives: the request starts at
  * once with Content-Length len, and each write returns when the bytes are

@@ -687,6 +687,50 @@ apr_status_t ocireg_s3_mpu_abort(ocireg_s3 *s3, apr_pool_t *p,
     return perform(s3, &rq);
 }
 
+apr_status_t ocireg_s3_mpu_list(ocireg_s3 *s3, apr_pool_t *p,
+                                const char *prefix,
+                                apr_array_header_t **uploads)
+{
+    const char *key_marker = NULL, *id_marker = NULL;
+    *uploads = apr_array_make(p, 8, sizeof(ocireg_s3_upload));
+    for (;;) {
+        ocireg_s3_result res;
+        s3_req rq;
+        apr_xml_doc *doc;
+        const apr_xml_elem *e;
+        const char *truncated;
+        apr_status_t rv;
+        init_req(&rq, p, &res, NULL, "GET", NULL);
+        rq.collect_max = 16 * 1024 * 1024;
+        rq.query = apr_pstrcat(
+            p, "uploads&prefix=", ocireg_sigv4_uri_encode(p, prefix, 0),
+            key_marker ? "&key-marker=" : "",
+            key_marker ? ocireg_sigv4_uri_encode(p, key_marker, 0) : "",
+            id_marker ? "&upload-id-marker=" : "",
+            id_marker ? ocireg_sigv4_uri_encode(p, id_marker, 0) : "", NULL);
+        rv = perform(s3, &rq);
+        if (rv != APR_SUCCESS)
+            return rv;
+        doc = xml_parse(p, res.body, res.body_len);
+        if (!doc || !doc->root)
+            return OCIREG_S3_EREFUSED;
+        for (e = doc->root->first_child; e; e = e->next) {
+            ocireg_s3_upload *u;
+            if (strcmp(e->name, "Upload") != 0)
+                continue;
+            u = apr_array_push(*uploads);
+            u->key = xml_find(p, e, "Key");
+            u->upload_id = xml_find(p, e, "UploadId");
+            u->initiated = xml_find(p, e, "Initiated");
+        }
+        truncated = xml_find(p, doc->root, "IsTruncated");
+        key_marker = xml_find(p, doc->root, "NextKeyMarker");
+        id_marker = xml_find(p, doc->root, "NextUploadIdMarker");
+        if (!truncated || strcmp(truncated, "true") != 0 || !key_marker)
+            return APR_SUCCESS;
+    }
+}
+
 /* Part streams: curl's multi interface drives the transfer from our
  * writes. The read callback hands curl what the last write brought and
  * pauses the transfer when it runs dry; the next write resumes it. */
