@@ -23,7 +23,8 @@ $(MODULE): $(CORE_SRC) $(GLUE_SRC) $(HEADERS) mod_ocireg/exports.map apxs.mk
 	    -Wl,-Wl$(comma)--version-script=$(CURDIR)/mod_ocireg/exports.map \
 	    $(LIBS) $(notdir $(GLUE_SRC) $(CORE_SRC)) >build.log 2>&1 \
 	    || { cat build.log; exit 1; }
-	cp $(BUILD)/obj/.libs/mod_ocireg.so $(MODULE)
+	@# A new inode, so a running httpd keeps the code it mapped.
+	cp $(BUILD)/obj/.libs/mod_ocireg.so $(MODULE).new && mv -f $(MODULE).new $(MODULE)
 
 comma := ,
 

@@ -28,6 +28,11 @@ typedef struct {
 /* Configuration (mod_ocireg_config.c). */
 #define OCIREG_DEFAULT_UPLOAD_SLOTS 1024
 extern int ocireg_conf_upload_slots;
+#define OCIREG_DEFAULT_UPLOAD_EXPIRY apr_time_from_sec(86400)
+extern apr_interval_time_t ocireg_conf_upload_expiry;
+
+/* Starts the background expiry of idle uploads (mod_ocireg_expiry.c). */
+int ocireg_expiry_start(apr_pool_t *pconf, server_rec *s);
 extern const command_rec ocireg_cmds[];
 void *ocireg_create_server_conf(apr_pool_t *p, server_rec *s);
 void *ocireg_merge_server_conf(apr_pool_t *p, void *basev, void *addv);

@@ -39,6 +39,7 @@ typedef struct {
     const char *message;
     const char *etag;
     apr_off_t content_length;
+    apr_time_t last_modified;    /* 0 when not given */
     apr_table_t *meta;           /* x-amz-meta-* (names without prefix) */
     char *body;                  /* collected response body (small) */
     apr_size_t body_len;

@@ -133,6 +133,12 @@ typedef struct {
     apr_off_t (*chunk_min_length)(ocireg_store *s);
     /* Largest blob the store can take, or -1 for no limit. */
     apr_off_t (*max_blob_size)(ocireg_store *s);
+    /* Frees what uploads left behind without a session (a stop, a crash):
+     * upload data older than `before` whose id `live` does not know. */
+    apr_status_t (*upload_sweep)(ocireg_store *s, apr_pool_t *p,
+                                 apr_time_t before,
+                                 int (*live)(void *ctx, const char *uuid),
+                                 void *ctx, int *swept);
 } ocireg_store_ops;
 
 struct ocireg_store {

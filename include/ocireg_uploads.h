@@ -63,6 +63,15 @@ apr_status_t ocireg_uploads_release(ocireg_uploads *u,
 /* Removes an acquired session. */
 apr_status_t ocireg_uploads_remove(ocireg_uploads *u, const char *uuid);
 
+/* Acquires up to max sessions nobody holds that were last touched before
+ * `before`, copying them to out; returns how many. The caller aborts them
+ * in the store and removes them. */
+int ocireg_uploads_take_idle(ocireg_uploads *u, apr_time_t before,
+                             ocireg_upload_session *out, int max);
+
+/* Whether a session with this id is in the table. */
+int ocireg_uploads_has(ocireg_uploads *u, const char *uuid);
+
 /* Sessions in use, for status and tests. */
 int ocireg_uploads_count(ocireg_uploads *u);
 

@@ -49,6 +49,7 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     (void)plog;
     (void)ptemp;
     ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
+    ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
     return ap_mutex_register(pconf, OCIREG_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
                              0);
 }
@@ -185,7 +186,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     uploads = ocireg_uploads_attach(pconf, apr_shm_baseaddr_get(upload_shm),
                                     upload_mutex);
-    return OK;
+    return ocireg_expiry_start(pconf, s);
 }
 
 static int check_config(apr_pool_t *pconf, apr_pool_t *plog,

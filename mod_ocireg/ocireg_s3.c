@@ -5,6 +5,7 @@
 #include <apr_thread_mutex.h>
 #include <apr_xml.h>
 #include <apr_lib.h>
+#include <apr_date.h>
 #include "ocireg_s3.h"
 #include "ocireg_sigv4.h"
 
@@ -130,7 +131,9 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
     end = v + strlen(v);
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
         *--end = '\0';
-    if (strcasecmp(line, "ETag") == 0)
+    if (strcasecmp(line, "Last-Modified") == 0)
+        rq->res->last_modified = apr_date_parse_http(v);
+    else if (strcasecmp(line, "ETag") == 0)
         rq->res->etag = v;
     else if (strcasecmp(line, "Content-Length") == 0)
         rq->res->content_length = apr_atoi64(v);

@@ -576,6 +576,31 @@ static apr_off_t fs_chunk_min_length(ocireg_store *s)
     return 1024 * 1024;
 }
 
+static apr_status_t fs_upload_sweep(ocireg_store *s, apr_pool_t *p,
+                                    apr_time_t before,
+                                    int (*live)(void *ctx, const char *uuid),
+                                    void *ctx, int *swept)
+{
+    const char *dir = apr_pstrcat(p, FS(s)->root, "/uploads", NULL);
+    apr_array_header_t *names;
+    apr_status_t rv = list_dir(p, dir, &names);
+    int i;
+    *swept = 0;
+    if (rv != APR_SUCCESS)
+        return rv == APR_ENOENT ? APR_SUCCESS : rv;
+    for (i = 0; i < names->nelts; i++) {
+        const char *uuid = APR_ARRAY_IDX(names, i, const char *);
+        const char *f = apr_pstrcat(p, dir, "/", uuid, NULL);
+        struct stat st;
+        if (stat(f, &st) != 0 || apr_time_from_sec(st.st_mtime) >= before
+            || live(ctx, uuid))
+            continue;
+        if (unlink(f) == 0)
+            (*swept)++;
+    }
+    return APR_SUCCESS;
+}
+
 static apr_off_t fs_max_blob_size(ocireg_store *s)
 {
     (void)s;
@@ -611,6 +636,7 @@ static const ocireg_store_ops fs_ops = {
     fs_upload_abort,
     fs_chunk_min_length,
     fs_max_blob_size,
+    fs_upload_sweep,
 };
 
 

@@ -784,6 +784,73 @@ static apr_off_t s3_chunk_min_length(ocireg_store *s)
     return S3(s)->part_size;
 }
 
+/* "2026-11-28T04:30:25.000Z" -> apr_time_t, 0 when unreadable. */
+static apr_time_t iso8601(const char *s)
+{
+    apr_time_exp_t t;
+    apr_time_t out;
+    int y, mo, d, h, mi, sec;
+    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6)
+        return 0;
+    memset(&t, 0, sizeof(t));
+    t.tm_year = y - 1900;
+    t.tm_mon = mo - 1;
+    t.tm_mday = d;
+    t.tm_hour = h;
+    t.tm_min = mi;
+    t.tm_sec = sec;
+    return apr_time_exp_gmt_get(&out, &t) == APR_SUCCESS ? out : 0;
+}
+
+/* The uuid in "<prefix>data/<uuid>" or "<prefix>uploads/<uuid>/tail". */
+static const char *uuid_of(apr_pool_t *p, const char *rest)
+{
+    const char *slash = strchr(rest, '/');
+    return slash ? apr_pstrmemdup(p, rest, (apr_size_t)(slash - rest))
+                 : rest;
+}
+
+/* Only what is older than `before` goes: another host sharing the bucket
+ * may be in the middle of an upload this host does not know. */
+static apr_status_t s3_upload_sweep(ocireg_store *s, apr_pool_t *p,
+                                    apr_time_t before,
+                                    int (*live)(void *ctx, const char *uuid),
+                                    void *ctx, int *swept)
+{
+    ocireg_s3 *s3 = S3(s)->s3;
+    const char *data_prefix = key(s, p, "data/", "", "");
+    const char *tail_prefix = key(s, p, "uploads/", "", "");
+    apr_array_header_t *mpus, *tails;
+    apr_status_t rv;
+    int i;
+
+    *swept = 0;
+    rv = ocireg_s3_mpu_list(s3, p, data_prefix, &mpus);
+    for (i = 0; rv == APR_SUCCESS && i < mpus->nelts; i++) {
+        const ocireg_s3_upload *u = &APR_ARRAY_IDX(mpus, i, ocireg_s3_upload);
+        apr_time_t at = iso8601(u->initiated);
+        const char *uuid = u->key + strlen(data_prefix);
+        if (!at || at >= before || live(ctx, uuid))
+            continue;
+        if (ocireg_s3_mpu_abort(s3, p, u->key, u->upload_id) == APR_SUCCESS)
+            (*swept)++;
+    }
+    if (rv == APR_SUCCESS)
+        rv = ocireg_s3_list(s3, p, tail_prefix, NULL, &tails);
+    for (i = 0; rv == APR_SUCCESS && i < tails->nelts; i++) {
+        const char *rest = APR_ARRAY_IDX(tails, i, const char *);
+        const char *k = apr_pstrcat(p, tail_prefix, rest, NULL);
+        ocireg_s3_result res;
+        if (live(ctx, uuid_of(p, rest))
+            || ocireg_s3_head(s3, p, k, &res) != APR_SUCCESS
+            || !res.last_modified || res.last_modified >= before)
+            continue;
+        if (ocireg_s3_delete(s3, p, k, NULL) == APR_SUCCESS)
+            (*swept)++;
+    }
+    return rv;
+}
+
 /* S3 and R2 take at most 10,000 parts. */
 static apr_off_t s3_max_blob_size(ocireg_store *s)
 {
@@ -819,6 +886,7 @@ static const ocireg_store_ops s3_ops = {
     s3_upload_abort,
     s3_chunk_min_length,
     s3_max_blob_size,
+    s3_upload_sweep,
 };
 
 

@@ -179,6 +179,34 @@ apr_status_t ocireg_uploads_remove(ocireg_uploads *u, const char *uuid)
     return rv;
 }
 
+int ocireg_uploads_take_idle(ocireg_uploads *u, apr_time_t before,
+                             ocireg_upload_session *out, int max)
+{
+    apr_uint32_t i;
+    int n = 0;
+    if (lock(u) != APR_SUCCESS)
+        return 0;
+    for (i = 0; i < u->t->nslots && n < max; i++) {
+        slot_t *sl = &u->t->slots[i];
+        if (sl->in_use && sl->s.touched < before && !holder_alive(sl->holder)) {
+            sl->holder = (apr_int32_t)getpid();
+            out[n++] = sl->s;
+        }
+    }
+    unlock(u);
+    return n;
+}
+
+int ocireg_uploads_has(ocireg_uploads *u, const char *uuid)
+{
+    int found = 0;
+    if (lock(u) == APR_SUCCESS) {
+        found = find(u->t, uuid) != NULL;
+        unlock(u);
+    }
+    return found;
+}
+
 int ocireg_uploads_count(ocireg_uploads *u)
 {
     int n = 0;
