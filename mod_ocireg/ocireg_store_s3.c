@@ -770,7 +770,13 @@ static apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
     meta = apr_table_make(p, 2);
     apr_table_setn(meta, META_DATA, dk);
     apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
-    rv = ocireg_s3_put(s3, p, bk, "", 0, meta, 0, NULL);
+    /* Create-only: when two uploads of one blob finish at once, one
+     * pointer wins and the other's data goes, so one copy stays. */
+    rv = ocireg_s3_put(s3, p, bk, "", 0, meta, 1, NULL);
+    if (rv == APR_EEXIST) {
+        ocireg_s3_delete(s3, p, dk, NULL);
+        rv = APR_SUCCESS;
+    }
 leave:
     if (spool)
         apr_file_close(spool);
