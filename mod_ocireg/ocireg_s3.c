@@ -300,9 +300,11 @@ static struct curl_slist *prepare(ocireg_s3 *s3, CURL *h, s3_req *rq)
         curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
         curl_easy_setopt(h, CURLOPT_READDATA, rq);
+        /* A body in memory, or reader_len bytes from a reader or pushed
+         * by part writes. */
         curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
-                         (curl_off_t)(rq->reader ? rq->reader_len
-                                                 : (apr_off_t)rq->body_len));
+                         (curl_off_t)(rq->body ? (apr_off_t)rq->body_len
+                                               : rq->reader_len));
     }
     else if (strcmp(rq->method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
@@ -794,7 +796,6 @@ apr_status_t ocireg_s3_part_start(ocireg_s3 *s3, apr_pool_t *p,
     st->res.meta = apr_table_make(p, 2);
     st->rq.stream = 1;
     st->rq.reader_len = len;
-    st->rq.reader = (ocireg_s3_reader)1; /* marks a sized upload */
     st->rq.query = apr_psprintf(p, "partNumber=%d&uploadId=%s", part_number,
                                 ocireg_sigv4_uri_encode(p, upload_id, 0));
     st->h = take_handle(s3);

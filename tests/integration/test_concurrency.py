@@ -18,7 +18,7 @@ def s3_or_none(backend, request):
     return request.getfixturevalue("rgw") if backend == "s3" else None
 
 
-def stored_copies(server, backend, rgw, digest):
+def stored_copies(server, backend, rgw, digest, size):
     hexd = digest.split(":")[1]
     if backend == "filesystem":
         return len([1 for _ in (server.data_dir / "blobs" / "sha256" / hexd[:2]).glob(hexd + "*")])
@@ -26,9 +26,12 @@ def stored_copies(server, backend, rgw, digest):
     c = rgw.client()
     data = c.list_objects_v2(Bucket=rgw.bucket, Prefix=prefix + "data/").get("Contents", [])
     head = c.head_object(Bucket=rgw.bucket, Key=f"{prefix}blobs/sha256/{hexd}")
-    # A pointer names one data object; nothing else may hold the bytes.
+    # A pointer names one data object; no other may hold these bytes (other
+    # tests' blobs share the prefix: this blob's size is unique to it).
     meta = head.get("Metadata", {})
-    return len([o for o in data if o["Size"] > 0]) if "ocireg-data" in meta else 1
+    if "ocireg-data" not in meta:
+        return 1
+    return len([o for o in data if o["Size"] == size])
 
 
 def test_fifty_parallel_pushes_of_one_blob_store_one_copy(server, backend, s3_or_none):
@@ -57,7 +60,7 @@ def test_fifty_parallel_pushes_of_one_blob_store_one_copy(server, backend, s3_or
         got = reg.get(f"/v2/{r}/blobs/{d}")
         assert got.status_code == 200 and sha256(got.content) == d
     reg.close()
-    assert stored_copies(server, backend, s3_or_none, d) == 1
+    assert stored_copies(server, backend, s3_or_none, d, len(data)) == 1
 
 
 def test_twenty_parallel_updates_of_one_tag(server, reg, repo):
