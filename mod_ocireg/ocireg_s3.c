@@ -913,6 +913,10 @@ const char *ocireg_s3_describe(apr_pool_t *p, const ocireg_s3_result *res)
     if (res->status == 0)
         return apr_psprintf(p, "backend unreachable: %s",
                             res->code ? res->code : "no response");
+    if (res->status == 403 && !res->code)
+        /* HEAD answers carry no error body to say why. */
+        return "backend answered 403 (no details: wrong credentials, "
+               "a clock off by minutes, or no access to the bucket)";
     return apr_psprintf(p, "backend answered %ld %s%s%s", res->status,
                         res->code ? res->code : "",
                         res->message ? ": " : "",
