@@ -139,6 +139,21 @@ typedef struct {
                                  apr_time_t before,
                                  int (*live)(void *ctx, const char *uuid),
                                  void *ctx, int *swept);
+    /* After the session's new state is saved: frees what only the state
+     * before it needed (an older tail). */
+    apr_status_t (*upload_settle)(ocireg_store *s, apr_pool_t *p,
+                                  const char *uuid,
+                                  const unsigned char *before,
+                                  const unsigned char *after);
+    /* The durable record of an upload session, so that any process, on
+     * any host sharing the store, or httpd after a stop, continues it.
+     * Removed with the upload by upload_commit and upload_abort. */
+    apr_status_t (*state_put)(ocireg_store *s, apr_pool_t *p,
+                              const char *uuid, const void *data,
+                              apr_size_t len);
+    apr_status_t (*state_get)(ocireg_store *s, apr_pool_t *p,
+                              const char *uuid, void **data,
+                              apr_size_t *len);
 } ocireg_store_ops;
 
 struct ocireg_store {

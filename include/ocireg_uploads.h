@@ -72,6 +72,15 @@ int ocireg_uploads_take_idle(ocireg_uploads *u, apr_time_t before,
 /* Whether a session with this id is in the table. */
 int ocireg_uploads_has(ocireg_uploads *u, const char *uuid);
 
+/* The durable form of a session, kept by the store (state_put): a magic
+ * and the session as this build lays it out, so every host sharing a
+ * store must run the same build. */
+const void *ocireg_session_encode(apr_pool_t *p,
+                                  const ocireg_upload_session *s,
+                                  apr_size_t *len);
+apr_status_t ocireg_session_decode(const void *data, apr_size_t len,
+                                   ocireg_upload_session *out);
+
 /* Sessions in use, for status and tests. */
 int ocireg_uploads_count(ocireg_uploads *u);
 

@@ -142,6 +142,9 @@ static int finish_upload(ocireg_req *q, const char *uuid,
     return created(q, digest);
 }
 
+static apr_status_t session_save(ocireg_req *q,
+                                 const ocireg_upload_session *s);
+
 /* A blob the store could never hold is refused before its data is read,
  * whenever the request tells how big it will be. */
 static int too_big(ocireg_req *q, apr_off_t final_size)
@@ -232,6 +235,8 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
          * kept with them. */
         ocireg_upload_session keep = *s;
         memcpy(keep.driver, next.driver, sizeof(keep.driver));
+        /* Best effort: the record learns of what this request started. */
+        session_save(q, &keep);
         ocireg_uploads_release(q->uploads, &keep, s->uuid);
         return ocireg_store_failure(r, rv, "closing the upload");
     }
@@ -241,6 +246,12 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
         *s = next; /* still held: the caller answers or finishes */
         return DECLINED;
     }
+    /* What arrived is kept: saved like any progress. */
+    if (session_save(q, &next) == APR_SUCCESS)
+        q->store->ops->upload_settle(q->store, r->pool, s->uuid, s->driver,
+                                     next.driver);
+    else
+        next = *s;
     ocireg_uploads_release(q->uploads, &next, s->uuid);
     if (res.status == HTTP_INTERNAL_SERVER_ERROR)
         return ocireg_store_failure(r, brv, "writing the upload");
@@ -265,6 +276,91 @@ static int session_busy(ocireg_req *q)
                         "another request is writing to this upload", NULL);
 }
 
+static int table_full(request_rec *r)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                  "OCIREG00022: upload table full; raise OCIRegUploadSlots");
+    apr_table_setn(r->err_headers_out, "Retry-After", "10");
+    return ocireg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
+                                OCIREG_E_TOOMANYREQUESTS,
+                                "too many uploads in progress", NULL);
+}
+
+/* The session as the store has it. The store's record is the truth: the
+ * shared-memory copy of this host may be behind another host's, or gone
+ * with a stop. */
+static apr_status_t session_read(ocireg_req *q, const char *uuid,
+                                 ocireg_upload_session *out)
+{
+    void *data;
+    apr_size_t len;
+    apr_status_t rv = q->store->ops->state_get(q->store, q->r->pool, uuid,
+                                               &data, &len);
+    if (rv == APR_SUCCESS && ocireg_session_decode(data, len, out)
+                                 != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r,
+                      "OCIREG00023: upload %s has an unreadable state record "
+                      "(written by another build?)",
+                      uuid);
+        rv = APR_ENOENT;
+    }
+    return rv;
+}
+
+/* Takes the session for changing it: this host's lock in shared memory,
+ * then the record read afresh under it. Returns DECLINED with *s filled,
+ * or the finished response. */
+static int session_take(ocireg_req *q, const char *uuid,
+                        ocireg_upload_session *s)
+{
+    request_rec *r = q->r;
+    ocireg_upload_session cached;
+    apr_status_t rv = ocireg_uploads_acquire(q->uploads, uuid, s);
+    if (rv == APR_ENOENT) {
+        /* Not known here yet (another host, a restart): cache it. */
+        rv = session_read(q, uuid, s);
+        if (rv == APR_ENOENT)
+            return upload_unknown(q);
+        if (rv != APR_SUCCESS)
+            return ocireg_store_failure(r, rv, "reading the upload state");
+        rv = ocireg_uploads_add(q->uploads, s);
+        if (rv == APR_ENOSPC)
+            return table_full(r);
+        rv = ocireg_uploads_acquire(q->uploads, uuid, s);
+    }
+    if (rv == APR_EBUSY)
+        return session_busy(q);
+    if (rv != APR_SUCCESS)
+        return upload_unknown(q);
+    cached = *s;
+    rv = session_read(q, uuid, s);
+    /* At the same offset this host's copy knows at least as much: it may
+     * name a multipart upload a failed request started while the store
+     * could not be told. Offsets only grow, so a larger one in the store
+     * is another host's progress, and wins. */
+    if (rv == APR_SUCCESS && cached.offset == s->offset)
+        *s = cached;
+    if (rv != APR_SUCCESS) {
+        if (rv == APR_ENOENT) {
+            ocireg_uploads_remove(q->uploads, uuid);
+            return upload_unknown(q);
+        }
+        ocireg_uploads_release(q->uploads, NULL, uuid);
+        return ocireg_store_failure(r, rv, "reading the upload state");
+    }
+    return DECLINED;
+}
+
+/* Saves the session's new state before the client hears 2xx. */
+static apr_status_t session_save(ocireg_req *q,
+                                 const ocireg_upload_session *s)
+{
+    apr_size_t len;
+    const void *data = ocireg_session_encode(q->r->pool, s, &len);
+    return q->store->ops->state_put(q->store, q->r->pool, s->uuid, data,
+                                    len);
+}
+
 /* GET, PATCH, PUT, DELETE /v2/<name>/blobs/uploads/<uuid> */
 int ocireg_handle_upload(ocireg_req *q)
 {
@@ -282,15 +378,20 @@ int ocireg_handle_upload(ocireg_req *q)
         return status;
 
     if (m == M_GET) {
-        rv = ocireg_uploads_get(q->uploads, uuid, &s);
+        rv = session_read(q, uuid, &s);
+        /* With the store away, this host's copy still tells the client
+         * where to resume. */
+        if (rv != APR_SUCCESS && rv != APR_ENOENT
+            && ocireg_uploads_get(q->uploads, uuid, &s) == APR_SUCCESS)
+            rv = APR_SUCCESS;
+        if (rv == APR_ENOENT)
+            return upload_unknown(q);
+        if (rv != APR_SUCCESS)
+            return ocireg_store_failure(r, rv, "reading the upload state");
     }
-    else {
-        rv = ocireg_uploads_acquire(q->uploads, uuid, &s);
-        if (rv == APR_EBUSY)
-            return session_busy(q);
+    else if ((status = session_take(q, uuid, &s)) != DECLINED) {
+        return status;
     }
-    if (rv != APR_SUCCESS)
-        return upload_unknown(q);
     if (strcmp(s.name, q->route.name) != 0 || s.store_id != q->store->id) {
         if (m != M_GET)
             ocireg_uploads_release(q->uploads, NULL, uuid);
@@ -308,11 +409,20 @@ int ocireg_handle_upload(ocireg_req *q)
         }
         ocireg_uploads_remove(q->uploads, uuid);
         return ocireg_respond(r, HTTP_NO_CONTENT, NULL, NULL, 0);
-    case M_PATCH:
+    case M_PATCH: {
+        ocireg_upload_session before = s;
         if ((status = append_body(q, &s)) != DECLINED)
             return status;
+        rv = session_save(q, &s);
+        if (rv != APR_SUCCESS) {
+            ocireg_uploads_release(q->uploads, NULL, uuid);
+            return ocireg_store_failure(r, rv, "saving the upload state");
+        }
+        q->store->ops->upload_settle(q->store, r->pool, uuid, before.driver,
+                                     s.driver);
         ocireg_uploads_release(q->uploads, &s, uuid);
         return session_answer(q, &s, HTTP_ACCEPTED);
+    }
     default: /* M_PUT */
         if ((status = append_body(q, &s)) != DECLINED)
             return status;
@@ -400,17 +510,18 @@ int ocireg_handle_uploads(ocireg_req *q)
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "creating an upload");
     rv = ocireg_uploads_add(q->uploads, &s);
+    if (rv == APR_SUCCESS) {
+        rv = session_save(q, &s);
+        if (rv != APR_SUCCESS) {
+            ocireg_uploads_acquire(q->uploads, s.uuid, &s);
+            ocireg_uploads_remove(q->uploads, s.uuid);
+        }
+    }
     if (rv != APR_SUCCESS) {
         q->store->ops->upload_abort(q->store, r->pool, s.uuid, s.driver);
-        if (rv != APR_ENOSPC)
-            return ocireg_store_failure(r, rv, "upload table");
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "OCIREG00022: upload table full; raise "
-                      "OCIRegUploadSlots");
-        apr_table_setn(r->err_headers_out, "Retry-After", "10");
-        return ocireg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
-                            OCIREG_E_TOOMANYREQUESTS,
-                            "too many uploads in progress", NULL);
+        if (rv == APR_ENOSPC)
+            return table_full(r);
+        return ocireg_store_failure(r, rv, "creating an upload");
     }
     apr_table_setn(r->headers_out, "OCI-Chunk-Min-Length",
                    apr_off_t_toa(r->pool,

@@ -461,6 +461,12 @@ static const char *upload_file(ocireg_store *s, apr_pool_t *p,
     return apr_psprintf(p, "%s/uploads/%s", FS(s)->root, uuid);
 }
 
+static const char *state_file(ocireg_store *s, apr_pool_t *p,
+                              const char *uuid)
+{
+    return apr_psprintf(p, "%s/uploads/%s.state", FS(s)->root, uuid);
+}
+
 static apr_status_t fs_upload_create(ocireg_store *s, apr_pool_t *p,
                                      const char *uuid, unsigned char *state)
 {
@@ -558,6 +564,7 @@ static apr_status_t fs_upload_commit(ocireg_store *s, apr_pool_t *p,
     if (rename(from, to) != 0)
         return APR_FROM_OS_ERROR(errno);
     fsync_dir_of(p, to);
+    unlink(state_file(s, p, uuid));
     return APR_SUCCESS;
 }
 
@@ -565,6 +572,7 @@ static apr_status_t fs_upload_abort(ocireg_store *s, apr_pool_t *p,
                                     const char *uuid, unsigned char *state)
 {
     (void)state;
+    unlink(state_file(s, p, uuid));
     return remove_file(p, upload_file(s, p, uuid));
 }
 
@@ -589,8 +597,9 @@ static apr_status_t fs_upload_sweep(ocireg_store *s, apr_pool_t *p,
     if (rv != APR_SUCCESS)
         return rv == APR_ENOENT ? APR_SUCCESS : rv;
     for (i = 0; i < names->nelts; i++) {
-        const char *uuid = APR_ARRAY_IDX(names, i, const char *);
-        const char *f = apr_pstrcat(p, dir, "/", uuid, NULL);
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+        const char *f = apr_pstrcat(p, dir, "/", name, NULL);
+        const char *uuid = apr_pstrmemdup(p, name, strcspn(name, "."));
         struct stat st;
         if (stat(f, &st) != 0 || apr_time_from_sec(st.st_mtime) >= before
             || live(ctx, uuid))
@@ -599,6 +608,34 @@ static apr_status_t fs_upload_sweep(ocireg_store *s, apr_pool_t *p,
             (*swept)++;
     }
     return APR_SUCCESS;
+}
+
+static apr_status_t fs_upload_settle(ocireg_store *s, apr_pool_t *p,
+                                     const char *uuid,
+                                     const unsigned char *before,
+                                     const unsigned char *after)
+{
+    (void)s, (void)p, (void)uuid, (void)before, (void)after;
+    return APR_SUCCESS;
+}
+
+static apr_status_t fs_state_put(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, const void *data,
+                                 apr_size_t len)
+{
+    return write_atomic(s, p, state_file(s, p, uuid), data, len);
+}
+
+static apr_status_t fs_state_get(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, void **data,
+                                 apr_size_t *len)
+{
+    char *d;
+    apr_status_t rv = read_small(p, state_file(s, p, uuid), 64 * 1024, &d,
+                                 len);
+    if (rv == APR_SUCCESS)
+        *data = d;
+    return rv;
 }
 
 static apr_off_t fs_max_blob_size(ocireg_store *s)
@@ -637,6 +674,9 @@ static const ocireg_store_ops fs_ops = {
     fs_chunk_min_length,
     fs_max_blob_size,
     fs_upload_sweep,
+    fs_upload_settle,
+    fs_state_put,
+    fs_state_get,
 };
 
 

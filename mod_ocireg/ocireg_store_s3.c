@@ -397,9 +397,38 @@ static apr_status_t s3_repo_list(ocireg_store *s, apr_pool_t *p,
 
 /* Uploads */
 
-static const char *tail_key(ocireg_store *s, apr_pool_t *p, const char *uuid)
+/* A tail is named by where it starts and how long it is, so a request
+ * that fails half-way never overwrites the tail the saved session state
+ * points at. */
+static const char *tail_key(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                            const s3_state *st, apr_off_t len)
 {
-    return key(s, p, "uploads/", uuid, "/tail");
+    return key(s, p, "uploads/", uuid,
+               apr_psprintf(p, "/tail.%u.%" APR_OFF_T_FMT, st->parts, len));
+}
+
+static const char *state_key(ocireg_store *s, apr_pool_t *p, const char *uuid)
+{
+    return key(s, p, "uploads/", uuid, "/state");
+}
+
+/* Removes everything an upload kept under uploads/<uuid>/: tails of
+ * failed requests included. */
+static apr_status_t delete_upload_objects(ocireg_store *s, apr_pool_t *p,
+                                          const char *uuid)
+{
+    const char *prefix = key(s, p, "uploads/", uuid, "/");
+    apr_array_header_t *keys;
+    apr_status_t rv = ocireg_s3_list(S3(s)->s3, p, prefix, NULL, &keys);
+    int i;
+    for (i = 0; rv == APR_SUCCESS && i < keys->nelts; i++)
+        rv = ocireg_s3_delete(S3(s)->s3, p,
+                              apr_pstrcat(p, prefix,
+                                          APR_ARRAY_IDX(keys, i,
+                                                        const char *),
+                                          NULL),
+                              NULL);
+    return rv;
 }
 
 static const char *data_key(ocireg_store *s, apr_pool_t *p, const char *uuid)
@@ -455,14 +484,15 @@ static apr_status_t spool_rewind(apr_file_t *f)
 /* Loads the tail object into a fresh spool: a bounded copy on local disk,
  * never in memory. */
 static apr_status_t load_tail(ocireg_store *s, apr_pool_t *p,
-                              const char *uuid, apr_off_t len,
+                              const char *uuid, const s3_state *st,
                               apr_file_t **spool)
 {
     apr_status_t rv = spool_open(s, p, spool);
-    apr_off_t got = 0;
+    apr_off_t got = 0, len = st->tail;
     if (rv != APR_SUCCESS || len == 0)
         return rv;
-    rv = ocireg_s3_get_stream(S3(s)->s3, p, tail_key(s, p, uuid), 0, -1,
+    rv = ocireg_s3_get_stream(S3(s)->s3, p, tail_key(s, p, uuid, st, len),
+                              0, -1,
                               spool_sink, *spool, NULL);
     if (rv == APR_SUCCESS)
         rv = apr_file_seek(*spool, APR_CUR, &got);
@@ -487,7 +517,7 @@ static apr_status_t s3_upload_open(ocireg_store *s, apr_pool_t *p,
     if ((apr_off_t)(w->state.parts * w->state.part_size + w->state.tail)
         != offset)
         return APR_EGENERAL;
-    rv = load_tail(s, p, uuid, w->state.tail, &w->spool);
+    rv = load_tail(s, p, uuid, &w->state, &w->spool);
     if (rv != APR_SUCCESS)
         return rv;
     w->cur = w->state.tail;
@@ -651,15 +681,13 @@ static apr_status_t s3_upload_close(ocireg_upload_writer *w,
         if (w->cur > 0) {
             rv = spool_rewind(w->spool);
             if (rv == APR_SUCCESS)
-                rv = ocireg_s3_put_stream(w->st->s3, w->p,
-                                          tail_key(s, w->p, w->uuid), NULL,
-                                          w->cur, spool_reader, w->spool,
-                                          NULL);
+                rv = ocireg_s3_put_stream(
+                    w->st->s3, w->p,
+                    tail_key(s, w->p, w->uuid, &w->state, w->cur), NULL,
+                    w->cur, spool_reader, w->spool, NULL);
         }
-        else if (w->state.tail > 0) {
-            rv = ocireg_s3_delete(w->st->s3, w->p,
-                                  tail_key(s, w->p, w->uuid), NULL);
-        }
+        /* The previous tail goes once the new state is saved
+         * (upload_settle): until then it is what that state names. */
         w->state.tail = (apr_uint32_t)w->cur;
     }
     apr_file_close(w->spool);
@@ -689,8 +717,44 @@ static apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
         if (rv == APR_ENOENT)
             rv = APR_SUCCESS;
     }
-    if (rv == APR_SUCCESS && st->tail > 0)
-        rv = ocireg_s3_delete(S3(s)->s3, p, tail_key(s, p, uuid), NULL);
+    if (rv == APR_SUCCESS)
+        rv = delete_upload_objects(s, p, uuid);
+    return rv;
+}
+
+static apr_status_t s3_upload_settle(ocireg_store *s, apr_pool_t *p,
+                                     const char *uuid,
+                                     const unsigned char *before,
+                                     const unsigned char *after)
+{
+    const s3_state *b = (const s3_state *)before;
+    const s3_state *a = (const s3_state *)after;
+    if (b->tail == 0 || (b->parts == a->parts && b->tail == a->tail))
+        return APR_SUCCESS;
+    return ocireg_s3_delete(S3(s)->s3, p, tail_key(s, p, uuid, b, b->tail),
+                            NULL);
+}
+
+static apr_status_t s3_state_put(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, const void *data,
+                                 apr_size_t len)
+{
+    return ocireg_s3_put(S3(s)->s3, p, state_key(s, p, uuid), data, len,
+                         NULL, 0, NULL);
+}
+
+static apr_status_t s3_state_get(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, void **data,
+                                 apr_size_t *len)
+{
+    ocireg_s3_result res;
+    apr_status_t rv = ocireg_s3_get_small(S3(s)->s3, p,
+                                          state_key(s, p, uuid), 64 * 1024,
+                                          &res);
+    if (rv == APR_SUCCESS) {
+        *data = res.body;
+        *len = res.body_len;
+    }
     return rv;
 }
 
@@ -731,7 +795,7 @@ static apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
     if (exists(s, p, bk) == APR_SUCCESS)
         return s3_upload_abort(s, p, uuid, state);
 
-    rv = load_tail(s, p, uuid, st->tail, &spool);
+    rv = load_tail(s, p, uuid, st, &spool);
     if (rv != APR_SUCCESS)
         goto leave;
     if (st->parts == 0) {
@@ -780,8 +844,8 @@ static apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
 leave:
     if (spool)
         apr_file_close(spool);
-    if (rv == APR_SUCCESS && st->tail > 0)
-        ocireg_s3_delete(s3, p, tail_key(s, p, uuid), NULL);
+    if (rv == APR_SUCCESS)
+        delete_upload_objects(s, p, uuid);
     return rv;
 }
 
@@ -816,6 +880,19 @@ static const char *uuid_of(apr_pool_t *p, const char *rest)
                  : rest;
 }
 
+/* Whether the session's record was written since `before`: a session this
+ * host does not hold may still be alive on another host, or here after a
+ * restart. */
+static int recently_active(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                           apr_time_t before)
+{
+    ocireg_s3_result res;
+    return ocireg_s3_head(S3(s)->s3, p,
+                          key(s, p, "uploads/", uuid, "/state"), &res)
+               == APR_SUCCESS
+           && res.last_modified >= before;
+}
+
 /* Only what is older than `before` goes: another host sharing the bucket
  * may be in the middle of an upload this host does not know. */
 static apr_status_t s3_upload_sweep(ocireg_store *s, apr_pool_t *p,
@@ -836,7 +913,8 @@ static apr_status_t s3_upload_sweep(ocireg_store *s, apr_pool_t *p,
         const ocireg_s3_upload *u = &APR_ARRAY_IDX(mpus, i, ocireg_s3_upload);
         apr_time_t at = iso8601(u->initiated);
         const char *uuid = u->key + strlen(data_prefix);
-        if (!at || at >= before || live(ctx, uuid))
+        if (!at || at >= before || live(ctx, uuid)
+            || recently_active(s, p, uuid, before))
             continue;
         if (ocireg_s3_mpu_abort(s3, p, u->key, u->upload_id) == APR_SUCCESS)
             (*swept)++;
@@ -848,6 +926,7 @@ static apr_status_t s3_upload_sweep(ocireg_store *s, apr_pool_t *p,
         const char *k = apr_pstrcat(p, tail_prefix, rest, NULL);
         ocireg_s3_result res;
         if (live(ctx, uuid_of(p, rest))
+            || recently_active(s, p, uuid_of(p, rest), before)
             || ocireg_s3_head(s3, p, k, &res) != APR_SUCCESS
             || !res.last_modified || res.last_modified >= before)
             continue;
@@ -893,6 +972,9 @@ static const ocireg_store_ops s3_ops = {
     s3_chunk_min_length,
     s3_max_blob_size,
     s3_upload_sweep,
+    s3_upload_settle,
+    s3_state_put,
+    s3_state_get,
 };
 
 

@@ -207,6 +207,30 @@ int ocireg_uploads_has(ocireg_uploads *u, const char *uuid)
     return found;
 }
 
+#define SESSION_MAGIC "OCIRUS01"
+
+const void *ocireg_session_encode(apr_pool_t *p,
+                                  const ocireg_upload_session *s,
+                                  apr_size_t *len)
+{
+    char *buf = apr_palloc(p, 8 + sizeof(*s));
+    memcpy(buf, SESSION_MAGIC, 8);
+    memcpy(buf + 8, s, sizeof(*s));
+    *len = 8 + sizeof(*s);
+    return buf;
+}
+
+apr_status_t ocireg_session_decode(const void *data, apr_size_t len,
+                                   ocireg_upload_session *out)
+{
+    if (len != 8 + sizeof(*out) || memcmp(data, SESSION_MAGIC, 8) != 0)
+        return APR_EINVAL;
+    memcpy(out, (const char *)data + 8, sizeof(*out));
+    out->uuid[sizeof(out->uuid) - 1] = '\0';
+    out->name[sizeof(out->name) - 1] = '\0';
+    return APR_SUCCESS;
+}
+
 int ocireg_uploads_count(ocireg_uploads *u)
 {
     int n = 0;

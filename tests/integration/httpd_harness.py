@@ -173,10 +173,12 @@ class HttpdInstance:
         return "\n".join("    " + l for l in lines)
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self, timeout=20.0):
+    def start(self, timeout=20.0, keep_dirs=False):
+        """keep_dirs: start again on what a stopped run left (its store)."""
         if self.with_module and not module_path().exists():
             raise HttpdError(f"{module_path()} does not exist; run `make build` first")
-        self._prepare_dirs()
+        if not keep_dirs:
+            self._prepare_dirs()
         self._module_stat = self._stat_module()
         last_err = None
         for _attempt in range(3):

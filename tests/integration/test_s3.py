@@ -176,8 +176,16 @@ def data_key(inst, uid):
     return inst.prefix + "data/" + uid
 
 
-def tail_key(inst, uid):
-    return inst.prefix + "uploads/" + uid + "/tail"
+def tail_key(inst, uid, sent):
+    """A tail is named by the parts before it and its length."""
+    return inst.prefix + f"uploads/{uid}/tail.{sent // PART}.{sent % PART}"
+
+
+def upload_objects(s3c, rgw, inst, uid):
+    """Everything the session keeps under uploads/<uuid>/ (state, tails)."""
+    objs = s3c.list_objects_v2(Bucket=rgw.bucket,
+                               Prefix=inst.prefix + f"uploads/{uid}/").get("Contents", [])
+    return [o["Key"].rsplit("/", 1)[1] for o in objs]
 
 
 def error_json(status, headers, body, where):
@@ -238,11 +246,14 @@ def assert_parts_before_put(rgw, s3c, inst, uid, sent):
         k, _, sizes = mpus[0]
         assert k == data_key(inst, uid)
         assert sizes == [PART] * full, f"{sent} bytes sent: part sizes {sizes}"
-    t = head(s3c, rgw, tail_key(inst, uid))
+    tails = [k for k in upload_objects(s3c, rgw, inst, uid) if k.startswith("tail")]
     if sent % PART:
+        t = head(s3c, rgw, tail_key(inst, uid, sent))
         assert t is not None and t["ContentLength"] == sent % PART, (sent, t)
+        # earlier tails are gone once the state moved past them
+        assert tails == [f"tail.{sent // PART}.{sent % PART}"], (sent, tails)
     else:
-        assert t is None, f"{sent} bytes sent (whole parts) but a tail object: {t}"
+        assert tails == [], f"{sent} bytes sent (whole parts) but tail objects: {tails}"
 
 
 def assert_stored(rgw, s3c, inst, uid, digest, size):
@@ -251,7 +262,7 @@ def assert_stored(rgw, s3c, inst, uid, digest, size):
     object whose completed parts are PART bytes but the last."""
     assert rgw.multipart_uploads(data_key(inst, uid) if uid else inst.prefix + "data/") == []
     if uid:
-        assert head(s3c, rgw, tail_key(inst, uid)) is None
+        assert upload_objects(s3c, rgw, inst, uid) == []
     h = head(s3c, rgw, blob_key(inst, digest))
     assert h is not None, f"no object for {digest}"
     meta = h.get("Metadata", {})
@@ -400,7 +411,7 @@ def test_small_blob_without_multipart(rgw, s3c, parts_srv, preg, how):
     assert rgw.multipart_uploads(inst.prefix + "data/") == []
     if uid:
         assert rgw.multipart_uploads(data_key(inst, uid)) == []
-        assert head(s3c, rgw, tail_key(inst, uid)) is None
+        assert upload_objects(s3c, rgw, inst, uid) == []
     h = head(s3c, rgw, blob_key(inst, d))
     assert h is not None and h["ContentLength"] == len(data), h
     assert "ocireg-data" not in h.get("Metadata", {}), h
@@ -426,7 +437,7 @@ def test_dedup_second_push_aborts_its_multipart(rgw, s3c, parts_srv, preg):
     assert r.status_code == 201, r.text
     assert rgw.multipart_uploads(data_key(inst, uid)) == [], \
         "the second commit of a stored blob left its multipart upload"
-    assert head(s3c, rgw, tail_key(inst, uid)) is None
+    assert upload_objects(s3c, rgw, inst, uid) == []
     after_second = keys_under(s3c, rgw, inst.prefix + "data/")
     assert sorted(after_second) == sorted(after_first)
     assert head(s3c, rgw, data_key(inst, uid)) is None
@@ -453,7 +464,7 @@ def test_digest_mismatch_aborts_multipart(rgw, s3c, parts_srv, preg):
     r = reg.put(with_query(loc, digest=claimed), data=b"")
     assert_error(r, 400, "DIGEST_INVALID")
     assert rgw.multipart_uploads(data_key(inst, uid)) == []
-    assert head(s3c, rgw, tail_key(inst, uid)) is None
+    assert upload_objects(s3c, rgw, inst, uid) == []
     assert head(s3c, rgw, data_key(inst, uid)) is None
     for dg in (claimed, sha256(data)):
         assert reg.head(f"/v2/{repo}/blobs/{dg}").status_code == 404
@@ -470,7 +481,7 @@ def test_cancelled_session_leaves_nothing(rgw, s3c, parts_srv, preg):
     r = reg.delete(loc)
     assert r.status_code == 204, r.text
     assert rgw.multipart_uploads(data_key(inst, uid)) == []
-    assert head(s3c, rgw, tail_key(inst, uid)) is None
+    assert upload_objects(s3c, rgw, inst, uid) == []
 
 
 # -- 5. presigned redirect -----------------------------------------------------------------
