@@ -32,3 +32,10 @@ test: test-deps
 
 clean:
 	rm -rf $(BUILD)
+
+# Benchmark against CNCF distribution (tests/bench/README.md); QUICK=1 for a reduced run.
+.PHONY: bench
+bench: deps
+	@sh tests/bench/deps.sh
+	@$(MAKE) --no-print-directory build
+	@$(PYTHON) tests/bench/bench.py $(if $(QUICK),--quick)

@@ -1,0 +1,1010 @@
+#!/usr/bin/python3
+"""mod_ocireg against CNCF distribution (Debian's docker-registry 2.8), same
+client, same storage, same machine. A benchmark, not a test: it asserts no
+timings, but every timed push is checked (the blob pulled back hashes to the
+digest pushed) and a failed check aborts the run.
+
+usage: bench.py [--quick] [--reps N] [--only SCENARIOS] [--stores fs,s3]
+                [--json FILE]
+
+Prints one markdown table (stdout); progress goes to stderr. See README.md
+in this directory for what each row measures.
+"""
+import argparse
+import concurrent.futures
+import glob
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RGW_SH = os.path.join(REPO, "tests", "fixtures", "rgw.sh")
+MiB = 1 << 20
+PART = 64 * MiB                 # S3 part size of both registries
+AK, SK = "OCIREGBENCH", "ocireg-bench-secret-0123456789"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+T0 = time.monotonic()
+
+
+def log(msg):
+    print(f"[{time.monotonic() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def sha(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Conn(http.client.HTTPConnection):
+    """http.client with TCP_NODELAY (as Go and curl clients) and an optional
+    small SO_SNDBUF, set before connect."""
+
+    def __init__(self, port, sndbuf=None, timeout=600):
+        super().__init__("127.0.0.1", port, timeout=timeout)
+        self.sndbuf = sndbuf
+
+    def connect(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.sndbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+        s.settimeout(self.timeout)
+        s.connect((self.host, self.port))
+        self.sock = s
+
+
+def req(c, method, url, body=None, headers=None, want=None):
+    c.request(method, url, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    if want is not None and r.status not in (want if isinstance(want, tuple) else (want,)):
+        raise RuntimeError(f"{method} {url}: HTTP {r.status} (wanted {want}): {data[:300]!r}")
+    return r, data
+
+
+def path_of(loc):
+    u = urllib.parse.urlsplit(loc)
+    return u.path + ("?" + u.query if u.query else "")
+
+
+def with_digest(loc, digest):
+    return loc + ("&" if "?" in loc else "?") + "digest=" + urllib.parse.quote(digest)
+
+
+def sendv(sock, prefix, mv):
+    """sendall of prefix+mv in one writev where possible."""
+    n = sock.sendmsg([prefix, mv])
+    if n < len(prefix):
+        sock.sendall(prefix[n:])
+        sock.sendall(mv)
+    elif n < len(prefix) + len(mv):
+        sock.sendall(mv[n - len(prefix):])
+
+
+# ---------------------------------------------------------------- memory
+
+def proc_status(pid):
+    try:
+        text = open(f"/proc/{pid}/status").read()
+    except OSError:
+        return None
+    ppid = re.search(r"^PPid:\s+(\d+)", text, re.M)
+    rss = re.search(r"^VmRSS:\s+(\d+)", text, re.M)
+    hwm = re.search(r"^VmHWM:\s+(\d+)", text, re.M)
+    if not (ppid and rss and hwm):      # kernel thread or zombie
+        return None
+    return int(ppid.group(1)), int(rss.group(1)), int(hwm.group(1))
+
+
+def children(ppid):
+    out = []
+    for path in glob.glob("/proc/[0-9]*/status"):
+        pid = int(path.split("/")[2])
+        st = proc_status(pid)
+        if st and st[0] == ppid:
+            out.append(pid)
+    return out
+
+
+class MemProbe:
+    """Peak RSS growth of a registry's serving processes during one job:
+    VmHWM is reset (clear_refs 5) at the start; growth is the sum over the
+    processes of VmHWM at the end minus VmRSS at the start (a child forked
+    during the job counts from its siblings' starting RSS); total is the sum
+    of the VmHWMs (plus the httpd parent)."""
+
+    def __init__(self, reg):
+        self.reg = reg
+        self.base = {}
+        for pid in reg.server_pids():
+            st = proc_status(pid)
+            if st:
+                self.base[pid] = st[1]
+                try:
+                    with open(f"/proc/{pid}/clear_refs", "w") as f:
+                        f.write("5")
+                except OSError:
+                    pass
+
+    def result(self):
+        pids = set(self.reg.server_pids())
+        start = min(self.base.values()) if self.base else 0
+        growth = total = 0
+        for pid in pids:
+            st = proc_status(pid)
+            if not st:
+                continue
+            growth += max(0, st[2] - self.base.get(pid, start))
+            total += st[2]
+        extra = sum(proc_status(p)[1] for p in self.reg.other_pids() if proc_status(p))
+        return growth / 1024.0, (total + extra) / 1024.0   # MiB
+
+
+class PssSampler:
+    """Peak of the summed PSS of the registry's processes, sampled every
+    0.1 s (RSS sums count httpd's shared pages once per child; PSS splits
+    them)."""
+
+    def __init__(self, reg):
+        self.pids = lambda: reg.server_pids() + reg.other_pids()
+        self.peak = 0
+        self.stop_ev = threading.Event()
+        self.th = threading.Thread(target=self.run, daemon=True)
+        self.th.start()
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            tot = 0
+            for pid in self.pids():
+                try:
+                    m = re.search(r"^Pss:\s+(\d+)", open(f"/proc/{pid}/smaps_rollup").read(), re.M)
+                    tot += int(m.group(1)) if m else 0
+                except OSError:
+                    pass
+            self.peak = max(self.peak, tot)
+            self.stop_ev.wait(0.1)
+
+    def result(self):
+        self.stop_ev.set()
+        self.th.join()
+        return self.peak / 1024.0
+
+
+# ---------------------------------------------------------------- S3 side
+
+class Rgw:
+    def __init__(self, work):
+        self.dir = os.path.join(work, "rgw")
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.started = False
+        self.logfile = os.path.join(self.dir, "log", "client.rgw.a.log")
+
+    def start(self, osd_size):
+        env = dict(os.environ, OSD_SIZE=osd_size)
+        self.started = True
+        p = subprocess.run(["bash", RGW_SH, "start", self.dir, str(self.port), AK, SK, "ocireg"],
+                           env=env, capture_output=True, text=True, timeout=300)
+        if p.returncode:
+            raise RuntimeError("rgw.sh start failed:\n" + p.stdout + p.stderr)
+        log(p.stdout.strip().splitlines()[-1])
+        self.s3 = self.client()
+        self.s3.create_bucket(Bucket="dist")
+
+    def stop(self):
+        if self.started:
+            subprocess.run(["bash", RGW_SH, "stop", self.dir], capture_output=True, timeout=120)
+            self.started = False
+
+    def client(self):
+        import boto3
+        import botocore.auth
+        from botocore.config import Config
+        # plain http: botocore would SHA-256 every body for the signature;
+        # the registries send UNSIGNED-PAYLOAD-style requests, so do we.
+        botocore.auth.S3SigV4Auth._should_sha256_sign_payload = lambda self, request: False
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=AK,
+                            aws_secret_access_key=SK, region_name="us-east-1",
+                            config=Config(s3={"addressing_style": "path"},
+                                          max_pool_connections=16))
+
+    def empty(self, bucket):
+        c = self.s3
+        for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            for i in range(0, len(keys), 1000):
+                c.delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000]})
+        for u in c.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            c.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+
+    def gc(self):
+        subprocess.run(["radosgw-admin", "-c", os.path.join(self.dir, "ceph.conf"),
+                        "gc", "process", "--include-all"], capture_output=True, timeout=300)
+
+    def log_offset(self):
+        try:
+            return os.path.getsize(self.logfile)
+        except OSError:
+            return 0
+
+    def count_requests(self, offset, bucket):
+        """S3 requests to BUCKET logged by radosgw (one beast access line
+        each) since OFFSET, after the log has gone quiet."""
+        last, still = -1, 0
+        while still < 3:
+            time.sleep(0.1)
+            size = self.log_offset()
+            still = still + 1 if size == last else 0
+            last = size
+        with open(self.logfile, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("latin-1")
+        ops = {}
+        n = 0
+        for m in re.finditer(r'beast: \S+ \S+ - \S+ \[[^\]]*\] "(\w+) /([^/?\s]+)[^"]*" (\d+)', text):
+            if m.group(2) != bucket:
+                continue
+            n += 1
+            ops[m.group(1)] = ops.get(m.group(1), 0) + 1
+        return n, ops
+
+
+# ---------------------------------------------------------------- registries
+
+class Registry:
+    name = "?"
+    proc = None
+
+    def __init__(self, work, store, rgw):
+        self.work = work
+        self.store = store
+        self.rgw = rgw
+        self.port = free_port()
+
+    def wait_ready(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start, see {self.logpath}")
+            try:
+                c = Conn(self.port, timeout=2)
+                r, _ = req(c, "GET", "/v2/")
+                c.close()
+                if r.status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready, see {self.logpath}")
+
+    def stop(self):
+        if not self.proc:
+            return
+        try:
+            kids = children(self.proc.pid)
+        except Exception:       # never let bookkeeping keep a server alive
+            kids = []
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for pid in kids:    # children that outlived their parent
+            deadline = time.monotonic() + 5
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            st = proc_status(pid)
+            if st and st[0] in (self.proc.pid, 1):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self.proc = None
+        self.logf.close()
+
+    def restart(self):
+        self.stop()
+        self.wipe()
+        self.start()
+
+    def other_pids(self):
+        return []
+
+
+class Ocireg(Registry):
+    name = "mod_ocireg"
+
+    def __init__(self, work, store, rgw):
+        super().__init__(work, store, rgw)
+        self.data = os.path.join(work, f"ocireg-{store}")
+        self.logpath = os.path.join(work, f"ocireg-{store}.log")
+
+    def start(self):
+        env = dict(os.environ)
+        for k in [k for k in env if k.startswith("S3_")]:
+            del env[k]
+        if self.store == "s3":
+            env.update(S3_ENDPOINT=self.rgw.endpoint, S3_BUCKET="ocireg", S3_ACCESS_KEY=AK,
+                       S3_SECRET_KEY=SK, S3_REGION="auto", S3_PART_SIZE="64M")
+        self.logf = open(self.logpath, "ab")
+        self.proc = subprocess.Popen(["sh", os.path.join(REPO, "conf", "run.sh"), REPO,
+                                      str(self.port), self.data], env=env,
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.wait_ready()
+
+    def wipe(self):
+        if self.store == "fs":
+            if os.path.isdir(self.data):
+                for e in os.listdir(self.data):
+                    if e != ".httpd":
+                        shutil.rmtree(os.path.join(self.data, e), ignore_errors=True)
+        else:
+            self.rgw.empty("ocireg")
+
+    def server_pids(self):
+        return children(self.proc.pid)
+
+    def other_pids(self):
+        return [self.proc.pid]
+
+    bucket = "ocireg"
+
+
+class Distribution(Registry):
+    name = "distribution"
+    bucket = "dist"
+
+    def __init__(self, work, store, rgw):
+        super().__init__(work, store, rgw)
+        self.root = os.path.join(work, f"dist-{store}")
+        self.conf = os.path.join(work, f"dist-{store}.yml")
+        self.logpath = os.path.join(work, f"dist-{store}.log")
+        if store == "fs":
+            st = f"  filesystem:\n    rootdirectory: {self.root}\n"
+        else:
+            st = ("  s3:\n"
+                  f"    accesskey: {AK}\n    secretkey: {SK}\n    region: auto\n"
+                  f"    regionendpoint: {rgw.endpoint}\n    forcepathstyle: true\n"
+                  f"    bucket: dist\n    secure: false\n    v4auth: true\n"
+                  f"    chunksize: {PART}\n")
+        with open(self.conf, "w") as f:
+            f.write("version: 0.1\nlog:\n  level: info\n"
+                    "storage:\n" + st +
+                    "  redirect:\n    disable: true\n  delete:\n    enabled: true\n"
+                    "  maintenance:\n    uploadpurging:\n      enabled: false\n"
+                    f"http:\n  addr: 127.0.0.1:{self.port}\n")
+
+    def start(self):
+        env = dict(os.environ)
+        env.pop("AWS_CA_BUNDLE", None)     # docker-registry panics where it is set
+        self.logf = open(self.logpath, "ab")
+        self.proc = subprocess.Popen(["docker-registry", "serve", self.conf], env=env,
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.wait_ready()
+
+    def wipe(self):
+        if self.store == "fs":
+            shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            self.rgw.empty("dist")
+
+    def server_pids(self):
+        return [self.proc.pid]
+
+
+# ---------------------------------------------------------------- client ops
+
+def push_stream(port, repo, mv, digest, piece=256 * 1024, chunk=MiB, sndbuf=None):
+    """POST, one PATCH with chunked transfer encoding (no Content-Length),
+    closing PUT. Returns total seconds, PUT seconds, longest blocked write."""
+    c = Conn(port, sndbuf=sndbuf)
+    t0 = time.monotonic()
+    _, _ = None, None
+    r, _ = req(c, "POST", f"/v2/{repo}/blobs/uploads/", want=202)
+    loc = path_of(r.getheader("Location"))
+    c.putrequest("PATCH", loc, skip_accept_encoding=True)
+    c.putheader("Content-Type", "application/octet-stream")
+    c.putheader("Transfer-Encoding", "chunked")
+    c.endheaders()
+    sock = c.sock
+    stall = 0.0
+    prefix = b""
+    n = len(mv)
+    for off in range(0, n, chunk):
+        ln = min(chunk, n - off)
+        prefix += b"%x\r\n" % ln
+        for p in range(off, off + ln, piece):
+            t = time.monotonic()
+            sendv(sock, prefix, mv[p:min(p + piece, off + ln)])
+            d = time.monotonic() - t
+            if d > stall:
+                stall = d
+            prefix = b""
+        prefix = b"\r\n"
+    t = time.monotonic()
+    sock.sendall(prefix + b"0\r\n\r\n")
+    stall = max(stall, time.monotonic() - t)
+    r = c.getresponse()
+    body = r.read()
+    if r.status != 202:
+        raise RuntimeError(f"PATCH: HTTP {r.status} {body[:300]!r}")
+    loc = path_of(r.getheader("Location"))
+    t1 = time.monotonic()
+    r, _ = req(c, "PUT", with_digest(loc, digest), want=201)
+    t2 = time.monotonic()
+    c.close()
+    return t2 - t0, t2 - t1, stall
+
+
+def push_patches(port, repo, mv, digest, size):
+    c = Conn(port)
+    t0 = time.monotonic()
+    r, _ = req(c, "POST", f"/v2/{repo}/blobs/uploads/", want=202)
+    loc = path_of(r.getheader("Location"))
+    n = len(mv)
+    for off in range(0, n, size):
+        end = min(off + size, n)
+        r, _ = req(c, "PATCH", loc, body=mv[off:end], want=202,
+                   headers={"Content-Type": "application/octet-stream",
+                            "Content-Length": str(end - off),
+                            "Content-Range": f"{off}-{end - 1}"})
+        loc = path_of(r.getheader("Location"))
+    t1 = time.monotonic()
+    req(c, "PUT", with_digest(loc, digest), want=201)
+    t2 = time.monotonic()
+    c.close()
+    return t2 - t0, t2 - t1
+
+
+def push_monolithic(port, repo, mv, digest):
+    c = Conn(port)
+    t0 = time.monotonic()
+    r, _ = req(c, "POST", f"/v2/{repo}/blobs/uploads/", want=202)
+    loc = path_of(r.getheader("Location"))
+    req(c, "PUT", with_digest(loc, digest), body=mv, want=201,
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(mv))})
+    t1 = time.monotonic()
+    c.close()
+    return t1 - t0
+
+
+def verify_blob(port, repo, digest, size, buf=None):
+    """GETs the blob, hashes it, compares. Returns the GET's seconds (the
+    read alone, into BUF when given, hashed afterwards)."""
+    c = Conn(port)
+    t0 = time.monotonic()
+    c.request("GET", f"/v2/{repo}/blobs/{digest}")
+    r = c.getresponse()
+    if r.status != 200:
+        raise RuntimeError(f"GET blob {digest}: HTTP {r.status} {r.read()[:200]!r}")
+    h = hashlib.sha256()
+    got = 0
+    if buf is not None:
+        mv = memoryview(buf)[:size]
+        while got < size:
+            k = r.readinto(mv[got:])
+            if not k:
+                break
+            got += k
+        r.read()
+        t1 = time.monotonic()
+        h.update(mv[:got])
+    else:
+        chunk = memoryview(bytearray(8 * MiB))
+        while True:
+            k = r.readinto(chunk)
+            if not k:
+                break
+            h.update(chunk[:k])
+            got += k
+        t1 = time.monotonic()
+    c.close()
+    if got != size or "sha256:" + h.hexdigest() != digest:
+        raise RuntimeError(f"CHECK FAILED: blob {digest} pulled back as {got} bytes "
+                           f"sha256:{h.hexdigest()}")
+    return t1 - t0
+
+
+def range_get(port, repo, digest, data, length):
+    mid = (len(data) // 2) & ~(MiB - 1)
+    c = Conn(port)
+    t0 = time.monotonic()
+    r, body = req(c, "GET", f"/v2/{repo}/blobs/{digest}",
+                  headers={"Range": f"bytes={mid}-{mid + length - 1}"}, want=206)
+    t1 = time.monotonic()
+    c.close()
+    if body != data[mid:mid + length]:
+        raise RuntimeError("CHECK FAILED: range GET returned other bytes")
+    return t1 - t0
+
+
+def push_small_image(port, repo, tags=10):
+    layer = os.urandom(4096)
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [sha(layer)]}}).encode()
+    c = Conn(port)
+    for b in (layer, config):
+        r, _ = req(c, "POST", f"/v2/{repo}/blobs/uploads/", want=202)
+        req(c, "PUT", with_digest(path_of(r.getheader("Location")), sha(b)), body=b, want=201,
+            headers={"Content-Type": "application/octet-stream"})
+    man = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                 "digest": sha(config), "size": len(config)},
+                      "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                  "digest": sha(layer), "size": len(layer)}]}).encode()
+    for i in range(tags):
+        req(c, "PUT", f"/v2/{repo}/manifests/v{i}", body=man, want=201,
+            headers={"Content-Type": OCI_MANIFEST})
+    c.close()
+    return sha(layer)
+
+
+def parse_lat(s):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
+    v = float(m.group(1))
+    return v * {"us": 1e-3, "ms": 1, "s": 1e3, "m": 6e4}[m.group(2)]
+
+
+def run_ab_head(url, seconds):
+    """HEAD load with ab -i -k: wrk 4.1 waits for a HEAD response's body
+    (Content-Length) and never completes one."""
+    out = subprocess.run(["ab", "-q", "-k", "-i", "-c", "16", "-t", str(seconds), "-n", "100000000",
+                          url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1))
+    p99 = float(re.search(r"^\s+99%\s+(\d+)", out, re.M).group(1))
+    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
+    if failed or "Non-2xx" in out:
+        raise RuntimeError(f"ab {url}: errors:\n{out}")
+    return rps, p99
+
+
+def run_wrk(url, seconds, script=None, headers=()):
+    cmd = ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = parse_lat(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: (.*)", out)
+    if bad or (errs and re.search(r"[1-9]", errs.group(1))):
+        raise RuntimeError(f"wrk {url}: errors:\n{out}")
+    return rps, p99
+
+
+# ---------------------------------------------------------------- ceilings
+
+def ceiling_sha256():
+    out = subprocess.run(["openssl", "speed", "-seconds", "2", "-bytes", "16384",
+                          "-evp", "sha256"], capture_output=True, text=True).stdout
+    m = re.search(r"^sha256\s+([\d.]+)k", out, re.M)
+    return float(m.group(1)) * 1000 / 1e6      # MB/s
+
+
+def ceiling_loopback(mv):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    total = len(mv)
+    got = [0]
+
+    def rx():
+        s, _ = srv.accept()
+        b = memoryview(bytearray(4 * MiB))
+        while got[0] < total:
+            k = s.recv_into(b)
+            if not k:
+                break
+            got[0] += k
+        s.close()
+    th = threading.Thread(target=rx)
+    th.start()
+    c = socket.create_connection(("127.0.0.1", port))
+    t0 = time.monotonic()
+    for off in range(0, total, MiB):
+        c.sendall(mv[off:off + MiB])
+    th.join()
+    t1 = time.monotonic()
+    c.close()
+    srv.close()
+    return total / 1e6 / (t1 - t0)
+
+
+def ceiling_rgw(rgw, work, size, parallel):
+    """RGW's raw multipart ingest: SIZE bytes in 64 MiB parts, PARALLEL parts
+    in flight, each sent by curl (C, UNSIGNED-PAYLOAD, from the page cache),
+    from CreateMultipartUpload to CompleteMultipartUpload."""
+    c = rgw.s3
+    part_file = os.path.join(work, "part.bin")
+    if not os.path.exists(part_file):
+        with open(part_file, "wb") as f:
+            f.write(os.urandom(PART))
+    n = max(1, size // PART)
+    key = f"ceiling/raw-{parallel}"
+    t0 = time.monotonic()
+    up = c.create_multipart_upload(Bucket="ocireg", Key=key)["UploadId"]
+
+    def one(i):
+        url = (f"{rgw.endpoint}/ocireg/{key}?partNumber={i + 1}"
+               f"&uploadId={urllib.parse.quote(up, safe='')}")
+        out = subprocess.run(["curl", "-sS", "-f", "-o", "/dev/null", "-D", "-", "-T", part_file,
+                              "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{AK}:{SK}",
+                              "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", url],
+                             capture_output=True, text=True, check=True).stdout
+        etag = re.search(r"^etag:\s*(\S+)", out, re.M | re.I).group(1)
+        return {"PartNumber": i + 1, "ETag": etag}
+    with concurrent.futures.ThreadPoolExecutor(parallel) as ex:
+        done = list(ex.map(one, range(n)))
+    c.complete_multipart_upload(Bucket="ocireg", Key=key, UploadId=up,
+                                MultipartUpload={"Parts": done})
+    t1 = time.monotonic()
+    c.delete_object(Bucket="ocireg", Key=key)
+    return n * PART / 1e6 / (t1 - t0)
+
+
+# ---------------------------------------------------------------- the run
+
+class Results:
+    def __init__(self):
+        self.rows = {}        # key -> {"meta":..., "o": [..], "d": [..], "pairs": [..]}
+        self.order = []
+
+    def add(self, key, meta, o, d):
+        if key not in self.rows:
+            self.rows[key] = {"meta": meta, "o": [], "d": [], "pairs": []}
+            self.order.append(key)
+        row = self.rows[key]
+        row["o"].append(o)
+        row["d"].append(d)
+        row["pairs"].append(o / d if d else float("nan"))
+
+
+def fmt(v):
+    if v != v:
+        return "–"
+    a = abs(v)
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def table(res):
+    out = ["| # | scenario | store | metric | mod_ocireg median | min–max | distribution median | min–max | ratio o/d (median of pairs) |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for key in res.order:
+        row = res.rows[key]
+        m = row["meta"]
+        o, d, p = row["o"], row["d"], row["pairs"]
+        out.append(f"| {m['n']} | {m['scenario']} | {m['store']} | {m['metric']} | "
+                   f"{fmt(statistics.median(o))} | {fmt(min(o))}–{fmt(max(o))} | "
+                   f"{fmt(statistics.median(d))} | {fmt(min(d))}–{fmt(max(d))} | "
+                   f"{fmt(statistics.median(p))} |")
+    return "\n".join(out)
+
+
+def build_oci_layout(path, data, layer_size):
+    """3 gzip layers (stored blocks, level 0: no compression work for skopeo
+    or for this script; gzip so that skopeo does not compress them itself)."""
+    blobs = os.path.join(path, "blobs", "sha256")
+    os.makedirs(blobs, exist_ok=True)
+
+    def put(b):
+        d = hashlib.sha256(b).hexdigest()
+        with open(os.path.join(blobs, d), "wb") as f:
+            f.write(b)
+        return "sha256:" + d
+    layers = []
+    diff = []
+    for i in range(3):
+        raw = data[i * layer_size:(i + 1) * layer_size]
+        gz = gzip.compress(raw, compresslevel=0, mtime=0)
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                       "digest": put(gz), "size": len(gz)})
+        diff.append(sha(raw))
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": diff}}).encode()
+    man = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                 "digest": put(config), "size": len(config)},
+                      "layers": layers}).encode()
+    md = put(man)
+    with open(os.path.join(path, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    with open(os.path.join(path, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": md, "size": len(man),
+             "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}, f)
+    return md, sum(l["size"] for l in layers) + len(config), [l["digest"] for l in layers]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--reps", type=int)
+    ap.add_argument("--only", default="1,2,3,5,6,7", help="scenario numbers (4 comes with 1, 8 with 1 and 2)")
+    ap.add_argument("--stores", default="fs,s3")
+    ap.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                   "last-run.json"))
+    a = ap.parse_args()
+    q = a.quick
+    cfg = dict(size=(128 if q else 1024) * MiB, reps=a.reps or (2 if q else 3),
+               conc_n=8, conc_size=(16 if q else 256) * MiB, patch=50 * MiB,
+               layer=(16 if q else 200) * 1000 * 1000, wrk_s=1 if q else 3,
+               range_len=16 * MiB, range_reps=5)
+    only = set(a.only.split(","))
+    stores = a.stores.split(",")
+    if os.geteuid() != 0:
+        sys.exit("bench.py must run as root (httpd drops to www-data; clear_refs for peak RSS)")
+    wall0 = time.monotonic()
+    work = tempfile.mkdtemp(prefix="ocireg-bench-", dir="/tmp")
+    os.chmod(work, 0o755)
+    res = Results()
+    ceil = {}
+    extra = {"s3_ops": []}
+    regs = []
+    rgw = Rgw(work)
+    try:
+        log(f"work dir {work}; config {cfg}")
+        size = cfg["size"]
+        data = memoryview(bytearray(os.urandom(size)))
+        big_digest = sha(data)
+        cs = cfg["conc_size"]
+        step = (size - cs) // (cfg["conc_n"] - 1) & ~(MiB - 1)
+        conc = [(data[i * step:i * step + cs], sha(data[i * step:i * step + cs]))
+                for i in range(cfg["conc_n"])]
+        layout = os.path.join(work, "oci-src")
+        man_digest, img_bytes, layer_digests = build_oci_layout(layout, data, cfg["layer"])
+        getbuf = bytearray(size)
+        log(f"data ready: {size >> 20} MiB blob {big_digest[:19]}…, "
+            f"{cfg['conc_n']}×{cs >> 20} MiB, image {img_bytes / 1e6:.0f} MB")
+
+        ceil["sha256 MB/s (openssl speed -evp sha256, 16 KiB, 1 core)"] = ceiling_sha256()
+        ceil["loopback TCP copy MB/s (python sendall→recv_into)"] = ceiling_loopback(data)
+        log(f"ceilings: {ceil}")
+        gib = (1 << 30) / size
+
+        for store in stores:
+            if store == "s3":
+                rgw.start("60G")
+                for par in (1, 4):
+                    ceil[f"RGW raw multipart ingest MB/s ({size >> 20} MiB in 64 MiB parts, "
+                         f"{par} in flight, curl)"] = ceiling_rgw(rgw, work, size, par)
+                rgw.gc()
+                log(f"ceilings: {ceil}")
+            o_reg, d_reg = Ocireg(work, store, rgw), Distribution(work, store, rgw)
+            regs[:] = [o_reg, d_reg]
+            sname = "filesystem" if store == "fs" else "S3 (RGW)"
+
+            def pairs(job):
+                """job(reg) -> dict metric-key -> (meta, value); runs it REPS
+                times per registry, alternating which goes first."""
+                for rep in range(cfg["reps"]):
+                    order = [o_reg, d_reg] if rep % 2 == 0 else [d_reg, o_reg]
+                    got = {}
+                    for reg in order:
+                        reg.restart()
+                        try:
+                            got[reg.name] = job(reg)
+                        finally:
+                            reg.stop()
+                        if store == "s3":
+                            reg.wipe()
+                    if store == "s3":
+                        rgw.gc()
+                    for k, (meta, ov) in got["mod_ocireg"].items():
+                        res.add((store,) + k, dict(meta, store=sname), ov,
+                                got["distribution"][k][1])
+                    log(f"  {store} rep {rep + 1}: " + ", ".join(
+                        f"{k[-1]} {fmt(got['mod_ocireg'][k][1])}/{fmt(got['distribution'][k][1])}"
+                        for k in got["mod_ocireg"]))
+
+            def s3count(reg, off):
+                if store != "s3":
+                    return None
+                n, ops = rgw.count_requests(off, reg.bucket)
+                extra["s3_ops"].append({"registry": reg.name, "ops": ops, "n": n})
+                return n
+
+            mb = size / 1e6
+            if "1" in only:
+                log(f"{store}: scenario 1/4/6/8: chunked PATCH {size >> 20} MiB, then GETs")
+
+                def job1(reg):
+                    off = rgw.log_offset() if store == "s3" else 0
+                    mem = MemProbe(reg)
+                    total, fin, stall = push_stream(reg.port, "bench/stream", data, big_digest,
+                                                    sndbuf=64 * 1024)
+                    growth, _ = mem.result()
+                    n = s3count(reg, off)
+                    gt = verify_blob(reg.port, "bench/stream", big_digest, size, getbuf)
+                    rt = statistics.median(range_get(reg.port, "bench/stream", big_digest, data,
+                                                     cfg["range_len"])
+                                           for _ in range(cfg["range_reps"]))
+                    out = {
+                        ("1", "tput"): ({"n": 1, "scenario": f"push {size >> 20} MiB, 1 chunked PATCH + PUT", "metric": "MB/s (POST→201)"}, mb / total),
+                        ("1", "rss"): ({"n": 1, "scenario": "  same", "metric": "peak RSS growth MiB"}, growth),
+                        ("1", "fin"): ({"n": 1, "scenario": "  same", "metric": "finalize (closing PUT) ms"}, fin * 1000),
+                        ("4", "stall"): ({"n": 4, "scenario": "  same, SO_SNDBUF 64 KiB", "metric": "longest blocked write ms"}, stall * 1000),
+                        ("6", "get"): ({"n": 6, "scenario": f"GET the {size >> 20} MiB blob", "metric": "MB/s"}, mb / gt),
+                        ("6", "range"): ({"n": 6, "scenario": "16 MiB Range GET from the middle", "metric": "ms (median of 5)"}, rt * 1000),
+                    }
+                    if n is not None:
+                        out[("8", "s3a")] = ({"n": 8, "scenario": "S3 requests per pushed GiB, scenario 1", "metric": "requests"}, n * gib)
+                    return out
+                pairs(job1)
+
+            if "2" in only:
+                log(f"{store}: scenario 2: 50 MiB PATCHes; monolithic PUT")
+
+                def job2(reg):
+                    off = rgw.log_offset() if store == "s3" else 0
+                    mem = MemProbe(reg)
+                    total, fin = push_patches(reg.port, "bench/patch", data, big_digest, cfg["patch"])
+                    growth, _ = mem.result()
+                    n = s3count(reg, off)
+                    verify_blob(reg.port, "bench/patch", big_digest, size)
+                    out = {
+                        ("2", "tput"): ({"n": 2, "scenario": f"push {size >> 20} MiB as 50 MiB PATCHes (Content-Range)", "metric": "MB/s (POST→201)"}, mb / total),
+                        ("2", "rss"): ({"n": 2, "scenario": "  same", "metric": "peak RSS growth MiB"}, growth),
+                        ("2", "fin"): ({"n": 2, "scenario": "  same", "metric": "finalize (closing PUT) ms"}, fin * 1000),
+                    }
+                    if n is not None:
+                        out[("8", "s3b")] = ({"n": 8, "scenario": "S3 requests per pushed GiB, 50 MiB PATCHes", "metric": "requests"}, n * gib)
+                    reg.restart()       # fresh process and store for the monolithic PUT
+                    off = rgw.log_offset() if store == "s3" else 0
+                    mem = MemProbe(reg)
+                    total = push_monolithic(reg.port, "bench/mono", data, big_digest)
+                    growth, _ = mem.result()
+                    n = s3count(reg, off)
+                    verify_blob(reg.port, "bench/mono", big_digest, size)
+                    out[("2m", "tput")] = ({"n": 2, "scenario": f"push {size >> 20} MiB as one monolithic PUT", "metric": "MB/s (POST→201)"}, mb / total)
+                    out[("2m", "rss")] = ({"n": 2, "scenario": "  same", "metric": "peak RSS growth MiB"}, growth)
+                    if n is not None:
+                        out[("8", "s3c")] = ({"n": 8, "scenario": "S3 requests per pushed GiB, monolithic PUT", "metric": "requests"}, n * gib)
+                    return out
+                pairs(job2)
+
+            if "3" in only:
+                log(f"{store}: scenario 3: {cfg['conc_n']} concurrent {cs >> 20} MiB pushes")
+
+                def job3(reg):
+                    mem = MemProbe(reg)
+                    pss = PssSampler(reg)
+                    t0 = time.monotonic()
+                    with concurrent.futures.ThreadPoolExecutor(cfg["conc_n"]) as ex:
+                        futs = [ex.submit(push_stream, reg.port, f"bench/conc{i}", mv, dg,
+                                          MiB, MiB) for i, (mv, dg) in enumerate(conc)]
+                        for f in futs:
+                            f.result()
+                    t1 = time.monotonic()
+                    _, total = mem.result()
+                    pss_peak = pss.result()
+                    for i, (mv, dg) in enumerate(conc):
+                        verify_blob(reg.port, f"bench/conc{i}", dg, len(mv))
+                    agg = cfg["conc_n"] * cs / 1e6 / (t1 - t0)
+                    return {
+                        ("3", "tput"): ({"n": 3, "scenario": f"{cfg['conc_n']} concurrent {cs >> 20} MiB chunked pushes", "metric": "aggregate MB/s"}, agg),
+                        ("3", "rss"): ({"n": 3, "scenario": "  same", "metric": "total peak RSS MiB (sum of VmHWM)"}, total),
+                        ("3", "pss"): ({"n": 3, "scenario": "  same", "metric": "peak PSS MiB (sampled every 0.1 s)"}, pss_peak),
+                    }
+                pairs(job3)
+
+            if "5" in only:
+                log(f"{store}: scenario 5: wrk, 16 connections, {cfg['wrk_s']} s each")
+
+                def job5(reg):
+                    ld = push_small_image(reg.port, "bench/small")
+                    base = f"http://127.0.0.1:{reg.port}/v2/bench/small"
+                    out = {}
+                    rps, p99 = run_ab_head(f"{base}/blobs/{ld}", cfg["wrk_s"])
+                    out[("5", "head", "rps")] = ({"n": 5, "scenario": "HEAD blob, ab -k -c16 (wrk 4.1 cannot HEAD)", "metric": "requests/s"}, rps)
+                    out[("5", "head", "p99")] = ({"n": 5, "scenario": "  same", "metric": "p99 latency ms (ab: whole ms)"}, p99)
+                    for key, url, script, hdrs, label in (
+                            ("man", f"{base}/manifests/v3", None, (f"Accept: {OCI_MANIFEST}",), "GET manifest by tag"),
+                            ("tags", f"{base}/tags/list", None, (), "GET tags list (10 tags)")):
+                        rps, p99 = run_wrk(url, cfg["wrk_s"], script, hdrs)
+                        out[("5", key, "rps")] = ({"n": 5, "scenario": f"{label}, wrk -c16", "metric": "requests/s"}, rps)
+                        out[("5", key, "p99")] = ({"n": 5, "scenario": "  same", "metric": "p99 latency ms"}, p99)
+                    return out
+                pairs(job5)
+
+            if "7" in only:
+                log(f"{store}: scenario 7: skopeo copy push/pull, {img_bytes / 1e6:.0f} MB image")
+
+                def job7(reg):
+                    dest = f"docker://127.0.0.1:{reg.port}/bench/img:v1"
+                    t0 = time.monotonic()
+                    subprocess.run(["skopeo", "--insecure-policy", "copy", "-q",
+                                    "--dest-tls-verify=false", f"oci:{layout}:v1", dest],
+                                   check=True, timeout=900)
+                    t1 = time.monotonic()
+                    c = Conn(reg.port)
+                    r, _ = req(c, "HEAD", "/v2/bench/img/manifests/v1", want=200,
+                               headers={"Accept": OCI_MANIFEST})
+                    if r.getheader("Docker-Content-Digest") != man_digest:
+                        raise RuntimeError(f"CHECK FAILED: skopeo pushed manifest "
+                                           f"{r.getheader('Docker-Content-Digest')}, not {man_digest}")
+                    for ld in layer_digests:
+                        r, _ = req(c, "HEAD", f"/v2/bench/img/blobs/{ld}", want=200)
+                        if r.getheader("Docker-Content-Digest") != ld:
+                            raise RuntimeError(f"CHECK FAILED: layer {ld}")
+                    c.close()
+                    pull = os.path.join(work, "oci-pull")
+                    shutil.rmtree(pull, ignore_errors=True)
+                    t2 = time.monotonic()
+                    subprocess.run(["skopeo", "--insecure-policy", "copy", "-q",
+                                    "--src-tls-verify=false", dest, f"oci:{pull}:v1"],
+                                   check=True, timeout=900)
+                    t3 = time.monotonic()
+                    shutil.rmtree(pull, ignore_errors=True)
+                    return {
+                        ("7", "push"): ({"n": 7, "scenario": f"skopeo copy push, 3 layers, {img_bytes / 1e6:.0f} MB", "metric": "wall s"}, t1 - t0),
+                        ("7", "pull"): ({"n": 7, "scenario": "skopeo copy pull of the same", "metric": "wall s"}, t3 - t2),
+                    }
+                pairs(job7)
+
+            for r in regs:
+                r.stop()
+            if store == "s3":
+                rgw.stop()
+    finally:
+        for r in regs:
+            try:
+                r.stop()
+            except Exception as e:      # keep stopping the rest
+                log(f"stopping {r.name}: {e}")
+        rgw.stop()
+        for d in glob.glob(os.path.join(work, "*")):
+            if os.path.basename(d) not in ("rgw",) and not d.endswith(".log"):
+                shutil.rmtree(d, ignore_errors=True) if os.path.isdir(d) else None
+        shutil.rmtree(os.path.join(work, "rgw", "osd"), ignore_errors=True)
+
+    wall = time.monotonic() - wall0
+    out = []
+    out.append(f"Ceilings on this machine:\n")
+    for k, v in ceil.items():
+        out.append(f"- {k}: {v:.0f}")
+    out.append("")
+    out.append(table(res))
+    out.append("")
+    out.append(f"{cfg['reps']} runs per registry and row, alternating; wall time {wall:.0f} s; "
+               f"logs in {work}")
+    print("\n".join(out))
+    with open(a.json, "w") as f:
+        json.dump({"config": cfg, "ceilings": ceil, "wall_s": wall, "extra": extra,
+                   "rows": [{"key": list(k), **res.rows[k]} for k in res.order]}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
