@@ -30,6 +30,11 @@ typedef struct {
 extern int ocireg_conf_upload_slots;
 #define OCIREG_DEFAULT_UPLOAD_EXPIRY apr_time_from_sec(86400)
 extern apr_interval_time_t ocireg_conf_upload_expiry;
+/* How long a host that stopped answering keeps a session locked against
+ * other hosts (ocireg_lock.h); longer than httpd's Timeout, so a holder
+ * waiting on a slow client does not lose it. */
+#define OCIREG_DEFAULT_UPLOAD_LEASE apr_time_from_sec(120)
+extern apr_interval_time_t ocireg_conf_upload_lease;
 
 /* Starts the background expiry of idle uploads (mod_ocireg_expiry.c). */
 int ocireg_expiry_start(apr_pool_t *pconf, server_rec *s);
@@ -55,6 +60,8 @@ typedef struct {
     ocireg_route route;
     ocireg_store *store;
     ocireg_uploads *uploads;
+    ocireg_upload_lock *lock;       /* the session's, while held */
+    int held_slot;                  /* the session's slot, while held */
     int deletes;
 } ocireg_req;
 
@@ -80,10 +87,12 @@ typedef struct {
 } ocireg_body_result;
 
 /* Streams the body into an open upload writer, hashing what the store
- * accepted. On a read failure the bytes received so far are still written
- * and hashed, so the client can resume from them. */
+ * accepted and keeping the session's lock (if any) renewed. On a read
+ * failure the bytes received so far are still written and hashed, so the
+ * client can resume from them. */
 apr_status_t ocireg_body_stream(request_rec *r, ocireg_store *store,
                                 ocireg_upload_writer *w,
+                                ocireg_upload_lock *lock,
                                 ocireg_hash_state *hash,
                                 ocireg_body_result *res);
 

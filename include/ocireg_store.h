@@ -16,11 +16,19 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include <apr_file_io.h>
+#include "ocireg_lock.h"
 
 #define OCIREG_DRIVER_STATE_SIZE 512
 
 typedef struct ocireg_store ocireg_store;
 typedef struct ocireg_upload_writer ocireg_upload_writer;
+typedef struct ocireg_upload_lock ocireg_upload_lock;
+
+/* A session record newer than the caller's exists. */
+#define OCIREG_STORE_ESTALE (APR_OS_START_USERERR + 720)
+/* An upload's stored data is not what its session sent (a request that
+ * lost its lock wrote over it): it cannot be completed. */
+#define OCIREG_STORE_ECONFLICT (APR_OS_START_USERERR + 721)
 
 /* Where a blob's bytes go when it is sent: the caller's writer. */
 typedef apr_status_t (*ocireg_sink_fn)(void *ctx, const char *buf,
@@ -147,13 +155,35 @@ typedef struct {
                                   const unsigned char *after);
     /* The durable record of an upload session, so that any process, on
      * any host sharing the store, or httpd after a stop, continues it.
-     * Removed with the upload by upload_commit and upload_abort. */
+     * Records are numbered: `version` is written once (APR_EEXIST when that
+     * version is already there: another request got there first), and
+     * replaces the record before it. Removed with the upload by
+     * upload_commit and upload_abort. */
     apr_status_t (*state_put)(ocireg_store *s, apr_pool_t *p,
-                              const char *uuid, const void *data,
-                              apr_size_t len);
+                              const char *uuid, apr_uint64_t version,
+                              const void *data, apr_size_t len);
+    /* The latest record and its version. */
     apr_status_t (*state_get)(ocireg_store *s, apr_pool_t *p,
-                              const char *uuid, void **data,
-                              apr_size_t *len);
+                              const char *uuid, apr_uint64_t *version,
+                              void **data, apr_size_t *len);
+    /* Takes the session for changing it from record `version`, across
+     * every process and host sharing the store. APR_EBUSY while another
+     * holder has it (see ocireg_lock.h), OCIREG_STORE_ESTALE when a later
+     * record exists, APR_ENOENT when the session is gone. `me->expires`
+     * sets the lease, which upload_lock_keep extends by as much. The lock
+     * goes with upload_unlock, or with pool p. */
+    apr_status_t (*upload_lock)(ocireg_store *s, apr_pool_t *p,
+                                const char *uuid, apr_uint64_t version,
+                                const ocireg_lock_owner *me,
+                                ocireg_upload_lock **out);
+    /* Claims period `period` of the task `what` (a name), once among all
+     * hosts sharing the store: APR_SUCCESS for the one caller that did,
+     * APR_EEXIST for the others. The claim of the period before goes. */
+    apr_status_t (*claim_period)(ocireg_store *s, apr_pool_t *p,
+                                 const char *what, apr_int64_t period);
+    /* Called often while the holder works: renews its lease when due. */
+    void (*upload_lock_keep)(ocireg_upload_lock *l);
+    void (*upload_unlock)(ocireg_upload_lock *l);
 } ocireg_store_ops;
 
 struct ocireg_store {

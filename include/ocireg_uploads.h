@@ -22,6 +22,9 @@ typedef struct {
     char name[OCIREG_NAME_MAX + 1];
     apr_uint32_t store_id;
     apr_off_t offset;               /* bytes received and durable */
+    apr_uint64_t version;           /* of the store's record: one more at
+                                     * every change, and in the Location */
+    apr_uint64_t moved;             /* the version that last moved offset */
     ocireg_hash_state hash;         /* SHA-256 of bytes [0, offset) */
     apr_time_t created;
     apr_time_t touched;
@@ -29,6 +32,10 @@ typedef struct {
 } ocireg_upload_session;
 
 typedef struct ocireg_uploads ocireg_uploads;
+
+/* Names this table, and so this httpd instance, in upload locks
+ * (ocireg_lock.h); random, made when the table is formatted. */
+apr_uint64_t ocireg_uploads_instance(ocireg_uploads *u);
 
 /* Bytes of shared memory needed for `slots` sessions. */
 apr_size_t ocireg_uploads_size(int slots);
@@ -42,7 +49,8 @@ void ocireg_uploads_format(void *mem, int slots);
 ocireg_uploads *ocireg_uploads_attach(apr_pool_t *p, void *mem,
                                       apr_global_mutex_t *mutex);
 
-/* Adds a session. APR_ENOSPC when every slot is taken. */
+/* Adds a session. APR_ENOSPC when every slot is taken, APR_EEXIST when
+ * the table has it already. */
 apr_status_t ocireg_uploads_add(ocireg_uploads *u,
                                 const ocireg_upload_session *s);
 

@@ -31,6 +31,7 @@ typedef struct {
     apr_shm_t *shm;
     apr_global_mutex_t *mutex;
     int slots;
+    apr_size_t size;             /* changes with the build's slot layout */
 } persistent_table;
 
 static apr_shm_t *upload_shm;
@@ -50,6 +51,7 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     (void)ptemp;
     ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
     ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
+    ocireg_conf_upload_lease = OCIREG_DEFAULT_UPLOAD_LEASE;
     return ap_mutex_register(pconf, OCIREG_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
                              0);
 }
@@ -148,7 +150,8 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
         persistent_table *pt = NULL;
         apr_pool_t *keep = s->process->pool;
         apr_pool_userdata_get((void **)&pt, TABLE_KEY, keep);
-        if (pt && pt->slots != ocireg_conf_upload_slots) {
+        if (pt && (pt->slots != ocireg_conf_upload_slots
+                   || pt->size != size)) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                          "OCIREG00007: OCIRegUploadSlots changed from %d to "
                          "%d: upload sessions in progress are dropped",
@@ -174,6 +177,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
             pt->slots = ocireg_conf_upload_slots;
+            pt->size = size;
             ocireg_uploads_format(apr_shm_baseaddr_get(pt->shm), ocireg_conf_upload_slots);
             apr_pool_userdata_set(pt, TABLE_KEY, apr_pool_cleanup_null, keep);
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,

@@ -14,6 +14,7 @@
 
 int ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
 apr_interval_time_t ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
+apr_interval_time_t ocireg_conf_upload_lease = OCIREG_DEFAULT_UPLOAD_LEASE;
 
 #define MIB (1024 * 1024)
 #define DEFAULT_PART_SIZE (16 * MIB)
@@ -340,6 +341,23 @@ static const char *cmd_upload_expiry(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+static const char *cmd_upload_lease(cmd_parms *cmd, void *dconf,
+                                    const char *arg)
+{
+    apr_off_t n;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dconf;
+    if (err)
+        return err;
+    if (!ocireg_off_parse(arg, &n) || n < 1 || n > 86400)
+        return apr_psprintf(cmd->pool,
+                            "OCIRegUploadLease: '%s' is not a number of "
+                            "seconds from 1 to 86400",
+                            arg);
+    ocireg_conf_upload_lease = apr_time_from_sec(n);
+    return NULL;
+}
+
 const command_rec ocireg_cmds[] = {
     AP_INIT_FLAG("OCIRegistry", cmd_registry, NULL, OR_OPTIONS | ACCESS_CONF,
                  "On to serve the OCI Distribution API at /v2 here"),
@@ -354,6 +372,9 @@ const command_rec ocireg_cmds[] = {
     AP_INIT_TAKE1("OCIRegUploadExpiry", cmd_upload_expiry, NULL, RSRC_CONF,
                   "seconds after which an idle upload is aborted "
                   "(default 86400)"),
+    AP_INIT_TAKE1("OCIRegUploadLease", cmd_upload_lease, NULL, RSRC_CONF,
+                  "seconds a host that stopped answering keeps an upload "
+                  "locked against other hosts (default 120)"),
     AP_INIT_TAKE1("OCIRegS3Bucket", set_bucket, NULL, RSRC_CONF,
                   "bucket of the s3 storage"),
     AP_INIT_TAKE1("OCIRegS3Prefix", set_prefix, NULL, RSRC_CONF,

@@ -18,6 +18,7 @@ APLOG_USE_MODULE(ocireg);
 #define BATCH 32
 
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *wd_get_instance;
+static apr_interval_time_t sweep_every = APR_USEC_PER_SEC;
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *wd_register;
 
 static ocireg_store *store_by_id(server_rec *s, apr_uint32_t id)
@@ -36,6 +37,22 @@ static int session_live(void *ctx, const char *uuid)
     return ocireg_uploads_has((ocireg_uploads *)ctx, uuid);
 }
 
+/* Whether the store's record of a session idle here says it is alive:
+ * another host sharing the store may be carrying it on. */
+static int alive_elsewhere(ocireg_store *st, apr_pool_t *p,
+                           const ocireg_upload_session *idle,
+                           apr_time_t before)
+{
+    ocireg_upload_session latest;
+    apr_uint64_t version;
+    void *data;
+    apr_size_t len;
+    return st->ops->state_get(st, p, idle->uuid, &version, &data, &len)
+               == APR_SUCCESS
+           && ocireg_session_decode(data, len, &latest) == APR_SUCCESS
+           && latest.touched >= before;
+}
+
 static void expire_sessions(server_rec *s, ocireg_uploads *u, apr_time_t before,
                             apr_pool_t *p)
 {
@@ -44,9 +61,15 @@ static void expire_sessions(server_rec *s, ocireg_uploads *u, apr_time_t before,
     while ((n = ocireg_uploads_take_idle(u, before, batch, BATCH)) > 0) {
         for (i = 0; i < n; i++) {
             ocireg_store *st = store_by_id(s, batch[i].store_id);
-            apr_status_t rv = st ? st->ops->upload_abort(st, p, batch[i].uuid,
-                                                         batch[i].driver)
-                                 : APR_SUCCESS;
+            apr_status_t rv = APR_SUCCESS;
+            if (st && alive_elsewhere(st, p, &batch[i], before)) {
+                /* Only this host's copy is idle: drop the copy. */
+                ocireg_uploads_remove(u, batch[i].uuid);
+                continue;
+            }
+            if (st)
+                rv = st->ops->upload_abort(st, p, batch[i].uuid,
+                                           batch[i].driver);
             if (rv != APR_SUCCESS && rv != APR_ENOENT) {
                 /* The backend is away: try again next round. */
                 ocireg_uploads_release(u, NULL, batch[i].uuid);
@@ -64,8 +87,10 @@ static void expire_sessions(server_rec *s, ocireg_uploads *u, apr_time_t before,
     }
 }
 
+/* The sweep lists everything under uploads/ of a store: one host of all
+ * that share the store does it per period, whichever claims it first. */
 static void sweep_stores(server_rec *s, ocireg_uploads *u, apr_time_t before,
-                         apr_pool_t *p)
+                         apr_int64_t period, apr_pool_t *p)
 {
     apr_hash_t *done = apr_hash_make(p);
     for (; s; s = s->next) {
@@ -77,8 +102,12 @@ static void sweep_stores(server_rec *s, ocireg_uploads *u, apr_time_t before,
             || apr_hash_get(done, &sc->store->id, sizeof(sc->store->id)))
             continue;
         apr_hash_set(done, &sc->store->id, sizeof(sc->store->id), sc);
-        rv = sc->store->ops->upload_sweep(sc->store, p, before, session_live,
-                                          u, &swept);
+        rv = sc->store->ops->claim_period(sc->store, p, "sweep", period);
+        if (rv == APR_EEXIST)
+            continue; /* another host's turn */
+        if (rv == APR_SUCCESS)
+            rv = sc->store->ops->upload_sweep(sc->store, p, before,
+                                              session_live, u, &swept);
         if (rv != APR_SUCCESS)
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
                          "OCIREG00032: sweeping abandoned upload data failed");
@@ -99,7 +128,7 @@ static apr_status_t expiry_run(int state, void *data, apr_pool_t *p)
         return APR_SUCCESS;
     before = apr_time_now() - ocireg_conf_upload_expiry;
     expire_sessions(s, u, before, p);
-    sweep_stores(s, u, before, p);
+    sweep_stores(s, u, before, apr_time_now() / sweep_every, p);
     return APR_SUCCESS;
 }
 
@@ -126,6 +155,7 @@ int ocireg_expiry_start(apr_pool_t *pconf, server_rec *s)
             every = apr_time_from_sec(60);
         if (every < apr_time_from_sec(1))
             every = apr_time_from_sec(1);
+        sweep_every = every;
         rv = wd_register(wd, every, s, expiry_run);
     }
     if (rv != APR_SUCCESS && rv != APR_EEXIST) {

@@ -103,6 +103,7 @@ static apr_status_t flush(ocireg_store *store, ocireg_upload_writer *w,
 
 apr_status_t ocireg_body_stream(request_rec *r, ocireg_store *store,
                                 ocireg_upload_writer *w,
+                                ocireg_upload_lock *lock,
                                 ocireg_hash_state *hash,
                                 ocireg_body_result *res)
 {
@@ -127,6 +128,8 @@ apr_status_t ocireg_body_stream(request_rec *r, ocireg_store *store,
                           res->received + (apr_off_t)fill);
             break;
         }
+        if (lock)
+            store->ops->upload_lock_keep(lock);
         for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
              b = APR_BUCKET_NEXT(b)) {
             const char *data;

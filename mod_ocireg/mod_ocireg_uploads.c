@@ -9,6 +9,7 @@
 #include "apr_strings.h"
 #include "apr_buckets.h"
 #include "mod_ocireg.h"
+#include <unistd.h>
 #include "ocireg_parse.h"
 
 APLOG_USE_MODULE(ocireg);
@@ -19,10 +20,15 @@ static const char *blob_location(ocireg_req *q, const char *digest)
                        NULL);
 }
 
-static const char *upload_location(ocireg_req *q, const char *uuid)
+/* The Location names the version of the session's record it answers, so
+ * that a request sent with an older one (a retried chunk) is recognised
+ * wherever it lands. */
+static const char *upload_location(ocireg_req *q,
+                                   const ocireg_upload_session *s)
 {
-    return apr_pstrcat(q->r->pool, "/v2/", q->route.name, "/blobs/uploads/",
-                       uuid, NULL);
+    return apr_psprintf(q->r->pool,
+                        "/v2/%s/blobs/uploads/%s?_state=%" APR_UINT64_T_FMT,
+                        q->route.name, s->uuid, s->version);
 }
 
 /* "0-<last byte>"; an empty upload reads "0-0" as distribution has it,
@@ -35,7 +41,7 @@ static const char *range_value(apr_pool_t *p, apr_off_t offset)
 static void set_session_headers(ocireg_req *q, const ocireg_upload_session *s,
                                 apr_table_t *t)
 {
-    apr_table_setn(t, "Location", upload_location(q, s->uuid));
+    apr_table_setn(t, "Location", upload_location(q, s));
     apr_table_setn(t, "Range", range_value(q->r->pool, s->offset));
     apr_table_setn(t, "Docker-Upload-UUID", apr_pstrdup(q->r->pool, s->uuid));
 }
@@ -52,6 +58,30 @@ static int created(ocireg_req *q, const char *digest)
     apr_table_setn(q->r->headers_out, "Location", blob_location(q, digest));
     apr_table_setn(q->r->headers_out, "Docker-Content-Digest", digest);
     return ocireg_respond(q->r, HTTP_CREATED, NULL, NULL, 0);
+}
+
+/* Gives back what session_take took: the store's lock, then this host's
+ * slot, storing `updated` there when it is non-NULL. */
+static void session_release(ocireg_req *q, const char *uuid,
+                            const ocireg_upload_session *updated)
+{
+    if (q->lock)
+        q->store->ops->upload_unlock(q->lock);
+    q->lock = NULL;
+    if (q->held_slot)
+        ocireg_uploads_release(q->uploads, updated, uuid);
+    q->held_slot = 0;
+}
+
+/* The session is over (finished, cancelled or gone). */
+static void session_forget(ocireg_req *q, const char *uuid)
+{
+    if (q->lock)
+        q->store->ops->upload_unlock(q->lock);
+    q->lock = NULL;
+    if (q->held_slot)
+        ocireg_uploads_remove(q->uploads, uuid);
+    q->held_slot = 0;
 }
 
 static int upload_unknown(ocireg_req *q)
@@ -110,8 +140,7 @@ static int try_mount(ocireg_req *q, const char *digest, const char *from)
 /* Verifies and publishes an upload whose bytes are all in: the digest
  * must match the running hash, and only then does the blob appear. */
 static int finish_upload(ocireg_req *q, const char *uuid,
-                         ocireg_upload_session *s, const char *digest,
-                         int in_table)
+                         ocireg_upload_session *s, const char *digest)
 {
     request_rec *r = q->r;
     char actual[72];
@@ -120,8 +149,7 @@ static int finish_upload(ocireg_req *q, const char *uuid,
     ocireg_hash_digest(&s->hash, actual);
     if (strcmp(actual, digest) != 0) {
         q->store->ops->upload_abort(q->store, r->pool, uuid, s->driver);
-        if (in_table)
-            ocireg_uploads_remove(q->uploads, uuid);
+        session_forget(q, uuid);
         return ocireg_respond_error(r, HTTP_BAD_REQUEST, OCIREG_E_DIGEST_INVALID,
                             "the uploaded content does not match the digest",
                             apr_psprintf(r->pool, "expected %s, got %s",
@@ -132,18 +160,32 @@ static int finish_upload(ocireg_req *q, const char *uuid,
     if (rv == APR_SUCCESS)
         rv = q->store->ops->blob_link(q->store, r->pool, q->route.name,
                                       digest);
+    if (rv == OCIREG_STORE_ECONFLICT) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "OCIREG00024: upload %s: stored parts differ from "
+                      "what the session sent (a racing request wrote over "
+                      "them); the upload is dropped",
+                      uuid);
+        q->store->ops->upload_abort(q->store, r->pool, uuid, s->driver);
+        session_forget(q, uuid);
+        return ocireg_respond_error(r, HTTP_BAD_REQUEST,
+                                    OCIREG_E_BLOB_UPLOAD_INVALID,
+                                    "the upload was corrupted by a racing "
+                                    "request; upload the blob again",
+                                    NULL);
+    }
     if (rv != APR_SUCCESS) {
-        if (in_table)
-            ocireg_uploads_release(q->uploads, NULL, uuid);
+        session_release(q, uuid, NULL);
         return ocireg_store_failure(r, rv, "committing the upload");
     }
-    if (in_table)
-        ocireg_uploads_remove(q->uploads, uuid);
+    session_forget(q, uuid);
     return created(q, digest);
 }
 
-static apr_status_t session_save(ocireg_req *q,
-                                 const ocireg_upload_session *s);
+static apr_status_t session_save(ocireg_req *q, ocireg_upload_session *s,
+                                 const ocireg_upload_session *before);
+static int session_busy(ocireg_req *q, const ocireg_upload_session *s,
+                        const char *why);
 
 /* A blob the store could never hold is refused before its data is read,
  * whenever the request tells how big it will be. */
@@ -182,19 +224,19 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
     apr_status_t rv, brv;
 
     if (cl && !ocireg_off_parse(cl, &length)) {
-        ocireg_uploads_release(q->uploads, NULL, s->uuid);
+        session_release(q, s->uuid, NULL);
         return ocireg_respond_error(r, HTTP_BAD_REQUEST, OCIREG_E_SIZE_INVALID,
                             "invalid Content-Length", cl);
     }
     if (cr) {
         if (!ocireg_content_range_parse(cr, &start, &end, &total)) {
-            ocireg_uploads_release(q->uploads, NULL, s->uuid);
+            session_release(q, s->uuid, NULL);
             return ocireg_respond_error(r, HTTP_BAD_REQUEST,
                                 OCIREG_E_BLOB_UPLOAD_INVALID,
                                 "invalid Content-Range", cr);
         }
         if (start != s->offset) {
-            ocireg_uploads_release(q->uploads, NULL, s->uuid);
+            session_release(q, s->uuid, NULL);
             set_session_headers(q, s, r->err_headers_out);
             return ocireg_respond_error(r, HTTP_RANGE_NOT_SATISFIABLE,
                                 OCIREG_E_BLOB_UPLOAD_INVALID,
@@ -205,7 +247,7 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
                                              s->offset));
         }
         if (length >= 0 && length != end - start + 1) {
-            ocireg_uploads_release(q->uploads, NULL, s->uuid);
+            session_release(q, s->uuid, NULL);
             return ocireg_respond_error(r, HTTP_BAD_REQUEST, OCIREG_E_SIZE_INVALID,
                                 "Content-Length does not match "
                                 "Content-Range",
@@ -214,7 +256,7 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
     }
     if ((cr && total >= 0 && too_big(q, total))
         || (length >= 0 && too_big(q, s->offset + length))) {
-        ocireg_uploads_release(q->uploads, NULL, s->uuid);
+        session_release(q, s->uuid, NULL);
         return refuse_too_big(q);
     }
     if (!ap_request_has_body(r))
@@ -223,10 +265,10 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
     rv = q->store->ops->upload_open(q->store, r->pool, s->uuid, next.driver,
                                     s->offset, length, &w);
     if (rv != APR_SUCCESS) {
-        ocireg_uploads_release(q->uploads, NULL, s->uuid);
+        session_release(q, s->uuid, NULL);
         return ocireg_store_failure(r, rv, "opening the upload");
     }
-    brv = ocireg_body_stream(r, q->store, w, &next.hash, &res);
+    brv = ocireg_body_stream(r, q->store, w, q->lock, &next.hash, &res);
     /* Whatever happened to the body, what reached the store is kept and
      * the session says so: the client resumes from the Range it reads. */
     rv = q->store->ops->upload_close(w, next.driver);
@@ -236,8 +278,9 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
         ocireg_upload_session keep = *s;
         memcpy(keep.driver, next.driver, sizeof(keep.driver));
         /* Best effort: the record learns of what this request started. */
-        session_save(q, &keep);
-        ocireg_uploads_release(q->uploads, &keep, s->uuid);
+        if (session_save(q, &keep, s) == APR_SUCCESS)
+            set_session_headers(q, &keep, r->err_headers_out);
+        session_release(q, s->uuid, &keep);
         return ocireg_store_failure(r, rv, "closing the upload");
     }
     next.offset += res.received;
@@ -247,12 +290,12 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
         return DECLINED;
     }
     /* What arrived is kept: saved like any progress. */
-    if (session_save(q, &next) == APR_SUCCESS)
+    if (session_save(q, &next, s) == APR_SUCCESS)
         q->store->ops->upload_settle(q->store, r->pool, s->uuid, s->driver,
                                      next.driver);
     else
         next = *s;
-    ocireg_uploads_release(q->uploads, &next, s->uuid);
+    session_release(q, s->uuid, &next);
     if (res.status == HTTP_INTERNAL_SERVER_ERROR)
         return ocireg_store_failure(r, brv, "writing the upload");
     set_session_headers(q, &next, r->err_headers_out);
@@ -266,15 +309,20 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
                                 NULL);
 }
 
-static int session_busy(ocireg_req *q)
+static int session_busy(ocireg_req *q, const ocireg_upload_session *s,
+                        const char *why)
 {
-    ocireg_upload_session s;
-    if (ocireg_uploads_get(q->uploads, q->route.arg, &s) == APR_SUCCESS)
-        set_session_headers(q, &s, q->r->err_headers_out);
+    ocireg_upload_session cached;
+    if (!s && ocireg_uploads_get(q->uploads, q->route.arg, &cached)
+                  == APR_SUCCESS)
+        s = &cached;
+    if (s)
+        set_session_headers(q, s, q->r->err_headers_out);
     return ocireg_respond_error(q->r, HTTP_RANGE_NOT_SATISFIABLE,
-                        OCIREG_E_BLOB_UPLOAD_INVALID,
-                        "another request is writing to this upload", NULL);
+                        OCIREG_E_BLOB_UPLOAD_INVALID, why, NULL);
 }
+
+#define WRITING_ELSEWHERE "another request is writing to this upload"
 
 static int table_full(request_rec *r)
 {
@@ -294,8 +342,9 @@ static apr_status_t session_read(ocireg_req *q, const char *uuid,
 {
     void *data;
     apr_size_t len;
+    apr_uint64_t version;
     apr_status_t rv = q->store->ops->state_get(q->store, q->r->pool, uuid,
-                                               &data, &len);
+                                               &version, &data, &len);
     if (rv == APR_SUCCESS && ocireg_session_decode(data, len, out)
                                  != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r,
@@ -304,61 +353,121 @@ static apr_status_t session_read(ocireg_req *q, const char *uuid,
                       uuid);
         rv = APR_ENOENT;
     }
+    if (rv == APR_SUCCESS)
+        out->version = version;
     return rv;
 }
 
-/* Takes the session for changing it: this host's lock in shared memory,
- * then the record read afresh under it. Returns DECLINED with *s filled,
- * or the finished response. */
+static void lock_owner(ocireg_req *q, ocireg_lock_owner *me)
+{
+    memset(me, 0, sizeof(*me));
+    if (apr_gethostname(me->host, sizeof(me->host), q->r->pool)
+        != APR_SUCCESS)
+        strcpy(me->host, "localhost");
+    me->host[strcspn(me->host, " \t\r\n")] = '\0';
+    /* The instance vouches for its own processes only while this request
+     * holds the session's slot (ocireg_lock.h). */
+    me->instance = q->held_slot ? ocireg_uploads_instance(q->uploads) : 0;
+    me->pid = (apr_int64_t)getpid();
+    me->expires = apr_time_now() + ocireg_conf_upload_lease;
+}
+
+/* Takes the session for changing it: this host's slot in shared memory
+ * (its cache, and the lock among its processes), then the store's lock,
+ * which reaches every host and tells whether the cached copy is the
+ * latest. Returns DECLINED with *s filled, or the finished response. A
+ * session this host has no room for still works, from the store alone. */
 static int session_take(ocireg_req *q, const char *uuid,
                         ocireg_upload_session *s)
 {
     request_rec *r = q->r;
-    ocireg_upload_session cached;
+    ocireg_lock_owner me;
     apr_status_t rv = ocireg_uploads_acquire(q->uploads, uuid, s);
-    if (rv == APR_ENOENT) {
-        /* Not known here yet (another host, a restart): cache it. */
+    int attempt;
+
+    if (rv == APR_EBUSY)
+        return session_busy(q, NULL, WRITING_ELSEWHERE);
+    if (rv == APR_SUCCESS) {
+        q->held_slot = 1;
+    }
+    else {
+        /* Not known here yet (another host, a restart). */
         rv = session_read(q, uuid, s);
         if (rv == APR_ENOENT)
             return upload_unknown(q);
         if (rv != APR_SUCCESS)
             return ocireg_store_failure(r, rv, "reading the upload state");
         rv = ocireg_uploads_add(q->uploads, s);
-        if (rv == APR_ENOSPC)
-            return table_full(r);
-        rv = ocireg_uploads_acquire(q->uploads, uuid, s);
-    }
-    if (rv == APR_EBUSY)
-        return session_busy(q);
-    if (rv != APR_SUCCESS)
-        return upload_unknown(q);
-    cached = *s;
-    rv = session_read(q, uuid, s);
-    /* At the same offset this host's copy knows at least as much: it may
-     * name a multipart upload a failed request started while the store
-     * could not be told. Offsets only grow, so a larger one in the store
-     * is another host's progress, and wins. */
-    if (rv == APR_SUCCESS && cached.offset == s->offset)
-        *s = cached;
-    if (rv != APR_SUCCESS) {
-        if (rv == APR_ENOENT) {
-            ocireg_uploads_remove(q->uploads, uuid);
-            return upload_unknown(q);
+        if (rv == APR_SUCCESS || rv == APR_EEXIST) {
+            ocireg_upload_session fresh = *s;
+            rv = ocireg_uploads_acquire(q->uploads, uuid, s);
+            if (rv == APR_EBUSY)
+                return session_busy(q, &fresh, WRITING_ELSEWHERE);
+            q->held_slot = rv == APR_SUCCESS;
+            if (rv == APR_SUCCESS && s->version < fresh.version)
+                *s = fresh;
         }
-        ocireg_uploads_release(q->uploads, NULL, uuid);
-        return ocireg_store_failure(r, rv, "reading the upload state");
     }
-    return DECLINED;
+    lock_owner(q, &me);
+    for (attempt = 0;; attempt++) {
+        rv = q->store->ops->upload_lock(q->store, r->pool, uuid, s->version,
+                                        &me, &q->lock);
+        if (rv != OCIREG_STORE_ESTALE || attempt == 3)
+            break;
+        /* Another host moved the session on: its record is the truth. */
+        rv = session_read(q, uuid, s);
+        if (rv != APR_SUCCESS)
+            break;
+    }
+    if (rv == APR_SUCCESS)
+        return DECLINED;
+    q->lock = NULL;
+    if (rv == APR_ENOENT) {
+        session_forget(q, uuid);
+        return upload_unknown(q);
+    }
+    session_release(q, uuid, NULL);
+    if (rv == APR_EBUSY || rv == OCIREG_STORE_ESTALE)
+        return session_busy(q, s, WRITING_ELSEWHERE);
+    return ocireg_store_failure(r, rv, "locking the upload");
 }
 
-/* Saves the session's new state before the client hears 2xx. */
-static apr_status_t session_save(ocireg_req *q,
-                                 const ocireg_upload_session *s)
+/* Saves the session's new state, as the record's next version, before the
+ * client hears 2xx. APR_EEXIST: another request (on a host that took over
+ * this one's lease) saved that version first. */
+static apr_status_t session_save(ocireg_req *q, ocireg_upload_session *s,
+                                 const ocireg_upload_session *before)
 {
+    ocireg_upload_session next = *s;
     apr_size_t len;
-    const void *data = ocireg_session_encode(q->r->pool, s, &len);
-    return q->store->ops->state_put(q->store, q->r->pool, s->uuid, data,
-                                    len);
+    const void *data;
+    apr_status_t rv;
+    next.version++;
+    if (before && next.offset != before->offset)
+        next.moved = next.version;
+    data = ocireg_session_encode(q->r->pool, &next, &len);
+    rv = q->store->ops->state_put(q->store, q->r->pool, s->uuid,
+                                  next.version, data, len);
+    if (rv == APR_SUCCESS) {
+        s->version = next.version;
+        s->moved = next.moved;
+    }
+    return rv;
+}
+
+/* A request carrying a Location from before the session last took bytes:
+ * a retry of a chunk already taken, or a client that lost track. A record
+ * that changed nothing but the driver's bookkeeping (a failed request's)
+ * leaves older Locations good. */
+static int stale_location(ocireg_req *q, const ocireg_upload_session *s)
+{
+    int bad = 0;
+    const char *v = ocireg_query_arg(q->r->pool, q->r->args, "_state", &bad);
+    apr_off_t n;
+    if (!v)
+        return 0;
+    return !ocireg_off_parse(v, &n) || (apr_uint64_t)n < s->moved
+           || (apr_uint64_t)n > s->version;
 }
 
 /* GET, PATCH, PUT, DELETE /v2/<name>/blobs/uploads/<uuid> */
@@ -393,9 +502,14 @@ int ocireg_handle_upload(ocireg_req *q)
         return status;
     }
     if (strcmp(s.name, q->route.name) != 0 || s.store_id != q->store->id) {
-        if (m != M_GET)
-            ocireg_uploads_release(q->uploads, NULL, uuid);
+        session_release(q, uuid, NULL);
         return upload_unknown(q);
+    }
+    if ((m == M_PATCH || m == M_PUT) && stale_location(q, &s)) {
+        session_release(q, uuid, NULL);
+        return session_busy(q, &s,
+                            "the Location is stale: the upload has moved "
+                            "on since");
     }
 
     switch (m) {
@@ -404,29 +518,31 @@ int ocireg_handle_upload(ocireg_req *q)
     case M_DELETE:
         rv = q->store->ops->upload_abort(q->store, r->pool, uuid, s.driver);
         if (rv != APR_SUCCESS && rv != APR_ENOENT) {
-            ocireg_uploads_release(q->uploads, NULL, uuid);
+            session_release(q, uuid, NULL);
             return ocireg_store_failure(r, rv, "aborting the upload");
         }
-        ocireg_uploads_remove(q->uploads, uuid);
+        session_forget(q, uuid);
         return ocireg_respond(r, HTTP_NO_CONTENT, NULL, NULL, 0);
     case M_PATCH: {
         ocireg_upload_session before = s;
         if ((status = append_body(q, &s)) != DECLINED)
             return status;
-        rv = session_save(q, &s);
+        rv = session_save(q, &s, &before);
         if (rv != APR_SUCCESS) {
-            ocireg_uploads_release(q->uploads, NULL, uuid);
+            session_release(q, uuid, NULL);
+            if (rv == APR_EEXIST)
+                return session_busy(q, NULL, WRITING_ELSEWHERE);
             return ocireg_store_failure(r, rv, "saving the upload state");
         }
         q->store->ops->upload_settle(q->store, r->pool, uuid, before.driver,
                                      s.driver);
-        ocireg_uploads_release(q->uploads, &s, uuid);
+        session_release(q, uuid, &s);
         return session_answer(q, &s, HTTP_ACCEPTED);
     }
     default: /* M_PUT */
         if ((status = append_body(q, &s)) != DECLINED)
             return status;
-        return finish_upload(q, uuid, &s, digest, 1);
+        return finish_upload(q, uuid, &s, digest);
     }
 }
 
@@ -459,7 +575,7 @@ static int monolithic_upload(ocireg_req *q, const char *digest)
             request_length(r), &w);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "starting an upload");
-    ocireg_body_stream(r, q->store, w, &s.hash, &res);
+    ocireg_body_stream(r, q->store, w, NULL, &s.hash, &res);
     rv = q->store->ops->upload_close(w, s.driver);
     if (res.status || rv != APR_SUCCESS) {
         q->store->ops->upload_abort(q->store, r->pool, uuid, s.driver);
@@ -469,7 +585,7 @@ static int monolithic_upload(ocireg_req *q, const char *digest)
                             "the request body could not be read", NULL);
     }
     s.offset = res.received;
-    return finish_upload(q, uuid, &s, digest, 0);
+    return finish_upload(q, uuid, &s, digest);
 }
 
 /* POST /v2/<name>/blobs/uploads/ : new session, monolithic upload, mount */
@@ -509,13 +625,19 @@ int ocireg_handle_uploads(ocireg_req *q)
     rv = q->store->ops->upload_create(q->store, r->pool, s.uuid, s.driver);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "creating an upload");
+    /* Room in this host's table is what admits a new upload; the record
+     * (version 1) is what makes it exist. */
     rv = ocireg_uploads_add(q->uploads, &s);
     if (rv == APR_SUCCESS) {
-        rv = session_save(q, &s);
-        if (rv != APR_SUCCESS) {
-            ocireg_uploads_acquire(q->uploads, s.uuid, &s);
-            ocireg_uploads_remove(q->uploads, s.uuid);
+        ocireg_upload_session saved = s;
+        rv = session_save(q, &saved, NULL);
+        if (ocireg_uploads_acquire(q->uploads, s.uuid, &s) == APR_SUCCESS) {
+            if (rv == APR_SUCCESS)
+                ocireg_uploads_release(q->uploads, &saved, s.uuid);
+            else
+                ocireg_uploads_remove(q->uploads, s.uuid);
         }
+        s = saved;
     }
     if (rv != APR_SUCCESS) {
         q->store->ops->upload_abort(q->store, r->pool, s.uuid, s.driver);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/file.h>
 #include <apr_strings.h>
 #include <apr_file_info.h>
 #include <apr_general.h>
@@ -467,6 +468,12 @@ static const char *state_file(ocireg_store *s, apr_pool_t *p,
     return apr_psprintf(p, "%s/uploads/%s.state", FS(s)->root, uuid);
 }
 
+static const char *lock_file(ocireg_store *s, apr_pool_t *p,
+                             const char *uuid)
+{
+    return apr_psprintf(p, "%s/uploads/%s.lock", FS(s)->root, uuid);
+}
+
 static apr_status_t fs_upload_create(ocireg_store *s, apr_pool_t *p,
                                      const char *uuid, unsigned char *state)
 {
@@ -565,6 +572,7 @@ static apr_status_t fs_upload_commit(ocireg_store *s, apr_pool_t *p,
         return APR_FROM_OS_ERROR(errno);
     fsync_dir_of(p, to);
     unlink(state_file(s, p, uuid));
+    unlink(lock_file(s, p, uuid));
     return APR_SUCCESS;
 }
 
@@ -573,6 +581,7 @@ static apr_status_t fs_upload_abort(ocireg_store *s, apr_pool_t *p,
 {
     (void)state;
     unlink(state_file(s, p, uuid));
+    unlink(lock_file(s, p, uuid));
     return remove_file(p, upload_file(s, p, uuid));
 }
 
@@ -619,23 +628,122 @@ static apr_status_t fs_upload_settle(ocireg_store *s, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+/* The record file starts with its version, so that a lock taker can tell
+ * whether the record it read is still the latest. Only the lock holder
+ * writes it, so replacing it is enough to keep versions in order. */
+#define STATE_HEADER 16
+
 static apr_status_t fs_state_put(ocireg_store *s, apr_pool_t *p,
-                                 const char *uuid, const void *data,
-                                 apr_size_t len)
+                                 const char *uuid, apr_uint64_t version,
+                                 const void *data, apr_size_t len)
 {
-    return write_atomic(s, p, state_file(s, p, uuid), data, len);
+    char *buf = apr_palloc(p, STATE_HEADER + len);
+    apr_snprintf(buf, STATE_HEADER + 1, "%015" APR_UINT64_T_FMT "\n",
+                 version);
+    memcpy(buf + STATE_HEADER, data, len);
+    return write_atomic(s, p, state_file(s, p, uuid), buf,
+                        STATE_HEADER + len);
 }
 
 static apr_status_t fs_state_get(ocireg_store *s, apr_pool_t *p,
-                                 const char *uuid, void **data,
-                                 apr_size_t *len)
+                                 const char *uuid, apr_uint64_t *version,
+                                 void **data, apr_size_t *len)
 {
-    char *d;
+    char *d, *end;
+    apr_size_t n;
     apr_status_t rv = read_small(p, state_file(s, p, uuid), 64 * 1024, &d,
-                                 len);
-    if (rv == APR_SUCCESS)
-        *data = d;
-    return rv;
+                                 &n);
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (n < STATE_HEADER || d[STATE_HEADER - 1] != '\n')
+        return APR_EGENERAL;
+    *version = (apr_uint64_t)apr_strtoi64(d, &end, 10);
+    if (end != d + STATE_HEADER - 1)
+        return APR_EGENERAL;
+    *data = d + STATE_HEADER;
+    *len = n - STATE_HEADER;
+    return APR_SUCCESS;
+}
+
+/* The lock is flock(2) on a lock file next to the upload: the kernel
+ * drops it when its holder exits however it ends, and it reaches every
+ * httpd on this machine (and on a shared filesystem that supports it). */
+struct ocireg_upload_lock {
+    int fd;
+};
+
+static apr_status_t close_lock(void *data)
+{
+    ocireg_upload_lock *l = data;
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    return APR_SUCCESS;
+}
+
+static apr_status_t fs_upload_lock(ocireg_store *s, apr_pool_t *p,
+                                   const char *uuid, apr_uint64_t version,
+                                   const ocireg_lock_owner *me,
+                                   ocireg_upload_lock **out)
+{
+    ocireg_upload_lock *l = apr_pcalloc(p, sizeof(*l));
+    apr_uint64_t latest;
+    void *data;
+    apr_size_t len;
+    apr_status_t rv;
+    (void)me;
+    /* Only an existing session has a lock: no O_CREAT on a missing one. */
+    if (access(upload_file(s, p, uuid), F_OK) != 0)
+        return errno_status();
+    /* Read-only is enough for flock(2). */
+    l->fd = open(lock_file(s, p, uuid), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (l->fd < 0)
+        return errno_status();
+    apr_pool_cleanup_register(p, l, close_lock, apr_pool_cleanup_null);
+    if (flock(l->fd, LOCK_EX | LOCK_NB) != 0) {
+        rv = errno == EWOULDBLOCK ? APR_EBUSY : APR_FROM_OS_ERROR(errno);
+        apr_pool_cleanup_run(p, l, close_lock);
+        return rv;
+    }
+    rv = fs_state_get(s, p, uuid, &latest, &data, &len);
+    if (rv == APR_SUCCESS && latest != version)
+        rv = OCIREG_STORE_ESTALE;
+    if (rv != APR_SUCCESS) {
+        apr_pool_cleanup_run(p, l, close_lock);
+        return rv;
+    }
+    *out = l;
+    return APR_SUCCESS;
+}
+
+static apr_status_t fs_claim_period(ocireg_store *s, apr_pool_t *p,
+                                    const char *what, apr_int64_t period)
+{
+    const char *path = apr_psprintf(p, "%s/claims/%s.%" APR_INT64_T_FMT,
+                                    FS(s)->root, what, period);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {
+        apr_status_t rv = make_parent(p, path);
+        if (rv != APR_SUCCESS)
+            return rv;
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
+    if (fd < 0)
+        return errno == EEXIST ? APR_EEXIST : APR_FROM_OS_ERROR(errno);
+    close(fd);
+    unlink(apr_psprintf(p, "%s/claims/%s.%" APR_INT64_T_FMT, FS(s)->root,
+                        what, period - 1));
+    return APR_SUCCESS;
+}
+
+static void fs_upload_lock_keep(ocireg_upload_lock *l)
+{
+    (void)l;
+}
+
+static void fs_upload_unlock(ocireg_upload_lock *l)
+{
+    close_lock(l);
 }
 
 static apr_off_t fs_max_blob_size(ocireg_store *s)
@@ -677,6 +785,10 @@ static const ocireg_store_ops fs_ops = {
     fs_upload_settle,
     fs_state_put,
     fs_state_get,
+    fs_upload_lock,
+    fs_claim_period,
+    fs_upload_lock_keep,
+    fs_upload_unlock,
 };
 
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include <apr_strings.h>
+#include <openssl/evp.h>
 #include <apr_file_io.h>
 #include <apr_hash.h>
 #include "ocireg_store.h"
@@ -42,7 +43,11 @@ typedef struct {
     apr_uint64_t part_size;      /* fixed when the session starts */
     apr_uint32_t parts;          /* full parts uploaded */
     apr_uint32_t tail;           /* bytes in the tail object */
-    char upload_id[OCIREG_DRIVER_STATE_SIZE - 16];
+    /* SHA-256 chained over the ETags of the full parts, in order: what
+     * Complete is about to join must be what this session's requests sent,
+     * never parts a racing request (one that lost its lease) rewrote. */
+    unsigned char etags[32];
+    char upload_id[OCIREG_DRIVER_STATE_SIZE - 48];
 } s3_state;
 
 typedef char s3_state_fits[sizeof(s3_state) <= OCIREG_DRIVER_STATE_SIZE
@@ -407,9 +412,44 @@ static const char *tail_key(ocireg_store *s, apr_pool_t *p, const char *uuid,
                apr_psprintf(p, "/tail.%u.%" APR_OFF_T_FMT, st->parts, len));
 }
 
-static const char *state_key(ocireg_store *s, apr_pool_t *p, const char *uuid)
+/* Records and locks carry zero-padded versions, so that a listing sorts
+ * them. */
+static const char *state_key(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                             apr_uint64_t version)
 {
-    return key(s, p, "uploads/", uuid, "/state");
+    return key(s, p, "uploads/", uuid,
+               apr_psprintf(p, "/state.%020" APR_UINT64_T_FMT, version));
+}
+
+static const char *lock_key(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                            apr_uint64_t version, int attempt)
+{
+    return key(s, p, "uploads/", uuid,
+               apr_psprintf(p, "/lock.%020" APR_UINT64_T_FMT ".%d", version,
+                            attempt));
+}
+
+/* The version of the session's latest record: 0 and APR_ENOENT when it
+ * has none. */
+static apr_status_t latest_state(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, apr_uint64_t *version)
+{
+    apr_array_header_t *keys;
+    apr_status_t rv = ocireg_s3_list(S3(s)->s3, p,
+                                     key(s, p, "uploads/", uuid, "/state."),
+                                     NULL, &keys);
+    int i;
+    *version = 0;
+    for (i = 0; rv == APR_SUCCESS && i < keys->nelts; i++) {
+        const char *v = APR_ARRAY_IDX(keys, i, const char *);
+        char *end;
+        apr_uint64_t n = (apr_uint64_t)apr_strtoi64(v, &end, 10);
+        if (*end == '\0' && n > *version)
+            *version = n;
+    }
+    if (rv == APR_SUCCESS && *version == 0)
+        rv = APR_ENOENT;
+    return rv;
 }
 
 /* Removes everything an upload kept under uploads/<uuid>/: tails of
@@ -525,6 +565,25 @@ static apr_status_t s3_upload_open(ocireg_store *s, apr_pool_t *p,
     w->buf = apr_palloc(p, IO_BUFFER);
     *out = w;
     return APR_SUCCESS;
+}
+
+/* etags' = SHA-256(etags || ETag without its quotes) */
+static void chain_etag(unsigned char *etags, const char *etag)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    apr_size_t len = strlen(etag);
+    unsigned int n = 0;
+    if (len >= 2 && etag[0] == '"' && etag[len - 1] == '"') {
+        etag++;
+        len -= 2;
+    }
+    if (!ctx)
+        return;
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, etags, 32);
+    EVP_DigestUpdate(ctx, etag, len);
+    EVP_DigestFinal_ex(ctx, etags, &n);
+    EVP_MD_CTX_free(ctx);
 }
 
 /* Starts sending the current part: what the spool holds goes first, the
@@ -644,6 +703,7 @@ static apr_status_t write_some(ocireg_upload_writer *w, const char *buf,
             }
             if (rv != APR_SUCCESS)
                 return rv;
+            chain_etag(w->state.etags, etag ? etag : "");
             w->state.parts++;
             w->cur = 0;
             rv = apr_file_trunc(w->spool, 0);
@@ -706,6 +766,23 @@ static apr_status_t s3_upload_close(ocireg_upload_writer *w,
     return APR_SUCCESS;
 }
 
+/* Multipart uploads of this session that its state does not name: a
+ * process killed after starting one, before any record could say so. */
+static void abort_strays(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                         const char *keep)
+{
+    const char *dk = data_key(s, p, uuid);
+    apr_array_header_t *mpus;
+    int i;
+    if (ocireg_s3_mpu_list(S3(s)->s3, p, dk, &mpus) != APR_SUCCESS)
+        return;
+    for (i = 0; i < mpus->nelts; i++) {
+        const ocireg_s3_upload *u = &APR_ARRAY_IDX(mpus, i, ocireg_s3_upload);
+        if (strcmp(u->key, dk) == 0 && strcmp(u->upload_id, keep) != 0)
+            ocireg_s3_mpu_abort(S3(s)->s3, p, dk, u->upload_id);
+    }
+}
+
 static apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
                                     const char *uuid, unsigned char *state)
 {
@@ -717,8 +794,10 @@ static apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
         if (rv == APR_ENOENT)
             rv = APR_SUCCESS;
     }
-    if (rv == APR_SUCCESS)
+    if (rv == APR_SUCCESS) {
+        abort_strays(s, p, uuid, "");
         rv = delete_upload_objects(s, p, uuid);
+    }
     return rv;
 }
 
@@ -736,26 +815,193 @@ static apr_status_t s3_upload_settle(ocireg_store *s, apr_pool_t *p,
 }
 
 static apr_status_t s3_state_put(ocireg_store *s, apr_pool_t *p,
-                                 const char *uuid, const void *data,
-                                 apr_size_t len)
+                                 const char *uuid, apr_uint64_t version,
+                                 const void *data, apr_size_t len)
 {
-    return ocireg_s3_put(S3(s)->s3, p, state_key(s, p, uuid), data, len,
-                         NULL, 0, NULL);
+    /* Create-only: of two writers of one version (a holder whose lease ran
+     * out, and its successor), exactly one succeeds. */
+    apr_status_t rv = ocireg_s3_put(S3(s)->s3, p,
+                                    state_key(s, p, uuid, version), data,
+                                    len, NULL, 1, NULL);
+    if (rv == APR_SUCCESS && version > 1)
+        ocireg_s3_delete(S3(s)->s3, p, state_key(s, p, uuid, version - 1),
+                         NULL);
+    return rv;
 }
 
 static apr_status_t s3_state_get(ocireg_store *s, apr_pool_t *p,
-                                 const char *uuid, void **data,
-                                 apr_size_t *len)
+                                 const char *uuid, apr_uint64_t *version,
+                                 void **data, apr_size_t *len)
 {
     ocireg_s3_result res;
-    apr_status_t rv = ocireg_s3_get_small(S3(s)->s3, p,
-                                          state_key(s, p, uuid), 64 * 1024,
-                                          &res);
+    apr_status_t rv;
+    int attempt;
+    /* A record listed may be replaced before it is read: list again. */
+    for (attempt = 0; attempt < 5; attempt++) {
+        rv = latest_state(s, p, uuid, version);
+        if (rv != APR_SUCCESS)
+            return rv;
+        rv = ocireg_s3_get_small(S3(s)->s3, p,
+                                 state_key(s, p, uuid, *version), 64 * 1024,
+                                 &res);
+        if (rv != APR_ENOENT)
+            break;
+    }
     if (rv == APR_SUCCESS) {
         *data = res.body;
         *len = res.body_len;
     }
     return rv;
+}
+
+/* The lock is an object created with If-None-Match: *, so of two hosts
+ * only one creates it. Its name holds the version it changes, and an
+ * attempt number, so that taking over a dead holder's lock is itself a
+ * create that only one taker wins. */
+#define LOCK_ATTEMPTS 64
+
+struct ocireg_upload_lock {
+    ocireg_store *s;
+    apr_pool_t *p;
+    const char *uuid;
+    apr_uint64_t version;
+    int attempt;                 /* locks 0..attempt go at unlock */
+    int held;
+    ocireg_lock_owner me;
+    apr_interval_time_t lease;
+    apr_time_t renewed;
+};
+
+static apr_status_t unlock_cleanup(void *data)
+{
+    ocireg_upload_lock *l = data;
+    apr_pool_t *tmp;
+    int a;
+    if (!l->held)
+        return APR_SUCCESS;
+    l->held = 0;
+    /* Not l->p: this may run while that pool is being destroyed. */
+    if (apr_pool_create(&tmp, NULL) != APR_SUCCESS)
+        return APR_SUCCESS;
+    for (a = l->attempt; a >= 0; a--)
+        ocireg_s3_delete(S3(l->s)->s3, tmp,
+                         lock_key(l->s, tmp, l->uuid, l->version, a), NULL);
+    apr_pool_destroy(tmp);
+    return APR_SUCCESS;
+}
+
+static void s3_upload_unlock(ocireg_upload_lock *l)
+{
+    apr_pool_cleanup_run(l->p, l, unlock_cleanup);
+}
+
+static apr_status_t put_lock(ocireg_upload_lock *l, int create)
+{
+    const char *text = ocireg_lock_owner_format(l->p, &l->me);
+    return ocireg_s3_put(S3(l->s)->s3, l->p,
+                         lock_key(l->s, l->p, l->uuid, l->version,
+                                  l->attempt),
+                         text, strlen(text), NULL, create, NULL);
+}
+
+/* Whether the lock of this attempt may be taken over; APR_ENOENT when it
+ * went meanwhile. */
+static apr_status_t lock_stale(ocireg_upload_lock *l, int *stale)
+{
+    ocireg_lock_owner holder;
+    ocireg_s3_result res;
+    apr_status_t rv = ocireg_s3_get_small(
+        S3(l->s)->s3, l->p,
+        lock_key(l->s, l->p, l->uuid, l->version, l->attempt), 4096, &res);
+    if (rv != APR_SUCCESS)
+        return rv;
+    /* An unreadable lock was never written by a holder that works. */
+    *stale = !ocireg_lock_owner_parse(res.body, res.body_len, &holder)
+             || ocireg_lock_takeover(&holder, &l->me, apr_time_now(),
+                                     ocireg_pid_alive);
+    return APR_SUCCESS;
+}
+
+static apr_status_t s3_upload_lock(ocireg_store *s, apr_pool_t *p,
+                                   const char *uuid, apr_uint64_t version,
+                                   const ocireg_lock_owner *me,
+                                   ocireg_upload_lock **out)
+{
+    ocireg_upload_lock *l = apr_pcalloc(p, sizeof(*l));
+    apr_uint64_t latest;
+    apr_status_t rv = APR_EBUSY;
+    int retries = 0, stale;
+
+    l->s = s;
+    l->p = p;
+    l->uuid = uuid;
+    l->version = version;
+    l->me = *me;
+    l->renewed = apr_time_now();
+    l->lease = me->expires - l->renewed;
+    for (l->attempt = 0; l->attempt < LOCK_ATTEMPTS; l->attempt++) {
+        rv = put_lock(l, 1);
+        if (rv == APR_SUCCESS)
+            break;
+        if (rv != APR_EEXIST)
+            return rv;
+        rv = lock_stale(l, &stale);
+        if (rv == APR_ENOENT && retries++ < 3) {
+            l->attempt--; /* released meanwhile: try it again */
+            continue;
+        }
+        if (rv != APR_SUCCESS)
+            return rv;
+        if (!stale)
+            return APR_EBUSY;
+    }
+    if (rv != APR_SUCCESS)
+        return APR_EBUSY;
+    l->held = 1;
+    apr_pool_cleanup_register(p, l, unlock_cleanup, apr_pool_cleanup_null);
+    /* The lock is ours; is the record it changes still the latest? A
+     * holder saves its record before it lets go of the lock, so what is
+     * listed now is all there is. */
+    rv = latest_state(s, p, uuid, &latest);
+    if (rv == APR_SUCCESS && latest != version)
+        rv = OCIREG_STORE_ESTALE;
+    if (rv != APR_SUCCESS) {
+        s3_upload_unlock(l);
+        return rv;
+    }
+    *out = l;
+    return APR_SUCCESS;
+}
+
+static const char *claim_key(ocireg_store *s, apr_pool_t *p,
+                             const char *what, apr_int64_t period)
+{
+    return key(s, p, "claims/", what,
+               apr_psprintf(p, ".%" APR_INT64_T_FMT, period));
+}
+
+static apr_status_t s3_claim_period(ocireg_store *s, apr_pool_t *p,
+                                    const char *what, apr_int64_t period)
+{
+    apr_status_t rv = ocireg_s3_put(S3(s)->s3, p,
+                                    claim_key(s, p, what, period), "", 0,
+                                    NULL, 1, NULL);
+    if (rv == APR_SUCCESS)
+        ocireg_s3_delete(S3(s)->s3, p, claim_key(s, p, what, period - 1),
+                         NULL);
+    return rv;
+}
+
+static void s3_upload_lock_keep(ocireg_upload_lock *l)
+{
+    apr_time_t now = apr_time_now();
+    if (!l->held || now - l->renewed < l->lease / 3)
+        return;
+    l->renewed = now;
+    l->me.expires = now + l->lease;
+    /* A failed renewal is no error: the lease runs out, and the holder's
+     * record, written create-only, cannot overwrite a successor's. */
+    put_lock(l, 0);
 }
 
 /* Uploads a spooled tail of len bytes to key, as an object or (with an
@@ -828,6 +1074,18 @@ static apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
         rv = APR_EGENERAL;
         goto leave;
     }
+    {
+        unsigned char etags[32];
+        memset(etags, 0, sizeof(etags));
+        for (i = 0; i < (int)st->parts; i++)
+            chain_etag(etags,
+                       APR_ARRAY_IDX(parts, i, ocireg_s3_part).etag ?
+                       APR_ARRAY_IDX(parts, i, ocireg_s3_part).etag : "");
+        if (memcmp(etags, st->etags, sizeof(etags)) != 0) {
+            rv = OCIREG_STORE_ECONFLICT;
+            goto leave;
+        }
+    }
     rv = ocireg_s3_mpu_complete(s3, p, dk, st->upload_id, parts);
     if (rv != APR_SUCCESS)
         goto leave;
@@ -844,8 +1102,10 @@ static apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
 leave:
     if (spool)
         apr_file_close(spool);
-    if (rv == APR_SUCCESS)
+    if (rv == APR_SUCCESS) {
+        abort_strays(s, p, uuid, st->upload_id);
         delete_upload_objects(s, p, uuid);
+    }
     return rv;
 }
 
@@ -887,9 +1147,10 @@ static int recently_active(ocireg_store *s, apr_pool_t *p, const char *uuid,
                            apr_time_t before)
 {
     ocireg_s3_result res;
-    return ocireg_s3_head(S3(s)->s3, p,
-                          key(s, p, "uploads/", uuid, "/state"), &res)
-               == APR_SUCCESS
+    apr_uint64_t version;
+    return latest_state(s, p, uuid, &version) == APR_SUCCESS
+           && ocireg_s3_head(S3(s)->s3, p, state_key(s, p, uuid, version),
+                             &res) == APR_SUCCESS
            && res.last_modified >= before;
 }
 
@@ -975,6 +1236,10 @@ static const ocireg_store_ops s3_ops = {
     s3_upload_settle,
     s3_state_put,
     s3_state_get,
+    s3_upload_lock,
+    s3_claim_period,
+    s3_upload_lock_keep,
+    s3_upload_unlock,
 };
 
 

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <errno.h>
 #include <unistd.h>
+#include <apr_general.h>
 #include "ocireg_uploads.h"
 
 #define TABLE_MAGIC 0x6f636975u /* "ociu" */
@@ -17,6 +18,7 @@ typedef struct {
     apr_uint32_t nslots;
     apr_uint32_t used;
     apr_uint32_t pad;
+    apr_uint64_t instance;
     slot_t slots[];
 } table_t;
 
@@ -36,6 +38,14 @@ void ocireg_uploads_format(void *mem, int slots)
     memset(mem, 0, ocireg_uploads_size(slots));
     t->magic = TABLE_MAGIC;
     t->nslots = (apr_uint32_t)slots;
+    if (apr_generate_random_bytes((unsigned char *)&t->instance,
+                                  sizeof(t->instance)) != APR_SUCCESS)
+        t->instance = (apr_uint64_t)apr_time_now() ^ (apr_uint64_t)getpid();
+}
+
+apr_uint64_t ocireg_uploads_instance(ocireg_uploads *u)
+{
+    return u->t->instance;
 }
 
 ocireg_uploads *ocireg_uploads_attach(apr_pool_t *p, void *mem,
@@ -89,6 +99,10 @@ apr_status_t ocireg_uploads_add(ocireg_uploads *u,
     if (rv != APR_SUCCESS)
         return rv;
     rv = APR_ENOSPC;
+    if (find(u->t, s->uuid)) {
+        unlock(u);
+        return APR_EEXIST;
+    }
     for (i = 0; i < u->t->nslots; i++) {
         slot_t *sl = &u->t->slots[i];
         if (!sl->in_use) {
@@ -207,7 +221,7 @@ int ocireg_uploads_has(ocireg_uploads *u, const char *uuid)
     return found;
 }
 
-#define SESSION_MAGIC "OCIRUS01"
+#define SESSION_MAGIC "OCIRUS02"
 
 const void *ocireg_session_encode(apr_pool_t *p,
                                   const ocireg_upload_session *s,

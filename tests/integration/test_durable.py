@@ -2,13 +2,19 @@
 memory: a second httpd on the same store (another host, in production)
 continues an upload, and so does httpd after a full stop and start."""
 
+import fcntl
 import hashlib
 import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
 import requests
 
 from httpd_harness import HttpdInstance, bad_log_lines
+from ocireg_client import RawConnection, path_of
+from test_robustness import _children, _pid_owning_socket, _server_side_inode
 
 MIB = 1024 * 1024
 
@@ -105,3 +111,190 @@ def test_upload_survives_full_stop_and_start(pair):
     assert r.status_code == 201, r.text
     r = requests.get(f"{a.base_url}/v2/durable/restart/blobs/{digest}")
     assert hashlib.sha256(r.content).hexdigest() == digest[7:]
+
+
+def _patch_held_open(srv, loc, start, length):
+    """Sends a PATCH's head with Expect: 100-continue and waits for the 100:
+    httpd sends it at the first body read, after the module took the session,
+    so from then on this request holds it."""
+    c = RawConnection(srv.port, timeout=60)
+    c.send_head("PATCH", path_of(loc), {
+        "Content-Type": "application/octet-stream",
+        "Content-Range": f"{start}-{start + length - 1}",
+        "Content-Length": str(length),
+        "Expect": "100-continue"})
+    status, _, _ = c.read_head()
+    assert status == 100
+    return c
+
+
+def test_patches_racing_through_two_servers_exactly_one_applies(pair):
+    a, b = pair
+    mine, theirs = os.urandom(3 * MIB + 1), os.urandom(2 * MIB)
+    r = requests.post(f"{a.base_url}/v2/durable/race/blobs/uploads/")
+    loc = r.headers["Location"]
+    held = _patch_held_open(a, loc, 0, len(mine))
+    try:
+        # b has its own shared memory: only the store's lock can stop it
+        r = requests.patch(b.base_url + loc, data=theirs,
+                           headers={"Content-Range": f"0-{len(theirs) - 1}"})
+        assert r.status_code == 416, r.text
+        assert r.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+        assert r.headers["Range"] == "0-0"
+        held.send(mine)
+        done = held.read_response("PATCH")
+    finally:
+        held.close()
+    assert done.status == 202, done.body
+    assert done.header("Range") == f"0-{len(mine) - 1}"
+    loc = done.header("Location")
+    # the loser left no trace: the session is the winner's bytes only
+    st = requests.get(b.base_url + loc)
+    assert st.status_code == 204 and st.headers["Range"] == f"0-{len(mine) - 1}"
+    digest = "sha256:" + hashlib.sha256(mine).hexdigest()
+    r = requests.put(b.base_url + loc, params={"digest": digest})
+    assert r.status_code == 201, r.text
+    r = requests.get(f"{a.base_url}/v2/durable/race/blobs/{digest}")
+    assert r.content == mine
+
+
+def test_stale_location_gets_416_with_current_range(pair):
+    a, b = pair
+    data = os.urandom(6 * MIB + 11)
+    first, second = data[:3 * MIB], data[3 * MIB:]
+    r = requests.post(f"{a.base_url}/v2/durable/stale/blobs/uploads/")
+    loc0 = r.headers["Location"]
+    r = requests.patch(a.base_url + loc0, data=first,
+                       headers={"Content-Range": f"0-{len(first) - 1}"})
+    assert r.status_code == 202, r.text
+    loc1 = r.headers["Location"]
+    assert loc1 != loc0
+    r = requests.patch(b.base_url + loc1, data=second)  # no Content-Range
+    assert r.status_code == 202, r.text
+    loc2 = r.headers["Location"]
+    # The second chunk again, with the Location it was sent with: on the
+    # host that took it, and on the one that last saw the session before it.
+    # Without Content-Range only the Location tells that it is a retry.
+    for srv in (b, a):
+        r = requests.patch(srv.base_url + loc1, data=second)
+        assert r.status_code == 416, (srv.name, r.text)
+        assert r.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+        assert r.headers["Range"] == f"0-{len(data) - 1}"
+        assert r.headers["Location"] == loc2
+    # a closing PUT on a stale Location is refused the same way
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = requests.put(a.base_url + loc0, params={"digest": digest})
+    assert r.status_code == 416, r.text
+    r = requests.put(a.base_url + loc2, params={"digest": digest})
+    assert r.status_code == 201, r.text
+    r = requests.get(f"{b.base_url}/v2/durable/stale/blobs/{digest}")
+    assert r.content == data
+
+
+def _uuid_and_version(loc):
+    path, _, query = loc.partition("?")
+    version = int(dict(kv.split("=", 1) for kv in query.split("&"))["_state"])
+    return path.rsplit("/", 1)[1], version
+
+
+class ForeignHolder:
+    """Holds a session's lock in the store the way an httpd on another host
+    would: on S3 a lock object naming another host, with a lease; on the
+    filesystem flock(2) on the session's lock file."""
+
+    def __init__(self, backend, inst, rgw, loc, lease_s):
+        self.backend, self.inst, self.rgw = backend, inst, rgw
+        uuid, version = _uuid_and_version(loc)
+        if backend == "s3":
+            self.key = (inst.storage["prefix"]
+                        + f"uploads/{uuid}/lock.{version:020d}.0")
+            expires = int((time.time() + lease_s) * 1e6)
+            rgw.client().put_object(
+                Bucket=rgw.bucket, Key=self.key,
+                Body=f"ocireg-lock/1 other-host.example 1 4242 {expires}".encode())
+        else:
+            self.f = open(inst.data_dir / "uploads" / f"{uuid}.lock", "a+")
+            fcntl.flock(self.f, fcntl.LOCK_EX)
+
+    def release(self):
+        if self.backend != "s3":
+            self.f.close()
+
+
+def test_session_locked_by_another_host_waits_for_it(pair, backend, request):
+    a, b = pair
+    rgw = request.getfixturevalue("rgw") if backend == "s3" else None
+    data = os.urandom(MIB + 3)
+    r = requests.post(f"{a.base_url}/v2/durable/foreign/blobs/uploads/")
+    loc = r.headers["Location"]
+    holder = ForeignHolder(backend, a, rgw, loc, lease_s=3)
+    r = requests.patch(b.base_url + loc, data=data)
+    assert r.status_code == 416, r.text
+    assert r.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+    assert r.headers["Range"] == "0-0"
+    # On S3 the lease runs out (the holder is gone, it stopped renewing);
+    # on the filesystem the holder lets go.
+    holder.release()
+    deadline = time.monotonic() + 30
+    while True:
+        r = requests.patch(b.base_url + loc, data=data)
+        if r.status_code != 416:
+            break
+        assert time.monotonic() < deadline, "the lock was never taken over"
+        time.sleep(0.2)
+    assert r.status_code == 202, r.text
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = requests.put(a.base_url + r.headers["Location"], params={"digest": digest})
+    assert r.status_code == 201, r.text
+    assert requests.get(f"{b.base_url}/v2/durable/foreign/blobs/{digest}").content == data
+
+
+def test_child_killed_mid_patch_resumed_on_the_other_server(pair, backend, request):
+    a, b = pair
+    rgw = request.getfixturevalue("rgw") if backend == "s3" else None
+    data = os.urandom(9 * MIB + 5)
+    r = requests.post(f"{a.base_url}/v2/durable/killed/blobs/uploads/")
+    loc = r.headers["Location"]
+    first = 2 * MIB
+    r = requests.patch(a.base_url + loc, data=data[:first],
+                       headers={"Content-Range": f"0-{first - 1}"})
+    assert r.status_code == 202, r.text
+    loc = r.headers["Location"]
+    held = _patch_held_open(a, loc, first, len(data) - first)
+    try:
+        held.send(data[first:first + 6 * MIB])  # a full 5 MiB part on S3
+        if rgw:
+            # the part went out while the body arrived: it is in the
+            # bucket, under a multipart upload no record names yet
+            uuid, _ = _uuid_and_version(loc)
+            key = a.storage["prefix"] + f"data/{uuid}"
+            deadline = time.monotonic() + 20
+            while [m[2] for m in rgw.multipart_uploads(key)] != [[5 * MIB]]:
+                assert time.monotonic() < deadline, rgw.multipart_uploads(key)
+                time.sleep(0.05)
+        inode = _server_side_inode(a.port, held.sock.getsockname()[1])
+        assert inode, "server side of our connection not found"
+        deadline = time.monotonic() + 10
+        pid = None
+        while pid is None and time.monotonic() < deadline:
+            pid = _pid_owning_socket(_children(a.proc.pid), inode)
+        assert pid and pid != a.proc.pid
+        os.kill(pid, signal.SIGKILL)
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not Path(f"/proc/{pid}").exists()
+    finally:
+        held.close()
+    # The client asks the other server where to go on, and finishes there.
+    st = requests.get(b.base_url + loc)
+    assert st.status_code == 204, st.text
+    offset = int(st.headers["Range"].split("-")[1]) + 1
+    assert offset == first
+    r = requests.patch(b.base_url + st.headers["Location"], data=data[offset:],
+                       headers={"Content-Range": f"{offset}-{len(data) - 1}"})
+    assert r.status_code == 202, r.text
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = requests.put(b.base_url + r.headers["Location"], params={"digest": digest})
+    assert r.status_code == 201, r.text
+    got = requests.get(f"{a.base_url}/v2/durable/killed/blobs/{digest}").content
+    assert hashlib.sha256(got).hexdigest() == digest[7:]

@@ -42,7 +42,7 @@ def test_chunked_patch_over_limit_keeps_a_consistent_session(limited):
     assert kept < 1000
     # the session goes on from where it says it is, to the right blob
     data = b"b" * 2400
-    r = requests.patch(base + loc, data=data[kept:kept + 900],
+    r = requests.patch(base + st.headers["Location"], data=data[kept:kept + 900],
                        headers={"Content-Range": f"{kept}-{kept + 899}"})
     assert r.status_code == 202, r.text
     whole = data[:kept + 900]

@@ -689,6 +689,8 @@ def test_backend_paused_mid_patch(rgw, s3c, pause_srv):
         offset = 0 if rng == "0-0" else end + 1
         assert offset <= pos, (rng, pos)
         print(f"resuming at {offset}")
+        # where the status says to go on
+        loc = path_of(urljoin(inst.base_url + "/", st.headers["Location"]))
         r = raw_request(inst.port, "PATCH", loc, headers={
             **OCTET, "Content-Range": f"{offset}-{len(data) - 1}"}, body=data[offset:])
         check_raw_response(r, loc, "PATCH")

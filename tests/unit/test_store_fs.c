@@ -786,6 +786,89 @@ static void test_upload_survives_new_store_handle(void **st)
     assert_true(other->id == s->id);
 }
 
+
+/* -- session records and locks ------------------------------------------- */
+
+static void test_state_versions(void **st)
+{
+    (void)st;
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE] = {0};
+    apr_uint64_t v = 0;
+    void *data;
+    apr_size_t len;
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    assert_int_equal(ops->state_get(s, pool, UUID1, &v, &data, &len),
+                     APR_ENOENT);
+    assert_int_equal(ops->state_put(s, pool, UUID1, 1, "one", 3),
+                     APR_SUCCESS);
+    assert_int_equal(ops->state_put(s, pool, UUID1, 2, "second", 6),
+                     APR_SUCCESS);
+    assert_int_equal(ops->state_get(s, pool, UUID1, &v, &data, &len),
+                     APR_SUCCESS);
+    assert_int_equal(v, 2);
+    assert_int_equal(len, 6);
+    assert_memory_equal(data, "second", 6);
+    assert_int_equal(ops->upload_abort(s, pool, UUID1, state), APR_SUCCESS);
+    assert_int_equal(ops->state_get(s, pool, UUID1, &v, &data, &len),
+                     APR_ENOENT);
+}
+
+static void owner(ocireg_lock_owner *me)
+{
+    memset(me, 0, sizeof(*me));
+    strcpy(me->host, "test");
+    me->pid = 1;
+    me->expires = apr_time_now() + apr_time_from_sec(60);
+}
+
+static void test_lock_excludes_and_checks_version(void **st)
+{
+    (void)st;
+    unsigned char state[OCIREG_DRIVER_STATE_SIZE] = {0};
+    ocireg_upload_lock *l1, *l2;
+    ocireg_lock_owner me;
+    owner(&me);
+    assert_int_equal(ops->upload_lock(s, pool, UUID1, 1, &me, &l1),
+                     APR_ENOENT);
+    assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
+    assert_int_equal(ops->state_put(s, pool, UUID1, 1, "r", 1), APR_SUCCESS);
+    assert_int_equal(ops->upload_lock(s, pool, UUID1, 1, &me, &l1),
+                     APR_SUCCESS);
+    /* flock(2) locks belong to the open file: a second open is refused */
+    assert_int_equal(ops->upload_lock(s, pool, UUID1, 1, &me, &l2),
+                     APR_EBUSY);
+    ops->upload_lock_keep(l1);
+    assert_int_equal(ops->state_put(s, pool, UUID1, 2, "r2", 2), APR_SUCCESS);
+    ops->upload_unlock(l1);
+    ops->upload_unlock(l1); /* twice is harmless */
+    /* a taker that read version 1 learns that it is behind */
+    assert_int_equal(ops->upload_lock(s, pool, UUID1, 1, &me, &l2),
+                     OCIREG_STORE_ESTALE);
+    assert_int_equal(ops->upload_lock(s, pool, UUID1, 2, &me, &l2),
+                     APR_SUCCESS);
+    /* committing or aborting removes the lock file with the session */
+    assert_int_equal(ops->upload_abort(s, pool, UUID1, state), APR_SUCCESS);
+    ops->upload_unlock(l2);
+    assert_int_equal(ops->upload_lock(s, pool, UUID1, 2, &me, &l2),
+                     APR_ENOENT);
+}
+
+
+static void test_claim_period_once(void **st)
+{
+    (void)st;
+    assert_int_equal(ops->claim_period(s, pool, "sweep", 41), APR_SUCCESS);
+    assert_int_equal(ops->claim_period(s, pool, "sweep", 41), APR_EEXIST);
+    assert_int_equal(ops->claim_period(s, pool, "other", 41), APR_SUCCESS);
+    assert_int_equal(ops->claim_period(s, pool, "sweep", 42), APR_SUCCESS);
+    /* the claim before goes, the current one stays */
+    struct stat sb;
+    assert_int_not_equal(stat(apr_pstrcat(pool, root, "/claims/sweep.41",
+                                          NULL), &sb), 0);
+    assert_int_equal(stat(apr_pstrcat(pool, root, "/claims/sweep.42", NULL),
+                          &sb), 0);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -814,6 +897,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_upload_commit_existing_blob, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_uploads_interleaved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_survives_new_store_handle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_excludes_and_checks_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_period_once, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     apr_terminate();

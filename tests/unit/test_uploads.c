@@ -366,6 +366,45 @@ static void test_long_name(void **st)
     assert_session_equal(&s, &got);
 }
 
+
+static void test_add_twice_refused(void **st)
+{
+    (void)st;
+    ocireg_upload_session s;
+    make_session(&s, 12);
+    assert_int_equal(ocireg_uploads_add(up, &s), APR_SUCCESS);
+    /* two children caching one session from the store at once */
+    assert_int_equal(ocireg_uploads_add(up, &s), APR_EEXIST);
+    assert_int_equal(ocireg_uploads_count(up), 1);
+}
+
+static void test_instance_is_random_per_format(void **st)
+{
+    (void)st;
+    apr_uint64_t first = ocireg_uploads_instance(up);
+    assert_true(first != 0);
+    ocireg_uploads_format(mem, SLOTS);
+    assert_true(ocireg_uploads_instance(up) != first);
+}
+
+static void test_session_record_round_trip(void **st)
+{
+    (void)st;
+    ocireg_upload_session s, out;
+    apr_size_t len;
+    make_session(&s, 13);
+    s.version = 42;
+    const void *data = ocireg_session_encode(pool, &s, &len);
+    assert_int_equal(ocireg_session_decode(data, len, &out), APR_SUCCESS);
+    assert_session_equal(&s, &out);
+    assert_true(out.version == 42);
+    /* another build's record is refused, not misread */
+    assert_int_equal(ocireg_session_decode(data, len - 1, &out), APR_EINVAL);
+    char *bad = apr_pmemdup(pool, data, len);
+    bad[0] ^= 1;
+    assert_int_equal(ocireg_session_decode(bad, len, &out), APR_EINVAL);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -383,6 +422,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_format_resets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_handles_share, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_add_twice_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_instance_is_random_per_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_record_round_trip, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     apr_terminate();
