@@ -105,9 +105,14 @@ static void sweep_stores(server_rec *s, ocireg_uploads *u, apr_time_t before,
         rv = sc->store->ops->claim_period(sc->store, p, "sweep", period);
         if (rv == APR_EEXIST)
             continue; /* another host's turn */
-        if (rv == APR_SUCCESS)
+        if (rv == APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                         "OCIREG00036: sweeping store %08x, period %"
+                         APR_INT64_T_FMT,
+                         (unsigned)sc->store->id, period);
             rv = sc->store->ops->upload_sweep(sc->store, p, before,
                                               session_live, u, &swept);
+        }
         if (rv != APR_SUCCESS)
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
                          "OCIREG00032: sweeping abandoned upload data failed");

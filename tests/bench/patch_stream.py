@@ -58,9 +58,10 @@ def main():
     r = c.getresponse(); r.read()
     t1 = time.monotonic()
     assert r.status == 202, r.status
+    loc = r.getheader("Location")  # names the session's new version
     digest = "sha256:" + h.hexdigest()
     t2 = time.monotonic()
-    c.request("PUT", f"{loc}?digest={digest}")
+    c.request("PUT", loc + ("&" if "?" in loc else "?") + f"digest={digest}")
     r = c.getresponse(); r.read()
     t3 = time.monotonic()
     assert r.status == 201, r.status

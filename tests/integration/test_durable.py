@@ -5,6 +5,7 @@ continues an upload, and so does httpd after a full stop and start."""
 import fcntl
 import hashlib
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -30,18 +31,19 @@ class SharedFsInstance(HttpdInstance):
         return f'    OCIRegStorage filesystem "{self.store_dir}"'
 
 
-@pytest.fixture
-def pair(backend, base_dir, request):
-    """Two httpd instances, separate shared memory, one store."""
+def _pair(backend, base_dir, request, b_slots=256, extra=""):
     tag = request.node.name.split("[")[0][-20:].replace("_", "-")
     if backend == "s3":
         rgw = request.getfixturevalue("rgw")
         storage = rgw.storage(base_dir, f"durable-{tag}", part_size="5M")
-        a = HttpdInstance(f"dur-a-{tag}-s3", base_dir, storage=storage)
-        b = HttpdInstance(f"dur-b-{tag}-s3", base_dir, storage=storage)
+        a = HttpdInstance(f"dur-a-{tag}-s3", base_dir, storage=storage,
+                          global_extra=extra)
+        b = HttpdInstance(f"dur-b-{tag}-s3", base_dir, storage=storage,
+                          upload_slots=b_slots, global_extra=extra)
     else:
-        a = HttpdInstance(f"dur-a-{tag}-fs", base_dir)
-        b = SharedFsInstance(f"dur-b-{tag}-fs", base_dir, store_dir=a.data_dir)
+        a = HttpdInstance(f"dur-a-{tag}-fs", base_dir, global_extra=extra)
+        b = SharedFsInstance(f"dur-b-{tag}-fs", base_dir, store_dir=a.data_dir,
+                             upload_slots=b_slots, global_extra=extra)
     started = []
     try:
         for inst in (a, b):
@@ -53,6 +55,26 @@ def pair(backend, base_dir, request):
             inst.stop()
     for inst in started:
         assert bad_log_lines(inst.error_log_since(0)) == [], inst.name
+
+
+@pytest.fixture
+def pair(backend, base_dir, request):
+    """Two httpd instances, separate shared memory, one store."""
+    yield from _pair(backend, base_dir, request)
+
+
+@pytest.fixture
+def pair_expiring(backend, base_dir, request):
+    """The same, expiring uploads after 2 s (a sweep every second), with
+    the sweeps logged."""
+    yield from _pair(backend, base_dir, request,
+                     extra="OCIRegUploadExpiry 2\nLogLevel info ocireg:debug")
+
+
+@pytest.fixture
+def pair_small_b(backend, base_dir, request):
+    """The same, with room for one session only in b's table."""
+    yield from _pair(backend, base_dir, request, b_slots=1)
 
 
 def push_alternating(a, b, repo, data, chunk):
@@ -298,3 +320,61 @@ def test_child_killed_mid_patch_resumed_on_the_other_server(pair, backend, reque
     assert r.status_code == 201, r.text
     got = requests.get(f"{a.base_url}/v2/durable/killed/blobs/{digest}").content
     assert hashlib.sha256(got).hexdigest() == digest[7:]
+
+
+def test_full_table_refuses_new_uploads_but_serves_started_ones(pair_small_b):
+    a, b = pair_small_b
+    r = requests.post(f"{b.base_url}/v2/durable/full/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    mine = r.headers["Location"]
+    # b's table is full: a new upload there waits
+    r = requests.post(f"{b.base_url}/v2/durable/full/blobs/uploads/")
+    assert r.status_code == 429, r.text
+    assert r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+    assert int(r.headers["Retry-After"]) > 0
+    # an upload started elsewhere goes on through b, from the store alone
+    data = os.urandom(6 * MIB + 1)
+    r = requests.post(f"{a.base_url}/v2/durable/full/blobs/uploads/")
+    loc = r.headers["Location"]
+    for off in range(0, len(data), 2 * MIB):
+        chunk = data[off:off + 2 * MIB]
+        r = requests.patch(b.base_url + loc, data=chunk,
+                           headers={"Content-Range": f"{off}-{off + len(chunk) - 1}"})
+        assert r.status_code == 202, r.text
+        loc = r.headers["Location"]
+        st = requests.get(b.base_url + loc)
+        assert st.status_code == 204 and st.headers["Range"] == r.headers["Range"]
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = requests.put(b.base_url + loc, params={"digest": digest})
+    assert r.status_code == 201, r.text
+    assert requests.get(f"{a.base_url}/v2/durable/full/blobs/{digest}").content == data
+    # and b's own session is still there
+    assert requests.get(b.base_url + mine).status_code == 204
+    assert requests.delete(b.base_url + mine).status_code == 204
+
+
+def _sweep_periods(inst):
+    periods = [int(m.group(1)) for m in
+               re.finditer(r"OCIREG00036: sweeping store \w+, period (\d+)",
+                           "\n".join(inst.error_log_since(0)))]
+    assert len(periods) == len(set(periods)), periods
+    return set(periods)
+
+
+def test_abandoned_data_swept_by_one_server_per_period(pair_expiring):
+    a, b = pair_expiring
+    # an upload both servers know of, then abandoned
+    r = requests.post(f"{a.base_url}/v2/durable/sweep/blobs/uploads/")
+    loc = r.headers["Location"]
+    r = requests.patch(b.base_url + loc, data=os.urandom(1000))
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 60
+    while True:
+        pa, pb = _sweep_periods(a), _sweep_periods(b)
+        gone = requests.get(a.base_url + r.headers["Location"]).status_code == 404
+        if gone and len(pa | pb) >= 6:
+            break
+        assert time.monotonic() < deadline, (gone, pa, pb)
+        time.sleep(0.2)
+    # both ran their watchdog every second; each period was swept once
+    assert not pa & pb, (pa, pb)
