@@ -136,6 +136,11 @@ typedef struct {
                                   const char *digest, apr_off_t size);
     apr_status_t (*upload_abort)(ocireg_store *s, apr_pool_t *p,
                                  const char *uuid, unsigned char *state);
+    /* After a commit, once the client has its answer: frees what the
+     * upload kept (records, locks, leftovers of failed requests). What
+     * it misses, the sweep finds. */
+    void (*upload_cleanup)(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                           const unsigned char *state);
 
     /* Smallest chunk worth sending, advertised as OCI-Chunk-Min-Length. */
     apr_off_t (*chunk_min_length)(ocireg_store *s);
@@ -184,6 +189,9 @@ typedef struct {
     /* Called often while the holder works: renews its lease when due. */
     void (*upload_lock_keep)(ocireg_upload_lock *l);
     void (*upload_unlock)(ocireg_upload_lock *l);
+    /* Lets go of the lock without removing it: the session it guarded was
+     * committed or aborted, and its removal goes with the rest. */
+    void (*upload_lock_drop)(ocireg_upload_lock *l);
 } ocireg_store_ops;
 
 struct ocireg_store {

@@ -84,6 +84,15 @@ static void session_forget(ocireg_req *q, const char *uuid)
     q->held_slot = 0;
 }
 
+/* The session was committed or aborted in the store, its lock with it. */
+static void session_gone(ocireg_req *q, const char *uuid)
+{
+    if (q->lock)
+        q->store->ops->upload_lock_drop(q->lock);
+    q->lock = NULL;
+    session_forget(q, uuid);
+}
+
 static int upload_unknown(ocireg_req *q)
 {
     return ocireg_respond_error(q->r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UPLOAD_UNKNOWN,
@@ -145,6 +154,7 @@ static int finish_upload(ocireg_req *q, const char *uuid,
     request_rec *r = q->r;
     char actual[72];
     apr_status_t rv;
+    int status;
 
     ocireg_hash_digest(&s->hash, actual);
     if (strcmp(actual, digest) != 0) {
@@ -178,8 +188,13 @@ static int finish_upload(ocireg_req *q, const char *uuid,
         session_release(q, uuid, NULL);
         return ocireg_store_failure(r, rv, "committing the upload");
     }
-    session_forget(q, uuid);
-    return created(q, digest);
+    session_gone(q, uuid);
+    status = created(q, digest);
+    /* The blob is visible: the client hears so now, and what the upload
+     * kept goes after. */
+    ap_rflush(r);
+    q->store->ops->upload_cleanup(q->store, r->pool, uuid, s->driver);
+    return status;
 }
 
 static apr_status_t session_save(ocireg_req *q, ocireg_upload_session *s,
@@ -521,7 +536,7 @@ int ocireg_handle_upload(ocireg_req *q)
             session_release(q, uuid, NULL);
             return ocireg_store_failure(r, rv, "aborting the upload");
         }
-        session_forget(q, uuid);
+        session_gone(q, uuid);
         return ocireg_respond(r, HTTP_NO_CONTENT, NULL, NULL, 0);
     case M_PATCH: {
         ocireg_upload_session before = s;

@@ -746,6 +746,19 @@ static void fs_upload_unlock(ocireg_upload_lock *l)
     close_lock(l);
 }
 
+static void fs_upload_lock_drop(ocireg_upload_lock *l)
+{
+    close_lock(l);
+}
+
+static void fs_upload_cleanup(ocireg_store *s, apr_pool_t *p,
+                              const char *uuid, const unsigned char *state)
+{
+    /* The commit removed everything already: renames and unlinks are
+     * cheap. */
+    (void)s, (void)p, (void)uuid, (void)state;
+}
+
 static apr_off_t fs_max_blob_size(ocireg_store *s)
 {
     (void)s;
@@ -779,6 +792,7 @@ static const ocireg_store_ops fs_ops = {
     fs_upload_close,
     fs_upload_commit,
     fs_upload_abort,
+    fs_upload_cleanup,
     fs_chunk_min_length,
     fs_max_blob_size,
     fs_upload_sweep,
@@ -789,6 +803,7 @@ static const ocireg_store_ops fs_ops = {
     fs_claim_period,
     fs_upload_lock_keep,
     fs_upload_unlock,
+    fs_upload_lock_drop,
 };
 
 

@@ -992,6 +992,19 @@ static apr_status_t s3_claim_period(ocireg_store *s, apr_pool_t *p,
     return rv;
 }
 
+static void s3_upload_lock_drop(ocireg_upload_lock *l)
+{
+    l->held = 0;
+    apr_pool_cleanup_kill(l->p, l, unlock_cleanup);
+}
+
+static void s3_upload_cleanup(ocireg_store *s, apr_pool_t *p,
+                              const char *uuid, const unsigned char *state)
+{
+    abort_strays(s, p, uuid, ((const s3_state *)state)->upload_id);
+    delete_upload_objects(s, p, uuid);
+}
+
 static void s3_upload_lock_keep(ocireg_upload_lock *l)
 {
     apr_time_t now = apr_time_now();
@@ -1102,10 +1115,6 @@ static apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
 leave:
     if (spool)
         apr_file_close(spool);
-    if (rv == APR_SUCCESS) {
-        abort_strays(s, p, uuid, st->upload_id);
-        delete_upload_objects(s, p, uuid);
-    }
     return rv;
 }
 
@@ -1230,6 +1239,7 @@ static const ocireg_store_ops s3_ops = {
     s3_upload_close,
     s3_upload_commit,
     s3_upload_abort,
+    s3_upload_cleanup,
     s3_chunk_min_length,
     s3_max_blob_size,
     s3_upload_sweep,
@@ -1240,6 +1250,7 @@ static const ocireg_store_ops s3_ops = {
     s3_claim_period,
     s3_upload_lock_keep,
     s3_upload_unlock,
+    s3_upload_lock_drop,
 };
 
 
