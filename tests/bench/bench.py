@@ -756,7 +756,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--reps", type=int)
-    ap.add_argument("--only", default="1,2,3,5,6,7", help="scenario numbers (4 comes with 1, 8 with 1 and 2)")
+    ap.add_argument("--only", default="1,2,3,5,6,7,9", help="scenario numbers (4 comes with 1, 8 with 1 and 2)")
     ap.add_argument("--stores", default="fs,s3")
     ap.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                    "last-run.json"))
@@ -765,7 +765,8 @@ def main():
     cfg = dict(size=(128 if q else 1024) * MiB, reps=a.reps or (2 if q else 3),
                conc_n=8, conc_size=(16 if q else 256) * MiB, patch=50 * MiB,
                layer=(16 if q else 200) * 1000 * 1000, wrk_s=1 if q else 3,
-               range_len=16 * MiB, range_reps=5)
+               range_len=16 * MiB, range_reps=5,
+               fin_sizes=(64 * MiB, (512 if q else 4096) * MiB))
     only = set(a.only.split(","))
     stores = a.stores.split(",")
     if os.geteuid() != 0:
@@ -774,6 +775,7 @@ def main():
     work = tempfile.mkdtemp(prefix="ocireg-bench-", dir="/tmp")
     os.chmod(work, 0o755)
     res = Results()
+    finrows = []
     ceil = {}
     extra = {"s3_ops": []}
     regs = []
@@ -943,6 +945,35 @@ def main():
                     return out
                 pairs(job5)
 
+            if "9" in only:
+                # mod_ocireg only: distribution's finalize copies the blob
+                # (scenario 1 shows it at 1 GiB); here the question is
+                # whether ours grows with the blob.
+                log(f"{store}: scenario 9: finalize against blob size (mod_ocireg)")
+                for fsize in cfg["fin_sizes"]:
+                    big = bytearray(fsize)
+                    for off in range(0, fsize, size):
+                        n = min(size, fsize - off)
+                        big[off:off + n] = data[:n]
+                    fins = []
+                    for rep in range(cfg["reps"]):
+                        # a new blob each time: a pushed one would be deduplicated
+                        big[:16] = os.urandom(16)
+                        dg = sha(big)
+                        o_reg.restart()
+                        try:
+                            _, fin, _ = push_stream(o_reg.port, "bench/fin", memoryview(big), dg)
+                            verify_blob(o_reg.port, "bench/fin", dg, fsize)
+                        finally:
+                            o_reg.stop()
+                        o_reg.wipe()
+                        if store == "s3":
+                            rgw.gc()
+                        fins.append(fin * 1000)
+                    finrows.append((sname, fsize, fins))
+                    log(f"  {store} {fsize >> 20} MiB: finalize ms {[round(f, 1) for f in fins]}")
+                    del big
+
             if "7" in only:
                 log(f"{store}: scenario 7: skopeo copy push/pull, {img_bytes / 1e6:.0f} MB image")
 
@@ -1002,11 +1033,20 @@ def main():
     out.append("")
     out.append(table(res))
     out.append("")
+    if finrows:
+        out.append("Scenario 9: finalize (closing PUT after one chunked PATCH) against blob size, mod_ocireg:\n")
+        out.append("| store | blob | finalize ms median | min–max |")
+        out.append("|---|---:|---:|---:|")
+        for sname, fsize, fins in finrows:
+            out.append(f"| {sname} | {fsize >> 20} MiB | {fmt(statistics.median(fins))} | "
+                       f"{fmt(min(fins))}–{fmt(max(fins))} |")
+        out.append("")
     out.append(f"{cfg['reps']} runs per registry and row, alternating; wall time {wall:.0f} s; "
                f"logs in {work}")
     print("\n".join(out))
     with open(a.json, "w") as f:
         json.dump({"config": cfg, "ceilings": ceil, "wall_s": wall, "extra": extra,
+                   "finalize_by_size": finrows,
                    "rows": [{"key": list(k), **res.rows[k]} for k in res.order]}, f, indent=1)
 
 
