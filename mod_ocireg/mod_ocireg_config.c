@@ -307,55 +307,55 @@ static const char *cmd_storage(cmd_parms *cmd, void *dconf, const char *drv,
     return NULL;
 }
 
+/* A whole number from lo to hi for a directive of the main server;
+ * NULL, or the message naming the directive. */
+static const char *global_number(cmd_parms *cmd, const char *arg,
+                                 apr_off_t lo, apr_off_t hi,
+                                 const char *unit, apr_off_t *n)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err)
+        return err;
+    if (!ocireg_off_parse(arg, n) || *n < lo || *n > hi)
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is not a number %sfrom %" APR_OFF_T_FMT
+                            " to %" APR_OFF_T_FMT,
+                            cmd->cmd->name, arg, unit, lo, hi);
+    return NULL;
+}
+
 static const char *cmd_upload_slots(cmd_parms *cmd, void *dconf,
                                     const char *arg)
 {
     apr_off_t n;
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err = global_number(cmd, arg, 1, 1000000, "", &n);
     (void)dconf;
-    if (err)
-        return err;
-    if (!ocireg_off_parse(arg, &n) || n < 1 || n > 1000000)
-        return apr_psprintf(cmd->pool,
-                            "OCIRegUploadSlots: '%s' is not a number from 1 "
-                            "to 1000000",
-                            arg);
-    ocireg_conf_upload_slots = (int)n;
-    return NULL;
+    if (!err)
+        ocireg_conf_upload_slots = (int)n;
+    return err;
 }
 
 static const char *cmd_upload_expiry(cmd_parms *cmd, void *dconf,
                                      const char *arg)
 {
     apr_off_t n;
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err = global_number(cmd, arg, 1, 365 * 86400, "of seconds ",
+                                    &n);
     (void)dconf;
-    if (err)
-        return err;
-    if (!ocireg_off_parse(arg, &n) || n < 1 || n > 365 * 86400)
-        return apr_psprintf(cmd->pool,
-                            "OCIRegUploadExpiry: '%s' is not a number of "
-                            "seconds from 1 to 31536000",
-                            arg);
-    ocireg_conf_upload_expiry = apr_time_from_sec(n);
-    return NULL;
+    if (!err)
+        ocireg_conf_upload_expiry = apr_time_from_sec(n);
+    return err;
 }
 
 static const char *cmd_upload_lease(cmd_parms *cmd, void *dconf,
                                     const char *arg)
 {
     apr_off_t n;
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err = global_number(cmd, arg, 1, 86400, "of seconds ", &n);
     (void)dconf;
-    if (err)
-        return err;
-    if (!ocireg_off_parse(arg, &n) || n < 1 || n > 86400)
-        return apr_psprintf(cmd->pool,
-                            "OCIRegUploadLease: '%s' is not a number of "
-                            "seconds from 1 to 86400",
-                            arg);
-    ocireg_conf_upload_lease = apr_time_from_sec(n);
-    return NULL;
+    if (!err)
+        ocireg_conf_upload_lease = apr_time_from_sec(n);
+    return err;
 }
 
 const command_rec ocireg_cmds[] = {

@@ -36,6 +36,12 @@ def test_good_config_passes(tmp_path):
     ("OCIRegUploadSlots 2000000", "OCIRegUploadSlots"),
     ("<VirtualHost 127.0.0.1:1>\nOCIRegUploadSlots 5\n</VirtualHost>",
      "OCIRegUploadSlots"),
+    ("OCIRegUploadExpiry 0", "OCIRegUploadExpiry"),
+    ("OCIRegUploadExpiry soon", "OCIRegUploadExpiry"),
+    ("OCIRegUploadLease 0", "OCIRegUploadLease"),
+    ("OCIRegUploadLease 86401", "OCIRegUploadLease"),
+    ("<VirtualHost 127.0.0.1:1>\nOCIRegUploadLease 60\n</VirtualHost>",
+     "OCIRegUploadLease"),
 ])
 def test_bad_global_directive(tmp_path, extra, directive):
     rc, out = configtest(tmp_path, global_extra=extra)
