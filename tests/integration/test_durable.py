@@ -6,16 +6,14 @@ import fcntl
 import hashlib
 import os
 import re
-import signal
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from httpd_harness import HttpdInstance, bad_log_lines
 from ocireg_client import RawConnection, path_of
-from test_robustness import _children, _pid_owning_socket, _server_side_inode
+from test_robustness import kill_child_serving
 
 MIB = 1024 * 1024
 
@@ -294,17 +292,7 @@ def test_child_killed_mid_patch_resumed_on_the_other_server(pair, backend, reque
             while [m[2] for m in rgw.multipart_uploads(key)] != [[5 * MIB]]:
                 assert time.monotonic() < deadline, rgw.multipart_uploads(key)
                 time.sleep(0.05)
-        inode = _server_side_inode(a.port, held.sock.getsockname()[1])
-        assert inode, "server side of our connection not found"
-        deadline = time.monotonic() + 10
-        pid = None
-        while pid is None and time.monotonic() < deadline:
-            pid = _pid_owning_socket(_children(a.proc.pid), inode)
-        assert pid and pid != a.proc.pid
-        os.kill(pid, signal.SIGKILL)
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not Path(f"/proc/{pid}").exists()
+        kill_child_serving(a, held.sock)
     finally:
         held.close()
     # The client asks the other server where to go on, and finishes there.

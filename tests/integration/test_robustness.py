@@ -161,6 +161,25 @@ def _server_side_inode(server_port, client_port):
     return None
 
 
+def kill_child_serving(inst, client_sock):
+    """kill -9 of the httpd child at the other end of client_sock; returns
+    once it is gone."""
+    inode = _server_side_inode(inst.port, client_sock.getsockname()[1])
+    assert inode, "server side of our connection not found in /proc/net/tcp"
+    deadline = time.monotonic() + 10
+    pid = None
+    while pid is None and time.monotonic() < deadline:
+        pid = _pid_owning_socket(_children(inst.proc.pid), inode)
+    assert pid, "no child owns our connection"
+    assert pid != inst.proc.pid
+    print(f"\nkilling child {pid} while it holds the session")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() < deadline, f"child {pid} did not die"
+        time.sleep(0.02)
+
+
 def _pid_owning_socket(pids, inode):
     target = f"socket:[{inode}]"
     for pid in pids:
@@ -196,19 +215,7 @@ def test_session_taken_over_after_worker_killed(server, reg, repo):
         busy = reg.patch(loc, data=b"x", headers={**OCTET, "Content-Range": "4000-4000"})
         assert busy.status_code in (409, 416), busy.text
 
-        inode = _server_side_inode(server.port, c.sock.getsockname()[1])
-        assert inode, "server side of our connection not found in /proc/net/tcp"
-        deadline = time.monotonic() + 10
-        pid = None
-        while pid is None and time.monotonic() < deadline:
-            pid = _pid_owning_socket(_children(server.proc.pid), inode)
-        assert pid, "no child owns our connection"
-        assert pid != server.proc.pid
-        print(f"\nkilling child {pid} while it holds the session")
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        kill_child_serving(server, c.sock)
     finally:
         c.close()
 
