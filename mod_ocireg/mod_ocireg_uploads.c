@@ -419,7 +419,8 @@ static int session_take(ocireg_req *q, const char *uuid,
             if (rv == APR_EBUSY)
                 return session_busy(q, &fresh, WRITING_ELSEWHERE);
             q->held_slot = rv == APR_SUCCESS;
-            if (rv == APR_SUCCESS && s->version < fresh.version)
+            /* The record just read, unless this host's copy is newer. */
+            if (rv != APR_SUCCESS || s->version < fresh.version)
                 *s = fresh;
         }
     }
