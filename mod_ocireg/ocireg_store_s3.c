@@ -814,19 +814,28 @@ static apr_status_t s3_upload_settle(ocireg_store *s, apr_pool_t *p,
                             NULL);
 }
 
+/* Creates `k` unless it exists (APR_EEXIST), then removes `previous`
+ * (if any), which it replaces: numbered records whose writers race. */
+static apr_status_t create_replacing(ocireg_store *s, apr_pool_t *p,
+                                     const char *k, const char *previous,
+                                     const void *data, apr_size_t len)
+{
+    apr_status_t rv = ocireg_s3_put(S3(s)->s3, p, k, data, len, NULL, 1,
+                                    NULL);
+    if (rv == APR_SUCCESS && previous)
+        ocireg_s3_delete(S3(s)->s3, p, previous, NULL);
+    return rv;
+}
+
 static apr_status_t s3_state_put(ocireg_store *s, apr_pool_t *p,
                                  const char *uuid, apr_uint64_t version,
                                  const void *data, apr_size_t len)
 {
     /* Create-only: of two writers of one version (a holder whose lease ran
      * out, and its successor), exactly one succeeds. */
-    apr_status_t rv = ocireg_s3_put(S3(s)->s3, p,
-                                    state_key(s, p, uuid, version), data,
-                                    len, NULL, 1, NULL);
-    if (rv == APR_SUCCESS && version > 1)
-        ocireg_s3_delete(S3(s)->s3, p, state_key(s, p, uuid, version - 1),
-                         NULL);
-    return rv;
+    return create_replacing(
+        s, p, state_key(s, p, uuid, version),
+        version > 1 ? state_key(s, p, uuid, version - 1) : NULL, data, len);
 }
 
 static apr_status_t s3_state_get(ocireg_store *s, apr_pool_t *p,
@@ -983,13 +992,8 @@ static const char *claim_key(ocireg_store *s, apr_pool_t *p,
 static apr_status_t s3_claim_period(ocireg_store *s, apr_pool_t *p,
                                     const char *what, apr_int64_t period)
 {
-    apr_status_t rv = ocireg_s3_put(S3(s)->s3, p,
-                                    claim_key(s, p, what, period), "", 0,
-                                    NULL, 1, NULL);
-    if (rv == APR_SUCCESS)
-        ocireg_s3_delete(S3(s)->s3, p, claim_key(s, p, what, period - 1),
-                         NULL);
-    return rv;
+    return create_replacing(s, p, claim_key(s, p, what, period),
+                            claim_key(s, p, what, period - 1), "", 0);
 }
 
 static void s3_upload_lock_drop(ocireg_upload_lock *l)
