@@ -8,6 +8,16 @@
 #include "ocireg_error.h"
 
 #define OCIREG_MANIFEST_MAX (4 * 1024 * 1024)
+/* A manifest is refused (MANIFEST_INVALID) before it is parsed when its
+ * parsed form would take more than this (estimated from its text: about
+ * 17,000 minimal layer descriptors), or when it nests deeper than
+ * OCIREG_MANIFEST_MAX_DEPTH. Real manifests nest 4 or 5 levels. */
+#define OCIREG_MANIFEST_TREE_BUDGET (16 * 1024 * 1024)
+#define OCIREG_MANIFEST_MAX_DEPTH 32
+/* A manifest with a subject whose referrer descriptor (mostly its
+ * annotations) exceeds this is refused: the referrers API could not list
+ * it. */
+#define OCIREG_REFERRER_DESCRIPTOR_MAX (1024 * 1024)
 
 #define OCIREG_MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 #define OCIREG_MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"

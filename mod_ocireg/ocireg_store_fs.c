@@ -16,6 +16,7 @@
 #include "ocireg_store.h"
 #include "ocireg_parse.h"
 #include "ocireg_listing.h"
+#include "ocireg_manifest.h"
 
 typedef struct {
     const char *root;
@@ -411,7 +412,8 @@ static apr_status_t fs_referrer_list(ocireg_store *s, apr_pool_t *p,
                                     APR_ARRAY_IDX(names, i, const char *),
                                     NULL);
         /* A referrer removed while we list is simply not listed. */
-        if (read_small(p, f, 1024 * 1024, &data, &len) == APR_SUCCESS)
+        if (read_small(p, f, OCIREG_REFERRER_DESCRIPTOR_MAX, &data,
+                       &len) == APR_SUCCESS)
             APR_ARRAY_PUSH(*descriptors, const char *) = data;
     }
     return APR_SUCCESS;

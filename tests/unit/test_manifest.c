@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <string.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <cmocka.h>
 
@@ -383,6 +384,157 @@ static void test_foreign_layers_left_out(void **st)
     refs_are(&info, (const char *[]){ DC, DL1, DL2, NULL }, 0);
 }
 
+/* Only the exact foreign/non-distributable media types skip the check. */
+static void test_foreign_exact_match(void **st)
+{
+    (void)st;
+    ocireg_manifest_info info;
+    const char *msg = NULL;
+    const char *lookalikes[] = {
+        "application/vnd.example.foreign.layer",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip+x",
+        "xapplication/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip ",
+        NULL
+    };
+    for (int i = 0; lookalikes[i]; i++) {
+        const char *body = apr_psprintf(pool,
+            "{\"schemaVersion\":2,\"mediaType\":\"" OCIREG_MT_OCI_MANIFEST
+            "\",\"config\":{\"mediaType\":\"" MT_CONFIG "\",\"size\":1,"
+            "\"digest\":\"" DC "\"},\"layers\":["
+            "{\"mediaType\":\"%s\",\"size\":1,\"digest\":\"" DM1 "\"}]}",
+            lookalikes[i]);
+        expect_ok(analyze(body, OCIREG_MT_OCI_MANIFEST, NULL, &info, &msg),
+                  msg);
+        refs_are(&info, (const char *[]){ DC, DM1, NULL }, 0);
+    }
+}
+
+/* A manifest of n minimal layer descriptors. */
+static char *many_layers(int n, const char *extra)
+{
+    char *b = malloc((size_t)n * 300 + 1024), *o = b;
+    o += sprintf(o, "{\"schemaVersion\":2,\"mediaType\":\""
+                 OCIREG_MT_OCI_MANIFEST "\",\"config\":{\"mediaType\":\""
+                 MT_CONFIG "\",\"size\":1,\"digest\":\"" DC "\"},"
+                 "\"layers\":[");
+    for (int i = 0; i < n; i++)
+        o += sprintf(o, "%s{\"mediaType\":\"" MT_LAYER "\",\"size\":%d,"
+                     "\"digest\":\"sha256:%064x\"%s}",
+                     i ? "," : "", i, i, extra);
+    strcpy(o, "]}");
+    return b;
+}
+
+static void test_thousands_of_layers_accepted(void **st)
+{
+    (void)st;
+    ocireg_manifest_info info;
+    const char *msg = NULL;
+    char *b = many_layers(10000, "");
+    expect_ok(analyze(b, OCIREG_MT_OCI_MANIFEST, NULL, &info, &msg), msg);
+    assert_int_equal(info.refs->nelts, 10001);
+    free(b);
+    b = many_layers(3000, ",\"annotations\":{\"org.opencontainers.image."
+                          "title\":\"layer.tar.gz\"}");
+    expect_ok(analyze(b, OCIREG_MT_OCI_MANIFEST, NULL, &info, &msg), msg);
+    assert_int_equal(info.refs->nelts, 3001);
+    free(b);
+}
+
+/* Documents whose parsed form would be far larger than their text are
+ * refused before jansson builds anything. */
+static void test_costly_shapes_refused(void **st)
+{
+    (void)st;
+    ocireg_manifest_info info;
+    const char *msg = NULL;
+    const size_t max = OCIREG_MANIFEST_MAX;
+    const char *unit[] = { "{}", "[]", "1", "\"\"", "{\"a\":{}}", NULL };
+    char *b = malloc(max + 1);
+    for (int u = 0; unit[u]; u++) {
+        size_t n = 0, ul = strlen(unit[u]);
+        n += (size_t)sprintf(b, "{\"schemaVersion\":2,\"x\":[");
+        while (n + ul + 3 < max) {
+            memcpy(b + n, unit[u], ul);
+            n += ul;
+            b[n++] = ',';
+        }
+        memcpy(b + n - 1, "]}", 3);
+        ocireg_error_code rc = ocireg_manifest_analyze(
+            pool, b, strlen(b), OCIREG_MT_OCI_MANIFEST, DSELF, &info, &msg);
+        if (rc != OCIREG_E_MANIFEST_INVALID)
+            fail_msg("4 MiB of %s: want MANIFEST_INVALID, got %d", unit[u],
+                     (int)rc);
+        assert_non_null(strstr(msg, "too many values"));
+    }
+    /* nesting */
+    {
+        size_t n = 0;
+        n += (size_t)sprintf(b, "{\"schemaVersion\":2,\"x\":");
+        for (int i = 0; i < OCIREG_MANIFEST_MAX_DEPTH; i++)
+            b[n++] = '[';
+        for (int i = 0; i < OCIREG_MANIFEST_MAX_DEPTH; i++)
+            b[n++] = ']';
+        strcpy(b + n, "}");
+        assert_int_equal(ocireg_manifest_analyze(pool, b, strlen(b),
+                                                 OCIREG_MT_OCI_MANIFEST,
+                                                 DSELF, &info, &msg),
+                         OCIREG_E_MANIFEST_INVALID);
+        assert_non_null(strstr(msg, "nested deeper"));
+        /* a bracket inside a string is text, not nesting */
+        n = (size_t)sprintf(b, "{\"schemaVersion\":2,\"annotations\":{\"a\":\"");
+        for (int i = 0; i < 1000; i++)
+            b[n++] = '[';
+        strcpy(b + n, "\\\"{\"}," "\"config\":{\"mediaType\":\"" MT_CONFIG
+               "\",\"size\":1,\"digest\":\"" DC "\"},\"layers\":[]}");
+        expect_ok(ocireg_manifest_analyze(pool, b, strlen(b),
+                                          OCIREG_MT_OCI_MANIFEST, DSELF,
+                                          &info, &msg), msg);
+    }
+    /* one long string is cheap: its cost is its length */
+    {
+        size_t n = (size_t)sprintf(b, "{\"schemaVersion\":2,\"annotations\":"
+                                      "{\"a\":\"");
+        memset(b + n, 'x', 3 * 1024 * 1024);
+        n += 3 * 1024 * 1024;
+        strcpy(b + n, "\"},\"config\":{\"mediaType\":\"" MT_CONFIG
+               "\",\"size\":1,\"digest\":\"" DC "\"},\"layers\":[]}");
+        expect_ok(ocireg_manifest_analyze(pool, b, strlen(b),
+                                          OCIREG_MT_OCI_MANIFEST, DSELF,
+                                          &info, &msg), msg);
+    }
+    free(b);
+}
+
+/* A referrer whose descriptor the stores could not read back is refused
+ * rather than stored unlisted. */
+static void test_referrer_annotations_limit(void **st)
+{
+    (void)st;
+    ocireg_manifest_info info;
+    const char *msg = NULL;
+    size_t big = OCIREG_REFERRER_DESCRIPTOR_MAX;
+    char *b = malloc(big + 1024), *o = b;
+    o += sprintf(o, "{\"schemaVersion\":2,\"mediaType\":\""
+                 OCIREG_MT_OCI_MANIFEST "\",\"config\":{\"mediaType\":\""
+                 MT_CONFIG "\",\"size\":1,\"digest\":\"" DC "\"},"
+                 "\"layers\":[],\"subject\":{\"mediaType\":\""
+                 OCIREG_MT_OCI_MANIFEST "\",\"size\":1,\"digest\":\"" DS
+                 "\"},\"annotations\":{\"a\":\"");
+    memset(o, 'x', big);
+    strcpy(o + big, "\"}}");
+    assert_int_equal(analyze(b, OCIREG_MT_OCI_MANIFEST, NULL, &info, &msg),
+                     OCIREG_E_MANIFEST_INVALID);
+    assert_non_null(strstr(msg, "referrers"));
+    /* well below the limit: fine */
+    strcpy(o + big / 2, "\"}}");
+    expect_ok(analyze(b, OCIREG_MT_OCI_MANIFEST, NULL, &info, &msg), msg);
+    assert_true(strlen(info.referrer_descriptor)
+                < OCIREG_REFERRER_DESCRIPTOR_MAX);
+    free(b);
+}
+
 static json_t *load(const char *text)
 {
     assert_non_null(text);
@@ -696,6 +848,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_referrers_index_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_referrers_index_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_descriptor_artifact_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_exact_match, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thousands_of_layers_accepted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_costly_shapes_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_referrer_annotations_limit, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     apr_terminate();
