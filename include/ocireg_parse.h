@@ -15,6 +15,16 @@
 /* "sha256:" + 64 hex, or "sha512:" + 128 hex. */
 #define OCIREG_DIGEST_MAX 135
 #define OCIREG_UUID_LEN 36
+/* Longest digest text of any algorithm: an unregistered one longer than
+ * this is refused as DIGEST_INVALID rather than reaching the store, whose
+ * paths and keys hold it as one component. */
+#define OCIREG_DIGEST_TEXT_MAX 255
+/* The largest blob any store accepts (S3's 10,000 parts of at most 5 GiB
+ * is ~53 TB; one filesystem file no more): 2^50 bytes, 1 PiB. Every offset
+ * a client sends (Content-Length, Content-Range, Range) is refused above
+ * it before any arithmetic, so sums and differences of two of them never
+ * overflow apr_off_t. */
+#define OCIREG_OFFSET_MAX ((apr_off_t)1 << 50)
 
 /* <name>: components of [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* joined by '/'.
  * The grammar alone keeps a name inside the store: no '.', '..', empty,
@@ -46,12 +56,13 @@ int ocireg_uuid_valid(const char *s);
 /* Content-Range of a PATCH or closing PUT, in every form clients send:
  * "a-b", "bytes a-b", "bytes=a-b", "bytes a-b/total" and "bytes a-b/" followed by a star.
  * On success *start and *end are the inclusive byte positions and
- * *total is the declared total or -1. Returns 0 on any syntax error or
- * when end < start. */
+ * *total is the declared total or -1. Returns 0 on any syntax error,
+ * when end < start, or when a number exceeds OCIREG_OFFSET_MAX. */
 int ocireg_content_range_parse(const char *value, apr_off_t *start,
                                apr_off_t *end, apr_off_t *total);
 
-/* A non-negative decimal that fits apr_off_t; no sign, no spaces. */
+/* A non-negative decimal of at most OCIREG_OFFSET_MAX; no sign, no
+ * spaces. */
 int ocireg_off_parse(const char *s, apr_off_t *out);
 
 /* Reads one query argument by name from a raw query string, percent-decoded

@@ -114,7 +114,7 @@ ocireg_digest_kind ocireg_digest_parse(const char *d)
 {
     const char *colon, *enc;
     apr_size_t i;
-    if (!d)
+    if (!d || strlen(d) > OCIREG_DIGEST_TEXT_MAX)
         return OCIREG_DIGEST_BAD;
     colon = strchr(d, ':');
     if (!colon || !algorithm_valid(d, (apr_size_t)(colon - d)))
@@ -161,7 +161,8 @@ int ocireg_uuid_valid(const char *s)
     return s[OCIREG_UUID_LEN] == '\0';
 }
 
-/* Parses digits at *s, advancing it; 0 on no digits or overflow. */
+/* Parses digits at *s, advancing it; 0 on no digits or a value above
+ * OCIREG_OFFSET_MAX. */
 static int parse_digits(const char **s, apr_off_t *out)
 {
     const char *c = *s;
@@ -170,7 +171,7 @@ static int parse_digits(const char **s, apr_off_t *out)
         return 0;
     while (apr_isdigit(*c)) {
         int d = *c - '0';
-        if (v > (APR_INT64_MAX - d) / 10)
+        if (v > (OCIREG_OFFSET_MAX - d) / 10)
             return 0;
         v = v * 10 + d;
         c++;

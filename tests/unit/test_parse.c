@@ -213,6 +213,21 @@ static void test_digest_other(void **st)
     }
 }
 
+/* An unregistered digest is refused past OCIREG_DIGEST_TEXT_MAX: the
+ * stores hold it as one path component or key segment. */
+static void test_digest_other_length(void **st)
+{
+    (void)st;
+    char d[OCIREG_DIGEST_TEXT_MAX + 2];
+    memset(d, 'a', sizeof(d));
+    memcpy(d, "foo:", 4);
+    d[OCIREG_DIGEST_TEXT_MAX] = '\0';
+    assert_int_equal(ocireg_digest_parse(d), OCIREG_DIGEST_OTHER);
+    d[OCIREG_DIGEST_TEXT_MAX] = 'a';
+    d[OCIREG_DIGEST_TEXT_MAX + 1] = '\0';
+    assert_int_equal(ocireg_digest_parse(d), OCIREG_DIGEST_BAD);
+}
+
 static void test_digest_bad_grammar(void **st)
 {
     (void)st;
@@ -317,9 +332,31 @@ static void test_content_range_forms(void **st)
     cr_ok("5-5", 5, 5, -1);
     cr_ok("10-19", 10, 19, -1);
     cr_ok("bytes 1048576-2097151/3000000", 1048576, 2097151, 3000000);
-    cr_ok("0-9223372036854775806", 0, 9223372036854775806LL, -1);
-    cr_ok("9223372036854775805-9223372036854775806",
-          9223372036854775805LL, 9223372036854775806LL, -1);
+    /* up to the largest blob a store accepts, inclusive */
+    cr_ok("0-1125899906842624", 0, 1125899906842624LL, -1);
+    cr_ok("1125899906842623-1125899906842624", 1125899906842623LL,
+          1125899906842624LL, -1);
+    cr_ok("bytes 0-1125899906842623/1125899906842624", 0,
+          1125899906842623LL, OCIREG_OFFSET_MAX);
+}
+
+/* Every number is bounded before it is used: end - start + 1 and
+ * offset + length can never overflow. */
+static void test_content_range_bounded(void **st)
+{
+    (void)st;
+    apr_off_t a, b, t;
+    assert_int_equal(OCIREG_OFFSET_MAX, 1125899906842624LL);
+    cr_bad("0-9223372036854775807");
+    cr_bad("0-9223372036854775806");
+    cr_bad("9223372036854775805-9223372036854775806");
+    cr_bad("0-1125899906842625");
+    cr_bad("1125899906842625-1125899906842626");
+    cr_bad("bytes 0-9/1125899906842625");
+    cr_bad("bytes 0-9/9223372036854775807");
+    assert_true(ocireg_content_range_parse("0-1125899906842624", &a, &b, &t));
+    assert_true(b - a + 1 > 0);
+    assert_true(b + OCIREG_OFFSET_MAX > 0);
 }
 
 static void test_content_range_bad(void **st)
@@ -374,12 +411,12 @@ static void test_off_parse(void **st)
     assert_int_equal(v, 123);
     assert_true(ocireg_off_parse("4294967296", &v));
     assert_true(v == 4294967296LL);
-    assert_true(ocireg_off_parse("9223372036854775807", &v));
-    assert_true(v == 9223372036854775807LL);
+    assert_true(ocireg_off_parse("1125899906842624", &v));
+    assert_true(v == OCIREG_OFFSET_MAX);
 
     const char *bad[] = {
         "", "-1", "+1", " 1", "1 ", "1a", "a", "0x10", "1.5", "1e3",
-        "9223372036854775808", "99999999999999999999999",
+        "1125899906842625", "9223372036854775807", "9223372036854775808", "99999999999999999999999",
         "18446744073709551616", "-0", "\t1", "1\n", NULL
     };
     for (int i = 0; bad[i]; i++) {
@@ -608,11 +645,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_digest_sha256_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digest_sha512, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digest_other, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_digest_other_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digest_bad_grammar, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reference_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uuid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_range_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_range_bad, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_range_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_off_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_arg_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_arg_prefix_names, setup, teardown),
