@@ -16,6 +16,9 @@ extern module AP_MODULE_DECLARE_DATA ocireg_module;
 #define OCIREG_HANDLER "ocireg"
 #define OCIREG_MUTEX_TYPE "ocireg-uploads"
 #define OCIREG_API_VERSION "registry/2.0"
+/* r->notes key: the size of the blob a GET is serving, for the 416 that
+ * httpd's byterange filter makes. */
+#define OCIREG_NOTE_BLOB_SIZE "ocireg-blob-size"
 
 typedef struct {
     const char *storage_driver;     /* "filesystem" or "s3" */

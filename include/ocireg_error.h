@@ -50,8 +50,17 @@ const char *ocireg_error_body(apr_pool_t *p, const ocireg_error *errs,
 const char *ocireg_error_body1(apr_pool_t *p, ocireg_error_code code,
                                const char *message, const char *detail);
 
+/* What an error httpd made itself interrupted: nothing of the body, or
+ * the reading of an upload's or a manifest's body. */
+typedef enum {
+    OCIREG_BODY_NONE = 0,
+    OCIREG_BODY_BLOB,
+    OCIREG_BODY_MANIFEST
+} ocireg_body_kind;
+
 /* The code a bare HTTP error status produced outside the handler (auth,
- * LimitRequestBody, core URL checks) is reported with. */
-ocireg_error_code ocireg_error_for_status(int status);
+ * LimitRequestBody, core URL checks, a malformed chunked body) is
+ * reported with. */
+ocireg_error_code ocireg_error_for_status(int status, ocireg_body_kind body);
 
 #endif

@@ -13,6 +13,7 @@
 #include "ap_mpm.h"
 #include "unixd.h"
 #include <errno.h>
+#include <fcntl.h>
 #include "apr_strings.h"
 #include "apr_shm.h"
 #include "apr_global_mutex.h"
@@ -56,20 +57,67 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
                              0);
 }
 
-/* Children run as User/Group: the store they write to must be theirs. */
-static apr_status_t hand_store_to_user(apr_pool_t *p, const char *root)
+/* Children run as User/Group: the store they write to must be theirs.
+ * This runs as root at every start and graceful restart, on directories
+ * the unprivileged user owns and can replace: a subdirectory swapped for a
+ * symlink must never make root give the link's target away. So each one
+ * is opened without following a link, checked to be a directory, and
+ * changed through its descriptor. The root itself is the administrator's
+ * configured path and may be a link. */
+static apr_status_t own_dir_at(int dirfd, const char *name, uid_t uid,
+                               gid_t gid)
 {
-    static const char *const dirs[] = {"", "/blobs", "/repositories",
-                                       "/uploads", "/tmp"};
+    int fd = openat(dirfd, name,
+                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    apr_status_t rv = APR_SUCCESS;
+    if (fd < 0)
+        return APR_FROM_OS_ERROR(errno);
+    if (fchown(fd, uid, gid) != 0)
+        rv = APR_FROM_OS_ERROR(errno);
+    close(fd);
+    return rv;
+}
+
+static apr_status_t hand_store_to_user(server_rec *s, const char *root)
+{
+    static const char *const dirs[] = {"blobs", "repositories", "uploads",
+                                       "tmp"};
+    uid_t uid = ap_unixd_config.user_id;
+    gid_t gid = ap_unixd_config.group_id;
+    apr_status_t rv = APR_SUCCESS;
     apr_size_t i;
+    int rootfd;
     if (geteuid() != 0)
         return APR_SUCCESS;
-    for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        const char *d = apr_pstrcat(p, root, dirs[i], NULL);
-        if (chown(d, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0)
-            return APR_FROM_OS_ERROR(errno);
+    rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return APR_FROM_OS_ERROR(errno);
+    if (fchown(rootfd, uid, gid) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        close(rootfd);
+        return rv;
     }
-    return APR_SUCCESS;
+    for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        apr_status_t drv = own_dir_at(rootfd, dirs[i], uid, gid);
+        if (drv == APR_FROM_OS_ERROR(ELOOP)
+            || drv == APR_FROM_OS_ERROR(ENOTDIR)) {
+            /* Planted by someone with the store's rights: refuse to touch
+             * it, keep serving (it only holds what that user could write
+             * anyway). */
+            ap_log_error(APLOG_MARK, APLOG_ERR, drv, s,
+                         "OCIREG00200: OCIRegStorage filesystem %s: %s is "
+                         "a symlink or not a directory; not handing it to "
+                         "User (replace it with a directory)",
+                         root, dirs[i]);
+            continue;
+        }
+        if (drv != APR_SUCCESS) {
+            rv = drv;
+            break;
+        }
+    }
+    close(rootfd);
+    return rv;
 }
 
 /* With check_only, runs from check_config, which `apachectl -t` runs too,
@@ -114,7 +162,7 @@ static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
             continue;
         rv = ocireg_store_fs_create(pconf, sc->storage_arg, &sc->store);
         if (rv == APR_SUCCESS)
-            rv = hand_store_to_user(ptemp, sc->storage_arg);
+            rv = hand_store_to_user(s, sc->storage_arg);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                          "OCIREG00002: OCIRegStorage filesystem %s: cannot "
@@ -238,6 +286,7 @@ static int post_read_request(request_rec *r)
     apr_table_setn(r->notes, NOTE_OURS, "1");
     apr_table_setn(r->err_headers_out, "Docker-Distribution-API-Version",
                    OCIREG_API_VERSION);
+    apr_table_setn(r->err_headers_out, "X-Content-Type-Options", "nosniff");
     return DECLINED;
 }
 
@@ -343,6 +392,7 @@ static int handler(request_rec *r)
     dc = ap_get_module_config(r->per_dir_config, &ocireg_module);
     apr_table_setn(r->err_headers_out, "Docker-Distribution-API-Version",
                    OCIREG_API_VERSION);
+    apr_table_setn(r->err_headers_out, "X-Content-Type-Options", "nosniff");
     memset(&q, 0, sizeof(q));
     q.r = r;
     q.store = sc->store;
@@ -360,9 +410,23 @@ static int handler(request_rec *r)
     return dispatch(&q);
 }
 
+/* What the request was sending when httpd made its error: the code for a
+ * malformed chunked body is not the one for a malformed URL. */
+static ocireg_body_kind body_kind(request_rec *r)
+{
+    ocireg_route route;
+    /* Only a handler that started reading sets read_body. */
+    if (r->read_body == REQUEST_NO_BODY || !r->uri)
+        return OCIREG_BODY_NONE;
+    ocireg_route_parse(r->pool, r->uri, &route);
+    return route.kind == OCIREG_R_MANIFEST ? OCIREG_BODY_MANIFEST
+                                           : OCIREG_BODY_BLOB;
+}
+
 /* Error responses made outside the handler (mod_auth_basic's 401,
- * LimitRequestBody's 413, core URL checks) carry httpd's HTML page; the
- * API promises a JSON error body on every error. */
+ * LimitRequestBody's 413, core URL checks, a malformed chunked body, the
+ * byterange filter's 416) carry httpd's HTML page; the API promises a JSON
+ * error body on every error. */
 static apr_status_t error_json_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     request_rec *r = f->r;
@@ -378,13 +442,18 @@ static apr_status_t error_json_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         /* "413 Request Entity Too Large" -> "Request Entity Too Large" */
         const char *line = ap_get_status_line(r->status);
         const char *body = ocireg_error_body1(
-            r->pool, ocireg_error_for_status(r->status),
+            r->pool, ocireg_error_for_status(r->status, body_kind(r)),
             line && strlen(line) > 4 ? line + 4 : NULL, NULL);
+        const char *size = apr_table_get(r->notes, OCIREG_NOTE_BLOB_SIZE);
         f->ctx = f;
         /* Some error paths (the byterange filter's 416) drop the headers
          * set earlier; this one runs on all of them. */
         apr_table_setn(r->headers_out, "Docker-Distribution-API-Version",
                        OCIREG_API_VERSION);
+        apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+        if (r->status == HTTP_RANGE_NOT_SATISFIABLE && size)
+            apr_table_setn(r->headers_out, "Content-Range",
+                           apr_pstrcat(r->pool, "bytes */", size, NULL));
         ap_set_content_type(r, "application/json");
         apr_table_unset(r->headers_out, "Content-Length");
         APR_BRIGADE_INSERT_HEAD(bb,
@@ -395,13 +464,24 @@ static apr_status_t error_json_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     return ap_pass_brigade(f->next, bb);
 }
 
+/* Also for errors made while the request was read (an oversized or
+ * malformed header), before post_read_request could mark it: the request
+ * line was read, so the path is known. */
 static void insert_error_filter(request_rec *r)
 {
     request_rec *main = r;
+    ocireg_server_conf *sc;
     while (main->prev)
         main = main->prev;
-    if (apr_table_get(main->notes, NOTE_OURS))
+    if (apr_table_get(main->notes, NOTE_OURS)) {
         ap_add_output_filter("OCIREG_ERROR_JSON", NULL, r, r->connection);
+        return;
+    }
+    sc = ap_get_module_config(r->server->module_config, &ocireg_module);
+    if (sc && sc->registry_used && path_is_api(main->uri)) {
+        apr_table_setn(main->notes, NOTE_OURS, "1");
+        ap_add_output_filter("OCIREG_ERROR_JSON", NULL, r, r->connection);
+    }
 }
 
 static void register_hooks(apr_pool_t *p)

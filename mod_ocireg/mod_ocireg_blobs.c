@@ -88,8 +88,18 @@ static int send_stream(ocireg_req *q, ocireg_blob_body *body,
     apr_status_t rv;
 
     if (body->redirect_url) {
+        ocireg_server_conf *sc =
+            ap_get_module_config(r->server->module_config, &ocireg_module);
         apr_table_setn(r->headers_out, "Location", body->redirect_url);
         apr_table_unset(r->headers_out, "Content-Length");
+        /* The redirect is only as good as the signature in it: a cache
+         * may keep it for half the URL's lifetime, so that whoever follows
+         * a cached copy still has time to fetch. Private: the URL grants
+         * access without this client's credentials. */
+        apr_table_setn(r->headers_out, "Cache-Control",
+                       apr_psprintf(r->pool, "private, max-age=%d",
+                                    sc->s3.redirect_seconds / 2));
+        apr_table_unset(r->headers_out, "Content-Security-Policy");
         return ocireg_respond(r, HTTP_TEMPORARY_REDIRECT, NULL, NULL, 0);
     }
     /* The byterange filter would buffer a stream to cut it: do it here. */
@@ -102,7 +112,7 @@ static int send_stream(ocireg_req *q, ocireg_blob_body *body,
                            apr_psprintf(r->pool, "bytes */%" APR_OFF_T_FMT,
                                         body->size));
             return ocireg_respond_error(r, HTTP_RANGE_NOT_SATISFIABLE,
-                                        OCIREG_E_BLOB_UNKNOWN,
+                                        OCIREG_E_UNSUPPORTED,
                                         "range not satisfiable", NULL);
         }
         r->status = HTTP_PARTIAL_CONTENT;
@@ -183,6 +193,13 @@ int ocireg_handle_blob(ocireg_req *q)
     apr_table_setn(r->headers_out, "Cache-Control",
                    "max-age=31536000, immutable");
     apr_table_setn(r->headers_out, "Accept-Ranges", "bytes");
+    /* Bytes pushed by anyone, served on the enterprise's own origin: a
+     * browser must neither sniff them as HTML nor run them. */
+    apr_table_setn(r->headers_out, "Content-Security-Policy", "sandbox");
+    /* httpd's byterange filter makes its own 416 without Content-Range;
+     * the error filter adds it from this. */
+    apr_table_setn(r->notes, OCIREG_NOTE_BLOB_SIZE,
+                   apr_off_t_toa(r->pool, body.size));
     ap_set_content_type(r, "application/octet-stream");
     ap_set_content_length(r, body.size);
     if (ap_meets_conditions(r) == HTTP_NOT_MODIFIED) {

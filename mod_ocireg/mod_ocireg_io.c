@@ -61,13 +61,15 @@ int ocireg_respond_deletes_off(ocireg_req *q)
                                 "deletes are disabled on this registry", NULL);
 }
 
+/* The backend's answer quoted in a log line is escaped: it may echo keys
+ * and text that came from clients. */
 int ocireg_store_failure(request_rec *r, apr_status_t rv, const char *what)
 {
     if (rv == OCIREG_S3_EUNAVAILABLE) {
         /* The backend is down or slow: the client should come back. */
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "OCIREG00013: storage unavailable: %s (%s)", what,
-                      ocireg_s3_last_error());
+                      ap_escape_logitem(r->pool, ocireg_s3_last_error()));
         apr_table_setn(r->err_headers_out, "Retry-After", "5");
         return ocireg_respond_error(r, HTTP_SERVICE_UNAVAILABLE,
                                     OCIREG_E_UNAVAILABLE,
@@ -76,7 +78,7 @@ int ocireg_store_failure(request_rec *r, apr_status_t rv, const char *what)
     if (rv == OCIREG_S3_EREFUSED)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "OCIREG00014: storage refused: %s (%s)", what,
-                      ocireg_s3_last_error());
+                      ap_escape_logitem(r->pool, ocireg_s3_last_error()));
     else
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
                       "OCIREG00010: storage failure: %s", what);

@@ -230,6 +230,16 @@ int ocireg_handle_manifest(ocireg_req *q)
     int kind = ocireg_reference_kind(ref);
 
     if (kind == 0) {
+        /* Nothing can be stored under a reference that is not a valid tag
+         * or sha256 digest, so to a reader it is simply not there (as the
+         * conformance suite and clients expect); only a PUT, which would
+         * store something, is told what is wrong with it. */
+        if (q->r->method_number != M_PUT) {
+            if (q->r->method_number == M_DELETE && !q->deletes)
+                return ocireg_respond_deletes_off(q);
+            return ocireg_respond_error(q->r, HTTP_NOT_FOUND,
+                                        OCIREG_E_MANIFEST_UNKNOWN, NULL, ref);
+        }
         if (!strchr(ref, ':'))
             return ocireg_respond_error(q->r, HTTP_BAD_REQUEST,
                                         OCIREG_E_TAG_INVALID, "invalid tag",
@@ -237,15 +247,10 @@ int ocireg_handle_manifest(ocireg_req *q)
         if (ocireg_digest_parse(ref) == OCIREG_DIGEST_BAD)
             return ocireg_respond_error(q->r, HTTP_BAD_REQUEST,
                                         OCIREG_E_DIGEST_INVALID, NULL, ref);
-        /* Well-formed, but we address content by sha256 only: nothing
-         * can be stored under it, so it is simply not there. */
-        if (q->r->method_number == M_PUT)
-            return ocireg_respond_error(q->r, HTTP_BAD_REQUEST,
-                                        OCIREG_E_DIGEST_INVALID,
-                                        "only sha256 digests are supported",
-                                        ref);
-        return ocireg_respond_error(q->r, HTTP_NOT_FOUND,
-                                    OCIREG_E_MANIFEST_UNKNOWN, NULL, ref);
+        /* Well-formed, but we address content by sha256 only. */
+        return ocireg_respond_error(q->r, HTTP_BAD_REQUEST,
+                                    OCIREG_E_DIGEST_INVALID,
+                                    "only sha256 digests are supported", ref);
     }
     switch (q->r->method_number) {
     case M_PUT:

@@ -119,7 +119,7 @@ const char *ocireg_error_body1(apr_pool_t *p, ocireg_error_code code,
     return ocireg_error_body(p, &e, 1);
 }
 
-ocireg_error_code ocireg_error_for_status(int status)
+ocireg_error_code ocireg_error_for_status(int status, ocireg_body_kind body)
 {
     switch (status) {
     case 401:
@@ -127,6 +127,8 @@ ocireg_error_code ocireg_error_for_status(int status)
     case 403:
         return OCIREG_E_DENIED;
     case 404:
+        /* httpd's own 404 under /v2: an encoded slash or NUL in the
+         * name. */
         return OCIREG_E_NAME_UNKNOWN;
     case 411:
     case 413:
@@ -134,7 +136,14 @@ ocireg_error_code ocireg_error_for_status(int status)
     case 429:
         return OCIREG_E_TOOMANYREQUESTS;
     case 400:
-        return OCIREG_E_NAME_INVALID;
+    case 408:
+        /* While reading a body: a malformed chunk, a timeout. Otherwise
+         * the request itself (a bad escape, an oversized header). */
+        if (body == OCIREG_BODY_BLOB)
+            return OCIREG_E_BLOB_UPLOAD_INVALID;
+        if (body == OCIREG_BODY_MANIFEST)
+            return OCIREG_E_MANIFEST_INVALID;
+        return OCIREG_E_UNSUPPORTED;
     case 503:
     case 504:
         return OCIREG_E_UNAVAILABLE;

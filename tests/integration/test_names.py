@@ -84,11 +84,25 @@ def test_bad_tag_on_put_400(reg, repo, tag):
     assert_error(r, 400, "NAME_INVALID", "MANIFEST_INVALID", "DIGEST_INVALID", "TAG_INVALID")
 
 
-@pytest.mark.parametrize("tag", BAD_TAGS)
-def test_bad_tag_on_get_400(reg, repo, tag):
+@pytest.mark.parametrize("tag", BAD_TAGS + [".INVALID_MANIFEST_NAME"])
+def test_bad_tag_on_get_head_delete_404(reg, repo, tag):
+    # Nothing can be stored under it: readers are told it is not there
+    # (the conformance suite expects 404 MANIFEST_UNKNOWN).
     reg.push_image(repo, "ok")
-    r = reg.get(f"/v2/{repo}/manifests/{tag}")
-    assert_error(r, 400, "NAME_INVALID", "MANIFEST_INVALID", "DIGEST_INVALID", "TAG_INVALID")
+    for method in ("GET", "HEAD", "DELETE"):
+        r = reg.request(method, f"/v2/{repo}/manifests/{tag}")
+        assert r.status_code == 404, (method, r.status_code, r.text)
+        if method != "HEAD":
+            assert_error(r, 404, "MANIFEST_UNKNOWN")
+    assert reg.get_manifest(repo, "ok").status_code == 200
+
+
+def test_bad_tag_delete_with_deletes_off_405(server_nodelete, repo):
+    from ocireg_client import Registry
+    reg = Registry(server_nodelete.base_url)
+    r = reg.delete(f"/v2/{repo}/manifests/.INVALID_MANIFEST_NAME")
+    assert_error(r, 405, "UNSUPPORTED")
+    reg.close()
 
 
 def test_tag_of_128_chars_ok(reg, repo):
@@ -119,10 +133,12 @@ def test_bad_digest_blob_400(reg, repo, digest):
 
 
 @pytest.mark.parametrize("digest", BAD_DIGESTS[:4])
-def test_bad_digest_manifest_400(reg, repo, digest):
-    reg.push_image(repo, "x")
-    r = reg.get(f"/v2/{repo}/manifests/{digest}")
-    assert_error(r, 400, "DIGEST_INVALID", "MANIFEST_INVALID", "TAG_INVALID")
+def test_bad_digest_manifest_get_404_put_400(reg, repo, digest):
+    img = reg.push_image(repo, "x")
+    assert_error(reg.get(f"/v2/{repo}/manifests/{digest}"), 404, "MANIFEST_UNKNOWN")
+    r = reg.put(f"/v2/{repo}/manifests/{digest}", data=img["manifest"],
+                headers={"Content-Type": MT_OCI_MANIFEST})
+    assert_error(r, 400, "DIGEST_INVALID")
 
 
 @pytest.mark.parametrize("digest", BAD_DIGESTS[:4])

@@ -276,18 +276,37 @@ static void test_body_long_detail(void **st)
 static void test_for_status(void **st)
 {
     (void)st;
-    assert_int_equal(ocireg_error_for_status(401), OCIREG_E_UNAUTHORIZED);
-    assert_int_equal(ocireg_error_for_status(403), OCIREG_E_DENIED);
-    assert_int_equal(ocireg_error_for_status(405), OCIREG_E_UNSUPPORTED);
-    assert_int_equal(ocireg_error_for_status(413), OCIREG_E_SIZE_INVALID);
-    assert_int_equal(ocireg_error_for_status(429), OCIREG_E_TOOMANYREQUESTS);
-    const char *n404 = ocireg_error_code_name(ocireg_error_for_status(404));
+    assert_int_equal(ocireg_error_for_status(401, OCIREG_BODY_NONE),
+                     OCIREG_E_UNAUTHORIZED);
+    assert_int_equal(ocireg_error_for_status(403, OCIREG_BODY_NONE),
+                     OCIREG_E_DENIED);
+    assert_int_equal(ocireg_error_for_status(405, OCIREG_BODY_NONE),
+                     OCIREG_E_UNSUPPORTED);
+    assert_int_equal(ocireg_error_for_status(413, OCIREG_BODY_BLOB),
+                     OCIREG_E_SIZE_INVALID);
+    assert_int_equal(ocireg_error_for_status(429, OCIREG_BODY_NONE),
+                     OCIREG_E_TOOMANYREQUESTS);
+    const char *n404 = ocireg_error_code_name(
+        ocireg_error_for_status(404, OCIREG_BODY_NONE));
     assert_true(is_real_code_name(n404));
+    /* httpd's 400 is about the body only when a body was being read */
+    assert_int_equal(ocireg_error_for_status(400, OCIREG_BODY_NONE),
+                     OCIREG_E_UNSUPPORTED);
+    assert_int_equal(ocireg_error_for_status(400, OCIREG_BODY_BLOB),
+                     OCIREG_E_BLOB_UPLOAD_INVALID);
+    assert_int_equal(ocireg_error_for_status(400, OCIREG_BODY_MANIFEST),
+                     OCIREG_E_MANIFEST_INVALID);
+    assert_int_equal(ocireg_error_for_status(408, OCIREG_BODY_BLOB),
+                     OCIREG_E_BLOB_UPLOAD_INVALID);
+    assert_true(ocireg_error_for_status(400, OCIREG_BODY_NONE)
+                != OCIREG_E_NAME_INVALID);
     /* anything else still maps to some code name */
     int others[] = { 400, 408, 411, 414, 416, 431, 500, 503 };
     for (unsigned i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
-        ocireg_error_code c = ocireg_error_for_status(others[i]);
+        ocireg_error_code c = ocireg_error_for_status(others[i],
+                                                      OCIREG_BODY_NONE);
         assert_true(c >= 0 && c < OCIREG_E__COUNT);
+        assert_true(is_real_code_name(ocireg_error_code_name(c)));
     }
 }
 
