@@ -216,6 +216,8 @@ def check_response(r):
     if path == "/v2" or path.startswith("/v2/"):
         assert r.headers.get("Docker-Distribution-API-Version") == API_VERSION, \
             f"{r.request.method} {r.url} -> {r.status_code} lacks Docker-Distribution-API-Version"
+        assert r.headers.get("X-Content-Type-Options") == "nosniff", \
+            f"{r.request.method} {r.url} -> {r.status_code} lacks X-Content-Type-Options: nosniff"
         if r.status_code >= 400 and r.request.method != "HEAD":
             check_error_body(r.status_code, r.headers.get("Content-Type"), r.content,
                              f"{r.request.method} {r.url}")
@@ -451,6 +453,8 @@ def check_raw_response(resp, path, method="GET"):
     """The invariants of check_response for raw responses."""
     assert resp.header("Docker-Distribution-API-Version") == API_VERSION, \
         f"{method} {path} -> {resp.status} lacks Docker-Distribution-API-Version: {resp!r}"
+    assert resp.header("X-Content-Type-Options") == "nosniff", \
+        f"{method} {path} -> {resp.status} lacks X-Content-Type-Options: nosniff: {resp!r}"
     if resp.status >= 400 and method != "HEAD":
         return check_error_body(resp.status, resp.header("Content-Type"), resp.body,
                                 f"{method} {path}")

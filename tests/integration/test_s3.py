@@ -502,6 +502,10 @@ def test_presigned_redirect(rgw, redirect_srv, size):
         d = reg.push_blob(repo, data)
         r = reg.get(f"/v2/{repo}/blobs/{d}", allow_redirects=False)
         assert r.status_code == 307, (r.status_code, r.text)
+        # Cached no longer than the presigned URL lives (300 s here).
+        cc = r.headers.get("Cache-Control", "")
+        assert "immutable" not in cc and "private" in cc, cc
+        assert 0 < int(cc.split("max-age=")[1].split(",")[0]) <= 300, cc
         loc = r.headers["Location"]
         assert loc.startswith(rgw.endpoint + "/"), loc
         assert "X-Amz-Signature=" in loc, loc
