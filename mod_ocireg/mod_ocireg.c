@@ -14,6 +14,7 @@
 #include "unixd.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include "apr_strings.h"
 #include "apr_shm.h"
 #include "apr_global_mutex.h"
@@ -70,9 +71,16 @@ static apr_status_t own_dir_at(int dirfd, const char *name, uid_t uid,
     int fd = openat(dirfd, name,
                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     apr_status_t rv = APR_SUCCESS;
+    struct stat st;
     if (fd < 0)
         return APR_FROM_OS_ERROR(errno);
-    if (fchown(fd, uid, gid) != 0)
+    /* Ours are root's (just made) or already the user's; a directory of
+     * anyone else was moved in and is not ours to give. */
+    if (fstat(fd, &st) != 0)
+        rv = APR_FROM_OS_ERROR(errno);
+    else if (st.st_uid != 0 && st.st_uid != uid)
+        rv = APR_EACCES;
+    else if (fchown(fd, uid, gid) != 0)
         rv = APR_FROM_OS_ERROR(errno);
     close(fd);
     return rv;
@@ -100,14 +108,15 @@ static apr_status_t hand_store_to_user(server_rec *s, const char *root)
     for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         apr_status_t drv = own_dir_at(rootfd, dirs[i], uid, gid);
         if (drv == APR_FROM_OS_ERROR(ELOOP)
-            || drv == APR_FROM_OS_ERROR(ENOTDIR)) {
+            || drv == APR_FROM_OS_ERROR(ENOTDIR) || drv == APR_EACCES) {
             /* Planted by someone with the store's rights: refuse to touch
              * it, keep serving (it only holds what that user could write
              * anyway). */
             ap_log_error(APLOG_MARK, APLOG_ERR, drv, s,
                          "OCIREG00200: OCIRegStorage filesystem %s: %s is "
-                         "a symlink or not a directory; not handing it to "
-                         "User (replace it with a directory)",
+                         "a symlink, not a directory or another user's; "
+                         "not handing it to User (replace it with a "
+                         "directory)",
                          root, dirs[i]);
             continue;
         }

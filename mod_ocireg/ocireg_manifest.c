@@ -160,7 +160,11 @@ static int json_shape_acceptable(apr_pool_t *p, const char *s,
             break;
         case '}':
         case ']':
-            depth--;
+            /* Unbalanced: not JSON, and nothing to build. */
+            if (--depth < 0) {
+                *msg = "invalid JSON: unbalanced brackets";
+                return 0;
+            }
             in_scalar = 0;
             break;
         case ',':

@@ -409,6 +409,12 @@ def test_symlinked_store_dir_not_given_away(httpd_factory, base_dir):
                     f'ln -s "{victim}" tmp && rmdir uploads && '
                     f'ln -s "{victim}/secret" uploads'], check=True)
     assert os.stat(inst.data_dir).st_uid == www.pw_uid
+    # Another user's directory moved in (set up as root here: www-data
+    # can only move directories it may write).
+    nobody = pwd.getpwnam("nobody")
+    os.rename(inst.data_dir / "blobs", inst.data_dir / "blobs.away")
+    (inst.data_dir / "blobs").mkdir()
+    os.chown(inst.data_dir / "blobs", nobody.pw_uid, nobody.pw_gid)
     offset = inst.error_log_size()
     graceful_restart(inst)
     st = os.stat(victim)
@@ -417,6 +423,8 @@ def test_symlinked_store_dir_not_given_away(httpd_factory, base_dir):
     log = "\n".join(inst.error_log_since(offset))
     assert "OCIREG00200" in log and "tmp is a symlink" in log, log
     assert "uploads is a symlink" in log, log
+    assert "blobs is a symlink, not a directory or another user's" in log, log
+    assert os.stat(inst.data_dir / "blobs").st_uid == nobody.pw_uid
     reg = Registry(inst.base_url)
     assert reg.get("/v2/").status_code == 200
     reg.close()

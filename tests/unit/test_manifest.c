@@ -492,6 +492,12 @@ static void test_costly_shapes_refused(void **st)
                                           OCIREG_MT_OCI_MANIFEST, DSELF,
                                           &info, &msg), msg);
     }
+    /* unbalanced closers are refused at once */
+    strcpy(b, "{\"schemaVersion\":2}]]]]");
+    assert_int_equal(ocireg_manifest_analyze(pool, b, strlen(b),
+                                             OCIREG_MT_OCI_MANIFEST, DSELF,
+                                             &info, &msg),
+                     OCIREG_E_MANIFEST_INVALID);
     /* one long string is cheap: its cost is its length */
     {
         size_t n = (size_t)sprintf(b, "{\"schemaVersion\":2,\"annotations\":"
