@@ -237,6 +237,24 @@ def test_content_range_beyond_any_blob(reg, repo, cr):
     assert r.status_code in (201, 416), r.text
 
 
+@pytest.mark.parametrize("length", ["1125899906842625", "9223372036854775807"])
+def test_content_length_beyond_any_blob(reg, repo, server, length):
+    loc, _ = reg.start_upload(repo)
+    p = loc.split("://", 1)[-1]
+    p = p[p.index("/"):]
+    from ocireg_client import RawConnection
+    with RawConnection(server.port) as c:
+        # Refused before a byte of the body is asked for.
+        c.send_head("PATCH", p, {"Content-Length": length,
+                                 "Expect": "100-continue"})
+        r = c.read_response("PATCH", skip_interim=False)
+    assert r.status in (400, 413), r
+    assert r.interim == [], r
+    json_error(r, r.status, "SIZE_INVALID")
+    s = reg.get(loc)
+    assert s.status_code == 204 and s.headers["Range"] == "0-0"
+
+
 def test_range_beyond_any_blob(reg, repo, server):
     d = reg.push_blob(repo, b"0123456789")
     for rng in ("bytes=0-9223372036854775807", "bytes=-9223372036854775807",
