@@ -332,6 +332,13 @@ def test_long_names_and_urls(server, reg, repo):
     q = "&".join(f"p{i}=v{i}" for i in range(700))
     r = reg.get(f"/v2/{repo}/tags/list?{q}")
     assert r.status_code in (200, 404)
+    r = reg.post(f"/v2/{repo}/blobs/uploads/?{q}&digest={sha256(b'qq')}",
+                 data=b"qq")
+    assert r.status_code == 201
+    # Nothing stored under the long name; others unaffected.
+    assert_error(reg.get(f"/v2/{name}/tags/list"), 400, "NAME_INVALID")
+    d = reg.push_blob(repo, b"after the hostile requests")
+    assert reg.get(f"/v2/{repo}/blobs/{d}").content == b"after the hostile requests"
 
 
 @pytest.mark.parametrize("path,status,codes", [
