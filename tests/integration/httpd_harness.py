@@ -65,6 +65,18 @@ def bad_log_lines(lines, allowed=()):
     return bad
 
 
+def wait_for(cond, timeout=30.0, what="condition"):
+    """Polls cond() until it returns something true, and returns that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
 class HttpdError(Exception):
     pass
 

@@ -9,6 +9,8 @@ import uuid as uuidlib
 import pytest
 import requests
 
+from httpd_harness import wait_for
+
 MIB = 1024 * 1024
 EXPIRY = 2
 
@@ -16,17 +18,6 @@ EXPIRY = 2
 @pytest.fixture(scope="module")
 def expiring(httpd_factory):
     return httpd_factory("expiry", global_extra=f"OCIRegUploadExpiry {EXPIRY}")
-
-
-def wait_for(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def leftovers(inst, backend, rgw_or_none):

@@ -26,7 +26,7 @@ import requests
 
 import conftest
 from conftest import BACKENDS
-from httpd_harness import HttpdError, HttpdInstance, bad_log_lines, module_path
+from httpd_harness import HttpdError, HttpdInstance, bad_log_lines, module_path, wait_for
 from ocireg_client import (MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_MANIFEST, Registry,
                            RawConnection, assert_error, check_raw_response, descriptor,
                            oci_manifest, path_of, raw_request, sha256, with_query)
@@ -256,20 +256,22 @@ def assert_parts_before_put(rgw, s3c, inst, uid, sent):
         assert tails == [], f"{sent} bytes sent (whole parts) but tail objects: {tails}"
 
 
+def upload_gone_after_201(rgw, s3c, inst, uid):
+    """The 201 goes out as soon as the blob is visible; what the upload kept
+    (multipart upload, records, locks, tail) is removed right after it, by
+    the same request: wait for that."""
+    def gone():
+        mpus = rgw.multipart_uploads(data_key(inst, uid) if uid else inst.prefix + "data/")
+        left = upload_objects(s3c, rgw, inst, uid) if uid else []
+        return not mpus and not left
+    wait_for(gone, timeout=10, what="the upload's objects removed after the 201")
+
+
 def assert_stored(rgw, s3c, inst, uid, digest, size):
     """After the closing PUT: no multipart upload or tail of the session;
     a plain object for a blob under one part, else a pointer to the data
     object whose completed parts are PART bytes but the last."""
-    # The 201 goes out as soon as the blob is visible; what the upload
-    # kept is removed right after it, by the same request.
-    deadline = time.monotonic() + 10
-    while True:
-        mpus = rgw.multipart_uploads(data_key(inst, uid) if uid else inst.prefix + "data/")
-        left = upload_objects(s3c, rgw, inst, uid) if uid else []
-        if not mpus and not left:
-            break
-        assert time.monotonic() < deadline, (mpus, left)
-        time.sleep(0.05)
+    upload_gone_after_201(rgw, s3c, inst, uid)
     h = head(s3c, rgw, blob_key(inst, digest))
     assert h is not None, f"no object for {digest}"
     meta = h.get("Metadata", {})
@@ -417,8 +419,7 @@ def test_small_blob_without_multipart(rgw, s3c, parts_srv, preg, how):
     assert r.status == 201, r
     assert rgw.multipart_uploads(inst.prefix + "data/") == []
     if uid:
-        assert rgw.multipart_uploads(data_key(inst, uid)) == []
-        assert upload_objects(s3c, rgw, inst, uid) == []
+        upload_gone_after_201(rgw, s3c, inst, uid)
     h = head(s3c, rgw, blob_key(inst, d))
     assert h is not None and h["ContentLength"] == len(data), h
     assert "ocireg-data" not in h.get("Metadata", {}), h
@@ -442,9 +443,7 @@ def test_dedup_second_push_aborts_its_multipart(rgw, s3c, parts_srv, preg):
     assert len(mpus) == 1 and mpus[0][2] == [PART], mpus
     r = reg.put(with_query(loc, digest=d), data=b"")
     assert r.status_code == 201, r.text
-    assert rgw.multipart_uploads(data_key(inst, uid)) == [], \
-        "the second commit of a stored blob left its multipart upload"
-    assert upload_objects(s3c, rgw, inst, uid) == []
+    upload_gone_after_201(rgw, s3c, inst, uid)
     after_second = keys_under(s3c, rgw, inst.prefix + "data/")
     assert sorted(after_second) == sorted(after_first)
     assert head(s3c, rgw, data_key(inst, uid)) is None
