@@ -43,14 +43,47 @@ apr_status_t s3_latest_state(ocireg_store *s, apr_pool_t *p,
     return rv;
 }
 
+apr_status_t s3_create_only(ocireg_store *s, apr_pool_t *p, const char *k,
+                            const void *data, apr_size_t len,
+                            const apr_table_t *meta)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char r[16];
+    char token[sizeof(r) * 2 + 1];
+    apr_table_t *m = meta ? apr_table_copy(p, meta) : apr_table_make(p, 1);
+    ocireg_s3_result res;
+    const char *theirs;
+    apr_size_t i;
+    apr_status_t rv = apr_generate_random_bytes(r, sizeof(r));
+    if (rv != APR_SUCCESS)
+        return rv;
+    for (i = 0; i < sizeof(r); i++) {
+        token[2 * i] = hex[r[i] >> 4];
+        token[2 * i + 1] = hex[r[i] & 15];
+    }
+    token[sizeof(token) - 1] = '\0';
+    apr_table_set(m, META_TOKEN, token);
+    rv = ocireg_s3_put(S3(s)->s3, p, k, data, len, m, 1, NULL);
+    if (rv != APR_EEXIST)
+        return rv;
+    /* The client retries a PUT whose answer it lost; the retry then meets
+     * the object its first attempt created. */
+    rv = ocireg_s3_head(S3(s)->s3, p, k, &res);
+    if (rv == APR_ENOENT)
+        return APR_EEXIST;   /* there, and already replaced */
+    if (rv != APR_SUCCESS)
+        return rv;
+    theirs = apr_table_get(res.meta, META_TOKEN);
+    return theirs && strcmp(theirs, token) == 0 ? APR_SUCCESS : APR_EEXIST;
+}
+
 /* Creates `k` unless it exists (APR_EEXIST), then removes `previous`
  * (if any), which it replaces: numbered records whose writers race. */
 static apr_status_t create_replacing(ocireg_store *s, apr_pool_t *p,
                                      const char *k, const char *previous,
                                      const void *data, apr_size_t len)
 {
-    apr_status_t rv = ocireg_s3_put(S3(s)->s3, p, k, data, len, NULL, 1,
-                                    NULL);
+    apr_status_t rv = s3_create_only(s, p, k, data, len, NULL);
     if (rv == APR_SUCCESS && previous)
         ocireg_s3_delete(S3(s)->s3, p, previous, NULL);
     return rv;
@@ -115,6 +148,7 @@ static apr_status_t unlock_cleanup(void *data)
     ocireg_upload_lock *l = data;
     apr_pool_t *tmp;
     int a;
+    ocireg_s3_while_waiting_clear(l);
     if (!l->held)
         return APR_SUCCESS;
     l->held = 0;
@@ -136,10 +170,11 @@ void s3_upload_unlock(ocireg_upload_lock *l)
 static apr_status_t put_lock(ocireg_upload_lock *l, int create)
 {
     const char *text = ocireg_lock_owner_format(l->p, &l->me);
-    return ocireg_s3_put(S3(l->s)->s3, l->p,
-                         lock_key(l->s, l->p, l->uuid, l->version,
-                                  l->attempt),
-                         text, strlen(text), NULL, create, NULL);
+    const char *k = lock_key(l->s, l->p, l->uuid, l->version, l->attempt);
+    if (create)
+        return s3_create_only(l->s, l->p, k, text, strlen(text), NULL);
+    return ocireg_s3_put(S3(l->s)->s3, l->p, k, text, strlen(text), NULL, 0,
+                         NULL);
 }
 
 /* Whether the lock of this attempt may be taken over; APR_ENOENT when it
@@ -158,6 +193,11 @@ static apr_status_t lock_stale(ocireg_upload_lock *l, int *stale)
              || ocireg_lock_takeover(&holder, &l->me, apr_time_now(),
                                      ocireg_pid_alive);
     return APR_SUCCESS;
+}
+
+static void keep_while_waiting(void *ctx)
+{
+    s3_upload_lock_keep(ctx);
 }
 
 apr_status_t s3_upload_lock(ocireg_store *s, apr_pool_t *p,
@@ -197,6 +237,8 @@ apr_status_t s3_upload_lock(ocireg_store *s, apr_pool_t *p,
         return APR_EBUSY;
     l->held = 1;
     apr_pool_cleanup_register(p, l, unlock_cleanup, apr_pool_cleanup_null);
+    /* A request waiting on S3 (slow answers, retries) is at work too. */
+    ocireg_s3_while_waiting(keep_while_waiting, l);
     /* The lock is ours; is the record it changes still the latest? A
      * holder saves its record before it lets go of the lock, so what is
      * listed now is all there is. */
@@ -227,6 +269,7 @@ apr_status_t s3_claim_period(ocireg_store *s, apr_pool_t *p,
 
 void s3_upload_lock_drop(ocireg_upload_lock *l)
 {
+    ocireg_s3_while_waiting_clear(l);
     l->held = 0;
     apr_pool_cleanup_kill(l->p, l, unlock_cleanup);
 }

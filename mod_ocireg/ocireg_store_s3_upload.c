@@ -2,6 +2,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include <apr_strings.h>
+#include <apr_lib.h>
 #include <openssl/evp.h>
 #include <apr_file_io.h>
 #include "ocireg_store_s3_int.h"
@@ -18,6 +19,7 @@ struct ocireg_upload_writer {
     apr_status_t failed;        /* a write failed: nothing more is kept */
     apr_file_t *spool;          /* bytes of the current, unfinished part */
     apr_off_t cur;              /* how many */
+    ocireg_hash_state running;  /* midstate plus the spool's bytes */
     apr_off_t expected;         /* still to come in this request, or -1 */
     int changed;                /* the tail object must be rewritten */
     ocireg_s3_stream *part;     /* part being sent, or NULL */
@@ -26,14 +28,54 @@ struct ocireg_upload_writer {
 
 /* Uploads */
 
-/* A tail is named by where it starts and how long it is, so a request
- * that fails half-way never overwrites the tail the saved session state
- * points at. */
+/* A tail is named by a random token its state records, so no other
+ * request (a failed one, or one racing on the session after a lost lease)
+ * ever writes the tail a saved state points at. */
 static const char *tail_key(ocireg_store *s, apr_pool_t *p, const char *uuid,
-                            const s3_state *st, apr_off_t len)
+                            const s3_state *st)
 {
     return key(s, p, "uploads/", uuid,
-               apr_psprintf(p, "/tail.%u.%" APR_OFF_T_FMT, st->parts, len));
+               apr_pstrcat(p, "/tail.", st->tail_token, NULL));
+}
+
+static apr_status_t new_tail_token(s3_state *st)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char r[S3_TAIL_TOKEN / 2];
+    apr_status_t rv = apr_generate_random_bytes(r, sizeof(r));
+    apr_size_t i;
+    if (rv != APR_SUCCESS)
+        return rv;
+    for (i = 0; i < sizeof(r); i++) {
+        st->tail_token[2 * i] = hex[r[i] >> 4];
+        st->tail_token[2 * i + 1] = hex[r[i] & 15];
+    }
+    st->tail_token[S3_TAIL_TOKEN] = '\0';
+    return APR_SUCCESS;
+}
+
+apr_status_t s3_state_check(const unsigned char *state)
+{
+    const s3_state *st = (const s3_state *)state;
+    apr_size_t i;
+    if (st->magic != S3_STATE_MAGIC
+        || memchr(st->upload_id, '\0', sizeof(st->upload_id)) == NULL
+        || st->part_size == 0
+        || st->part_size > (apr_uint64_t)5 * 1024 * 1024 * 1024
+        || st->tail >= st->part_size || st->parts > S3_MAX_PARTS
+        || (st->parts > 0 && !st->upload_id[0]))
+        return S3_EBADSTATE;
+    /* The upload id goes into a query string: printable, no separators. */
+    for (i = 0; st->upload_id[i]; i++)
+        if (!apr_isgraph(st->upload_id[i]) || st->upload_id[i] == '&')
+            return S3_EBADSTATE;
+    if (st->tail == 0)
+        return st->tail_token[0] == '\0' ? APR_SUCCESS : S3_EBADSTATE;
+    for (i = 0; i < S3_TAIL_TOKEN; i++)
+        if (!apr_isxdigit(st->tail_token[i]) || apr_isupper(st->tail_token[i]))
+            return S3_EBADSTATE;
+    return st->tail_token[S3_TAIL_TOKEN] == '\0' ? APR_SUCCESS
+                                                 : S3_EBADSTATE;
 }
 
 /* Removes everything an upload kept under uploads/<uuid>/: tails of
@@ -69,13 +111,22 @@ apr_status_t s3_upload_create(ocireg_store *s, apr_pool_t *p,
     memset(st, 0, sizeof(*st));
     /* The multipart upload itself starts with the first full part: a blob
      * smaller than one part never needs one. */
+    st->magic = S3_STATE_MAGIC;
     st->part_size = (apr_uint64_t)S3(s)->part_size;
+    ocireg_hash_init(&st->midstate);
     return APR_SUCCESS;
 }
 
+typedef struct {
+    apr_file_t *f;
+    ocireg_hash_state *hash;
+} spool_fill;
+
 static apr_status_t spool_sink(void *ctx, const char *buf, apr_size_t n)
 {
-    return apr_file_write_full((apr_file_t *)ctx, buf, n, NULL);
+    spool_fill *fill = ctx;
+    ocireg_hash_update(fill->hash, buf, n);
+    return apr_file_write_full(fill->f, buf, n, NULL);
 }
 
 static apr_ssize_t spool_reader(void *ctx, char *buf, apr_size_t n)
@@ -92,11 +143,20 @@ static apr_status_t spool_open(ocireg_store *s, apr_pool_t *p,
 {
     char *tmpl = apr_pstrcat(p, S3(s)->spool_dir, "/ocireg-spool-XXXXXX",
                              NULL);
-    return apr_file_mktemp(f, tmpl,
-                           APR_FOPEN_CREATE | APR_FOPEN_READ
-                               | APR_FOPEN_WRITE | APR_FOPEN_EXCL
-                               | APR_FOPEN_DELONCLOSE | APR_FOPEN_BINARY,
-                           p);
+    apr_status_t rv = apr_file_mktemp(f, tmpl,
+                                      APR_FOPEN_CREATE | APR_FOPEN_READ
+                                          | APR_FOPEN_WRITE | APR_FOPEN_EXCL
+                                          | APR_FOPEN_BINARY,
+                                      p);
+    /* Nameless from the start: nothing is left behind, even by kill -9. */
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_remove(tmpl, p);
+        if (rv != APR_SUCCESS) {
+            apr_file_close(*f);
+            *f = NULL;
+        }
+    }
+    return rv;
 }
 
 static apr_status_t spool_rewind(apr_file_t *f)
@@ -106,18 +166,22 @@ static apr_status_t spool_rewind(apr_file_t *f)
 }
 
 /* Loads the tail object into a fresh spool: a bounded copy on local disk,
- * never in memory. */
+ * never in memory. *hash goes on from the state's midstate over the tail's
+ * bytes. */
 static apr_status_t load_tail(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, const s3_state *st,
-                              apr_file_t **spool)
+                              apr_file_t **spool, ocireg_hash_state *hash)
 {
     apr_status_t rv = spool_open(s, p, spool);
-    apr_off_t got = 0, len = st->tail;
+    apr_off_t got = 0, len = (apr_off_t)st->tail;
+    spool_fill fill;
+    *hash = st->midstate;
     if (rv != APR_SUCCESS || len == 0)
         return rv;
-    rv = ocireg_s3_get_stream(S3(s)->s3, p, tail_key(s, p, uuid, st, len),
-                              0, -1,
-                              spool_sink, *spool, NULL);
+    fill.f = *spool;
+    fill.hash = hash;
+    rv = ocireg_s3_get_stream(S3(s)->s3, p, tail_key(s, p, uuid, st),
+                              0, -1, spool_sink, &fill, NULL);
     if (rv == APR_SUCCESS)
         rv = apr_file_seek(*spool, APR_CUR, &got);
     if (rv == APR_SUCCESS && got != len)
@@ -136,12 +200,15 @@ apr_status_t s3_upload_open(ocireg_store *s, apr_pool_t *p,
     w->st = S3(s);
     w->p = p;
     w->uuid = uuid;
+    rv = s3_state_check(state);
+    if (rv != APR_SUCCESS)
+        return rv;
     memcpy(&w->state, state, sizeof(w->state));
     w->opened = w->state;
     if ((apr_off_t)(w->state.parts * w->state.part_size + w->state.tail)
         != offset)
         return APR_EGENERAL;
-    rv = load_tail(s, p, uuid, &w->state, &w->spool);
+    rv = load_tail(s, p, uuid, &w->state, &w->spool, &w->running);
     if (rv != APR_SUCCESS)
         return rv;
     w->cur = w->state.tail;
@@ -256,6 +323,7 @@ static apr_status_t write_some(ocireg_upload_writer *w, const char *buf,
         rv = apr_file_write_full(w->spool, buf, n, NULL);
         if (rv != APR_SUCCESS)
             return restart_part(w, rv);
+        ocireg_hash_update(&w->running, buf, n);
         w->changed = 1;
         w->cur += (apr_off_t)n;
         if (w->expected >= 0)
@@ -289,6 +357,7 @@ static apr_status_t write_some(ocireg_upload_writer *w, const char *buf,
                 return rv;
             chain_etag(w->state.etags, etag ? etag : "");
             w->state.parts++;
+            w->state.midstate = w->running;
             w->cur = 0;
             rv = apr_file_trunc(w->spool, 0);
             if (rv == APR_SUCCESS)
@@ -322,17 +391,19 @@ apr_status_t s3_upload_close(ocireg_upload_writer *w,
         }
     }
     if (rv == APR_SUCCESS && w->changed) {
+        w->state.tail_token[0] = '\0';
         if (w->cur > 0) {
-            rv = spool_rewind(w->spool);
+            rv = new_tail_token(&w->state);
+            if (rv == APR_SUCCESS)
+                rv = spool_rewind(w->spool);
             if (rv == APR_SUCCESS)
                 rv = ocireg_s3_put_stream(
-                    w->st->s3, w->p,
-                    tail_key(s, w->p, w->uuid, &w->state, w->cur), NULL,
-                    w->cur, spool_reader, w->spool, NULL);
+                    w->st->s3, w->p, tail_key(s, w->p, w->uuid, &w->state),
+                    NULL, w->cur, spool_reader, w->spool, NULL);
         }
         /* The previous tail goes once the new state is saved
          * (upload_settle): until then it is what that state names. */
-        w->state.tail = (apr_uint32_t)w->cur;
+        w->state.tail = (apr_uint64_t)w->cur;
     }
     apr_file_close(w->spool);
     if (rv != APR_SUCCESS) {
@@ -372,7 +443,8 @@ apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
 {
     s3_state *st = (s3_state *)state;
     apr_status_t rv = APR_SUCCESS;
-    if (st->upload_id[0]) {
+    /* Whatever the state holds, the session's uploads all go below. */
+    if (memchr(st->upload_id, '\0', sizeof(st->upload_id)) && st->upload_id[0]) {
         rv = ocireg_s3_mpu_abort(S3(s)->s3, p, data_key(s, p, uuid),
                                  st->upload_id);
         if (rv == APR_ENOENT)
@@ -392,17 +464,21 @@ apr_status_t s3_upload_settle(ocireg_store *s, apr_pool_t *p,
 {
     const s3_state *b = (const s3_state *)before;
     const s3_state *a = (const s3_state *)after;
-    if (b->tail == 0 || (b->parts == a->parts && b->tail == a->tail))
+    if (s3_state_check(before) != APR_SUCCESS
+        || s3_state_check(after) != APR_SUCCESS || b->tail == 0
+        || strcmp(b->tail_token, a->tail_token) == 0)
         return APR_SUCCESS;
-    return ocireg_s3_delete(S3(s)->s3, p, tail_key(s, p, uuid, b, b->tail),
-                            NULL);
+    return ocireg_s3_delete(S3(s)->s3, p, tail_key(s, p, uuid, b), NULL);
 }
 
 
 void s3_upload_cleanup(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, const unsigned char *state)
 {
-    abort_strays(s, p, uuid, ((const s3_state *)state)->upload_id);
+    const s3_state *st = (const s3_state *)state;
+    abort_strays(s, p, uuid,
+                 memchr(st->upload_id, '\0', sizeof(st->upload_id))
+                     ? st->upload_id : "");
     delete_upload_objects(s, p, uuid);
 }
 
@@ -425,44 +501,112 @@ static apr_status_t upload_spool(ocireg_store *s, apr_pool_t *p,
                                 spool, NULL);
 }
 
+/* Whether data/<uuid> is what an earlier Complete of this session made,
+ * when that Complete's answer was lost or the process died before the
+ * pointer: the key is the session's own, and size and part count (the
+ * "-<n>" of a multipart ETag) are the session's. */
+static int completed_before(ocireg_store *s, apr_pool_t *p, const char *dk,
+                            const s3_state *st, apr_off_t size)
+{
+    ocireg_s3_result res;
+    const char *dash;
+    char *end;
+    apr_int64_t n;
+    if (ocireg_s3_head(S3(s)->s3, p, dk, &res) != APR_SUCCESS
+        || res.content_length != size || !res.etag)
+        return 0;
+    dash = strrchr(res.etag, '-');
+    if (!dash)
+        return 0;
+    n = apr_strtoi64(dash + 1, &end, 10);
+    return (*end == '\0' || *end == '"')
+           && n == (apr_int64_t)st->parts + (st->tail > 0 ? 1 : 0);
+}
+
+/* The pointer blobs/sha256/<hex> -> data/<uuid>, created once: when two
+ * uploads of one blob finish at once, one pointer wins and the other's
+ * data goes, so one copy stays. A pointer that exists and names our own
+ * data is ours (an earlier attempt whose answer was lost, or a request of
+ * this session killed after writing it): its data stays. */
+static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
+                                  const char *bk, const char *dk,
+                                  apr_off_t size)
+{
+    ocireg_s3 *s3 = S3(s)->s3;
+    apr_table_t *meta = apr_table_make(p, 3);
+    ocireg_s3_result res;
+    const char *named;
+    apr_status_t rv;
+
+    apr_table_setn(meta, META_DATA, dk);
+    apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
+    rv = s3_create_only(s, p, bk, "", 0, meta);
+    if (rv != APR_EEXIST)
+        return rv;
+    rv = ocireg_s3_head(s3, p, bk, &res);
+    if (rv == APR_ENOENT)
+        /* Deleted meanwhile: our data stays for the client's retry. */
+        return OCIREG_S3_EUNAVAILABLE;
+    if (rv != APR_SUCCESS)
+        return rv;
+    named = apr_table_get(res.meta, META_DATA);
+    if (named && strcmp(named, dk) == 0)
+        return APR_SUCCESS;
+    /* Another upload's blob: ours is a second copy. */
+    ocireg_s3_delete(s3, p, dk, NULL);
+    return APR_SUCCESS;
+}
+
 apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
-                                     const char *uuid, unsigned char *state,
-                                     const char *digest, apr_off_t size)
+                              const char *uuid, unsigned char *state,
+                              const char *digest, apr_off_t size)
 {
     s3_state *st = (s3_state *)state;
     ocireg_s3 *s3 = S3(s)->s3;
     const char *bk = blob_key(s, p, digest), *dk = data_key(s, p, uuid);
     apr_array_header_t *parts;
-    apr_table_t *meta;
     apr_file_t *spool = NULL;
+    ocireg_hash_state hash;
+    char actual[80];
     apr_status_t rv;
     int i;
 
+    rv = s3_state_check(state);
+    if (rv != APR_SUCCESS)
+        return rv;
     if ((apr_off_t)(st->parts * st->part_size + st->tail) != size)
         return APR_EGENERAL;
-    /* Already stored (another repository, or a race): keep one copy. */
+    /* Already stored (another repository, a race, or this very session
+     * before a lost answer): keep one copy. */
     if (exists(s, p, bk) == APR_SUCCESS)
         return s3_upload_abort(s, p, uuid, state);
 
-    rv = load_tail(s, p, uuid, st, &spool);
+    rv = load_tail(s, p, uuid, st, &spool, &hash);
     if (rv != APR_SUCCESS)
         goto leave;
+    /* The full parts' hash and the tail's bytes must make the digest: a
+     * tail or midstate that another writer left is refused here. */
+    ocireg_hash_digest(&hash, actual);
+    if (strcmp(actual, digest) != 0) {
+        rv = OCIREG_STORE_ECONFLICT;
+        goto leave;
+    }
     if (st->parts == 0) {
         /* Smaller than one part: one PutObject, no multipart at all. */
-        rv = upload_spool(s, p, spool, st->tail, bk, NULL, 0);
+        rv = upload_spool(s, p, spool, (apr_off_t)st->tail, bk, NULL, 0);
         if (rv == APR_SUCCESS && st->upload_id[0])
             ocireg_s3_mpu_abort(s3, p, dk, st->upload_id);
         goto leave;
     }
     if (st->tail > 0) {
-        rv = upload_spool(s, p, spool, st->tail, dk, st->upload_id,
-                          (int)st->parts + 1);
+        rv = upload_spool(s, p, spool, (apr_off_t)st->tail, dk,
+                          st->upload_id, (int)st->parts + 1);
         if (rv != APR_SUCCESS)
-            goto leave;
+            goto completed;
     }
     rv = ocireg_s3_mpu_list_parts(s3, p, dk, st->upload_id, &parts);
     if (rv != APR_SUCCESS)
-        goto leave;
+        goto completed;
     /* Refuse to complete anything R2 would reject, or a gap. */
     for (i = 0; i < parts->nelts; i++) {
         ocireg_s3_part *pt = &APR_ARRAY_IDX(parts, i, ocireg_s3_part);
@@ -490,18 +634,13 @@ apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
         }
     }
     rv = ocireg_s3_mpu_complete(s3, p, dk, st->upload_id, parts);
-    if (rv != APR_SUCCESS)
-        goto leave;
-    meta = apr_table_make(p, 2);
-    apr_table_setn(meta, META_DATA, dk);
-    apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
-    /* Create-only: when two uploads of one blob finish at once, one
-     * pointer wins and the other's data goes, so one copy stays. */
-    rv = ocireg_s3_put(s3, p, bk, "", 0, meta, 1, NULL);
-    if (rv == APR_EEXIST) {
-        ocireg_s3_delete(s3, p, dk, NULL);
+completed:
+    /* NoSuchUpload: an earlier Complete of this session went through and
+     * only its answer (or the process) was lost. */
+    if (rv == APR_ENOENT && completed_before(s, p, dk, st, size))
         rv = APR_SUCCESS;
-    }
+    if (rv == APR_SUCCESS)
+        rv = write_pointer(s, p, bk, dk, size);
 leave:
     if (spool)
         apr_file_close(spool);
