@@ -438,11 +438,54 @@ static void abort_strays(ocireg_store *s, apr_pool_t *p, const char *uuid,
     }
 }
 
-apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
-                                    const char *uuid, unsigned char *state)
+/* data/<uuid> that a Complete made but no pointer names (a process killed
+ * between the two, and the client gave up): it goes with the session,
+ * unless the pointer of the session's own digest names it (a process
+ * killed after the pointer). That digest is the state's midstate over the
+ * tail; `bk` is the pointer when the caller knows it. Whatever cannot be
+ * told is kept. */
+static void drop_unnamed_data(ocireg_store *s, apr_pool_t *p,
+                              const char *uuid, const s3_state *st,
+                              const char *bk)
 {
-    s3_state *st = (s3_state *)state;
+    ocireg_s3 *s3 = S3(s)->s3;
+    const char *dk = data_key(s, p, uuid), *named;
+    ocireg_s3_result res;
+    apr_status_t rv;
+    if (ocireg_s3_head(s3, p, dk, NULL) != APR_SUCCESS)
+        return; /* the usual case: nothing completed */
+    if (!bk) {
+        apr_file_t *spool = NULL;
+        ocireg_hash_state hash;
+        char digest[80];
+        if (s3_state_check((const unsigned char *)st) != APR_SUCCESS)
+            return;
+        rv = load_tail(s, p, uuid, st, &spool, &hash);
+        if (spool)
+            apr_file_close(spool);
+        if (rv != APR_SUCCESS)
+            return;
+        ocireg_hash_digest(&hash, digest);
+        bk = blob_key(s, p, digest);
+    }
+    rv = ocireg_s3_head(s3, p, bk, &res);
+    if (rv == APR_SUCCESS) {
+        named = apr_table_get(res.meta, META_DATA);
+        if (named && strcmp(named, dk) == 0)
+            return;
+    }
+    else if (rv != APR_ENOENT) {
+        return;
+    }
+    ocireg_s3_delete(s3, p, dk, NULL);
+}
+
+static apr_status_t abort_session(ocireg_store *s, apr_pool_t *p,
+                                  const char *uuid, s3_state *st,
+                                  const char *bk)
+{
     apr_status_t rv = APR_SUCCESS;
+    drop_unnamed_data(s, p, uuid, st, bk);
     /* Whatever the state holds, the session's uploads all go below. */
     if (memchr(st->upload_id, '\0', sizeof(st->upload_id)) && st->upload_id[0]) {
         rv = ocireg_s3_mpu_abort(S3(s)->s3, p, data_key(s, p, uuid),
@@ -455,6 +498,12 @@ apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
         rv = delete_upload_objects(s, p, uuid);
     }
     return rv;
+}
+
+apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
+                             const char *uuid, unsigned char *state)
+{
+    return abort_session(s, p, uuid, (s3_state *)state, NULL);
 }
 
 apr_status_t s3_upload_settle(ocireg_store *s, apr_pool_t *p,
@@ -579,7 +628,7 @@ apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
     /* Already stored (another repository, a race, or this very session
      * before a lost answer): keep one copy. */
     if (exists(s, p, bk) == APR_SUCCESS)
-        return s3_upload_abort(s, p, uuid, state);
+        return abort_session(s, p, uuid, st, bk);
 
     rv = load_tail(s, p, uuid, st, &spool, &hash);
     if (rv != APR_SUCCESS)

@@ -295,3 +295,39 @@ def test_child_killed_at_finalize_step(lossy, name, method, target):
     push.failures.append(("PUT", "killed"))
     push.put()
     push.check(rgw, inst.storage["prefix"])
+
+
+def test_child_killed_after_complete_then_upload_cancelled(lossy):
+    """Complete went through, the child died before the pointer, and the
+    client gives up (DELETE of the session): the completed data object
+    goes with the session."""
+    inst, proxy, rgw = lossy
+    data = os.urandom(sum(PATCHES))
+    push = Push(inst, "killed/cancelled", data)
+    push.post()
+    for n in PATCHES:
+        push.patch(n)
+    rule = proxy.hold("POST", r"/data/[^?]+\?uploadId=")
+    c = RawConnection(inst.port, timeout=120)
+    try:
+        c.send_head("PUT", path_of(push.loc) + ("&" if "?" in push.loc else "?")
+                    + "digest=" + push.digest, {"Content-Length": "0"})
+        assert rule.fired.wait(60), f"{rule} never matched: {proxy.requests()[-20:]}"
+        kill_child_serving(inst, c.sock)
+    finally:
+        rule.release(drop=True)
+        c.close()
+        proxy.clear()
+    prefix = inst.storage["prefix"]
+    uuid = path_of(push.loc).split("?")[0].rsplit("/", 1)[1]
+    # the data object is complete, and no pointer names it yet
+    assert rgw.client().head_object(Bucket=rgw.bucket,
+                                    Key=prefix + "data/" + uuid)["ContentLength"] == len(data)
+    r = requests.delete(push.base + push.loc)
+    assert r.status_code == 204, r.text
+    h = requests.head(f"{push.base}/v2/{push.repo}/blobs/{push.digest}")
+    assert h.status_code == 404
+    assert_nothing_left(rgw, prefix)
+    assert [o["Key"] for o in rgw.client().list_objects_v2(
+        Bucket=rgw.bucket, Prefix=prefix + "data/").get("Contents", [])
+        if o["Key"].endswith(uuid)] == []
