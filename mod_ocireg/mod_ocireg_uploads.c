@@ -173,8 +173,8 @@ static int finish_upload(ocireg_req *q, const char *uuid,
     if (rv == OCIREG_STORE_ECONFLICT) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "OCIREG00024: upload %s: stored parts differ from "
-                      "what the session sent (a racing request wrote over "
-                      "them); the upload is dropped",
+                      "what the session sent (a racing request, or a "
+                      "change in the bucket); the upload is dropped",
                       uuid);
         q->store->ops->upload_abort(q->store, r->pool, uuid, s->driver);
         session_forget(q, uuid);
