@@ -13,6 +13,7 @@ answer of each finalize step is held back."""
 import hashlib
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,7 +45,10 @@ def lossy(rgw, base_dir):
     storage = rgw.storage(base_dir, "s3-lossy", part_size="5M",
                           extra=["OCIRegS3Timeouts 5 20", "OCIRegS3Retries 2"])
     storage["endpoint"] = proxy.endpoint
-    inst = HttpdInstance("s3-lossy", base_dir, storage=storage)
+    # The test config's Timeout is 30: a lease of 31 s is renewed every
+    # ~10 s, so a renewal while waiting on S3 can be watched.
+    inst = HttpdInstance("s3-lossy", base_dir, storage=storage,
+                         global_extra="OCIRegUploadLease 31")
     inst.start()
     yield inst, proxy, rgw
     try:
@@ -367,3 +371,50 @@ def test_tail_changed_behind_the_session_refused(lossy):
     h = requests.head(f"{push.base}/v2/{push.repo}/blobs/{push.digest}")
     assert h.status_code == 404
     assert_nothing_left(rgw, prefix)
+
+
+def test_lease_renewed_while_waiting_on_s3(lossy):
+    """The answer to the session record's PUT is held back: while the
+    request waits on S3, its lock's lease is renewed (the lock object's
+    expiry moves on), so no other host takes the session over."""
+    inst, proxy, rgw = lossy
+    data = os.urandom(sum(PATCHES))
+    push = Push(inst, "lease/waiting", data)
+    push.post()
+    prefix = inst.storage["prefix"]
+    uuid = path_of(push.loc).split("?")[0].rsplit("/", 1)[1]
+    c = rgw.client()
+
+    def lock_expiry():
+        keys = [o["Key"] for o in c.list_objects_v2(
+            Bucket=rgw.bucket, Prefix=f"{prefix}uploads/{uuid}/lock.").get("Contents", [])]
+        if not keys:
+            return None
+        return int(c.get_object(Bucket=rgw.bucket, Key=sorted(keys)[-1])["Body"]
+                   .read().split()[-1])
+
+    rule = proxy.hold("PUT", r"/uploads/[^/?]+/state\.")
+    patcher = threading.Thread(target=push.patch, args=(PATCHES[0],))
+    try:
+        patcher.start()
+        assert rule.fired.wait(60), f"{rule} never matched"
+        first = lock_expiry()
+        assert first is not None
+        deadline = time.monotonic() + 40
+        while True:
+            now = lock_expiry()
+            # still held and waiting on the same answer
+            assert now is not None and patcher.is_alive() and rule.count == 1, \
+                "the request stopped waiting before its lease was renewed"
+            if now > first:
+                break
+            assert time.monotonic() < deadline, "the lease was not renewed while waiting"
+            time.sleep(0.2)
+    finally:
+        rule.release()
+        patcher.join(60)
+        proxy.clear()
+    assert push.sent == PATCHES[0]
+    push.patch(PATCHES[1])
+    push.put()
+    push.check(rgw, prefix)
