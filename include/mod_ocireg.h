@@ -35,8 +35,9 @@ extern int ocireg_conf_upload_slots;
 extern apr_interval_time_t ocireg_conf_upload_expiry;
 /* How long a host that stopped answering keeps a session locked against
  * other hosts (ocireg_lock.h); longer than httpd's Timeout, so a holder
- * waiting on a slow client does not lose it. */
-#define OCIREG_DEFAULT_UPLOAD_LEASE apr_time_from_sec(120)
+ * waiting on a slow client does not lose it. Unset, it is Timeout plus
+ * this margin. */
+#define OCIREG_UPLOAD_LEASE_MARGIN apr_time_from_sec(60)
 extern apr_interval_time_t ocireg_conf_upload_lease;
 
 /* Starts the background expiry of idle uploads (mod_ocireg_expiry.c). */

@@ -8,7 +8,12 @@
  * over when its holder is known to be gone: once its lease has run out;
  * sooner on this host, when its process is dead or when it belongs to this
  * very instance, whose shared-memory lock on the session the taker holds
- * (a taker without that lock says instance 0). */
+ * (a taker without that lock says instance 0).
+ *
+ * "Host" is the kernel's boot id and the pid namespace, not the hostname:
+ * containers that share a hostname (or one image's default) are different
+ * hosts whose pids name different processes, and a rebooted machine is a
+ * new host whose old locks are dead. */
 #ifndef OCIREG_LOCK_H
 #define OCIREG_LOCK_H
 
@@ -37,6 +42,15 @@ int ocireg_lock_owner_parse(const char *text, apr_size_t len,
 int ocireg_lock_takeover(const ocireg_lock_owner *holder,
                          const ocireg_lock_owner *me, apr_time_t now,
                          int (*alive)(apr_int64_t pid));
+
+/* This host's identity for lock records, "<boot id>/<pid namespace
+ * inode>" (at most OCIREG_LOCK_HOST_MAX characters, one word, written to
+ * out); `fallback` (the hostname) when /proc cannot tell. The _from form
+ * reads the given files, for tests. */
+void ocireg_lock_host_id(const char *fallback, char *out);
+void ocireg_lock_host_id_from(const char *boot_id_path,
+                              const char *pid_ns_path, const char *fallback,
+                              char *out);
 
 /* kill(pid, 0) does not say "no such process". */
 int ocireg_pid_alive(apr_int64_t pid);

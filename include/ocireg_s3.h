@@ -131,6 +131,14 @@ void ocireg_s3_part_abort(ocireg_s3_stream *st);
 const char *ocireg_s3_presign_get(ocireg_s3 *s3, apr_pool_t *p,
                                   const char *key, int seconds);
 
+/* While a request of the calling thread waits on the backend (a slow
+ * answer, a retry's backoff, a part stream), fn(ctx) is called about once
+ * a second, e.g. to renew a lease; never from within itself. Cleared by
+ * ocireg_s3_while_waiting_clear(ctx), which does nothing when another ctx
+ * was set since. */
+void ocireg_s3_while_waiting(void (*fn)(void *ctx), void *ctx);
+void ocireg_s3_while_waiting_clear(void *ctx);
+
 /* What the last failed request of the calling thread was and how the
  * backend answered, for the error log (never holds credentials). */
 const char *ocireg_s3_last_error(void);

@@ -53,7 +53,7 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     (void)ptemp;
     ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
     ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
-    ocireg_conf_upload_lease = OCIREG_DEFAULT_UPLOAD_LEASE;
+    ocireg_conf_upload_lease = 0; /* unset: from Timeout (check_config) */
     return ap_mutex_register(pconf, OCIREG_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
                              0);
 }
@@ -250,10 +250,38 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return ocireg_expiry_start(pconf, s);
 }
 
+/* A lock holder may wait up to Timeout for the client's next bytes before
+ * it can renew its lease: the lease must outlast that wait. */
+static int settle_upload_lease(server_rec *s)
+{
+    apr_interval_time_t timeout = 0;
+    server_rec *v;
+    for (v = s; v; v = v->next)
+        if (v->timeout > timeout)
+            timeout = v->timeout;
+    if (ocireg_conf_upload_lease == 0) {
+        ocireg_conf_upload_lease = timeout + OCIREG_UPLOAD_LEASE_MARGIN;
+        return OK;
+    }
+    if (ocireg_conf_upload_lease > timeout)
+        return OK;
+    ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                 "OCIREG00100: OCIRegUploadLease %" APR_TIME_T_FMT " s must "
+                 "be longer than httpd's Timeout (%" APR_TIME_T_FMT " s): a "
+                 "holder waiting that long on its client would lose its lock",
+                 apr_time_sec(ocireg_conf_upload_lease),
+                 apr_time_sec(timeout));
+    return HTTP_INTERNAL_SERVER_ERROR;
+}
+
 static int check_config(apr_pool_t *pconf, apr_pool_t *plog,
                         apr_pool_t *ptemp, server_rec *s)
 {
+    int rc;
     (void)plog;
+    rc = settle_upload_lease(s);
+    if (rc != OK)
+        return rc;
     return open_stores(pconf, ptemp, s, 1);
 }
 

@@ -14,7 +14,7 @@
 
 int ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
 apr_interval_time_t ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
-apr_interval_time_t ocireg_conf_upload_lease = OCIREG_DEFAULT_UPLOAD_LEASE;
+apr_interval_time_t ocireg_conf_upload_lease = 0;
 
 #define MIB (1024 * 1024)
 #define DEFAULT_PART_SIZE (16 * MIB)
@@ -374,7 +374,7 @@ const command_rec ocireg_cmds[] = {
                   "(default 86400)"),
     AP_INIT_TAKE1("OCIRegUploadLease", cmd_upload_lease, NULL, RSRC_CONF,
                   "seconds a host that stopped answering keeps an upload "
-                  "locked against other hosts (default 120)"),
+                  "locked against other hosts (default: httpd's Timeout + 60)"),
     AP_INIT_TAKE1("OCIRegS3Bucket", set_bucket, NULL, RSRC_CONF,
                   "bucket of the s3 storage"),
     AP_INIT_TAKE1("OCIRegS3Prefix", set_prefix, NULL, RSRC_CONF,

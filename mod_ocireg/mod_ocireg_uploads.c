@@ -173,8 +173,8 @@ static int finish_upload(ocireg_req *q, const char *uuid,
     if (rv == OCIREG_STORE_ECONFLICT) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "OCIREG00024: upload %s: stored parts differ from "
-                      "what the session sent (a racing request wrote over "
-                      "them); the upload is dropped",
+                      "what the session sent (a racing request, or a "
+                      "change in the bucket); the upload is dropped",
                       uuid);
         q->store->ops->upload_abort(q->store, r->pool, uuid, s->driver);
         session_forget(q, uuid);
@@ -375,11 +375,11 @@ static apr_status_t session_read(ocireg_req *q, const char *uuid,
 
 static void lock_owner(ocireg_req *q, ocireg_lock_owner *me)
 {
+    char name[OCIREG_LOCK_HOST_MAX + 1];
     memset(me, 0, sizeof(*me));
-    if (apr_gethostname(me->host, sizeof(me->host), q->r->pool)
-        != APR_SUCCESS)
-        strcpy(me->host, "localhost");
-    me->host[strcspn(me->host, " \t\r\n")] = '\0';
+    if (apr_gethostname(name, sizeof(name), q->r->pool) != APR_SUCCESS)
+        strcpy(name, "localhost");
+    ocireg_lock_host_id(name, me->host);
     /* The instance vouches for its own processes only while this request
      * holds the session's slot (ocireg_lock.h). */
     me->instance = q->held_slot ? ocireg_uploads_instance(q->uploads) : 0;

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <apr_strings.h>
 #include "ocireg_lock.h"
 
@@ -59,4 +60,50 @@ int ocireg_lock_takeover(const ocireg_lock_owner *holder,
 int ocireg_pid_alive(apr_int64_t pid)
 {
     return !(kill((pid_t)pid, 0) != 0 && errno == ESRCH);
+}
+
+/* The first line of a small file, or "" when it cannot be read. */
+static void read_line(const char *path, char *out, apr_size_t size)
+{
+    FILE *f = fopen(path, "r");
+    out[0] = '\0';
+    if (!f)
+        return;
+    if (!fgets(out, (int)size, f))
+        out[0] = '\0';
+    fclose(f);
+    out[strcspn(out, " \t\r\n")] = '\0';
+}
+
+void ocireg_lock_host_id_from(const char *boot_id_path,
+                              const char *pid_ns_path, const char *fallback,
+                              char *out)
+{
+    char boot[64], ns[64], digits[24];
+    ssize_t n;
+    apr_size_t i, d = 0;
+    read_line(boot_id_path, boot, sizeof(boot));
+    n = readlink(pid_ns_path, ns, sizeof(ns) - 1);
+    ns[n > 0 ? n : 0] = '\0';
+    /* "pid:[4026531836]": the namespace's inode number */
+    for (i = 0; ns[i] && d + 1 < sizeof(digits); i++)
+        if (ns[i] >= '0' && ns[i] <= '9')
+            digits[d++] = ns[i];
+    digits[d] = '\0';
+    if (boot[0] && d > 0 && strlen(boot) + 1 + d <= OCIREG_LOCK_HOST_MAX)
+        apr_snprintf(out, OCIREG_LOCK_HOST_MAX + 1, "%s/%s", boot, digits);
+    else
+        apr_snprintf(out, OCIREG_LOCK_HOST_MAX + 1, "%s",
+                     fallback && fallback[0] ? fallback : "localhost");
+    /* One word: the lock record is space-separated. */
+    for (i = 0; out[i]; i++)
+        if (out[i] == ' ' || out[i] == '\t' || out[i] == '\r'
+            || out[i] == '\n')
+            out[i] = '_';
+}
+
+void ocireg_lock_host_id(const char *fallback, char *out)
+{
+    ocireg_lock_host_id_from("/proc/sys/kernel/random/boot_id",
+                             "/proc/self/ns/pid", fallback, out);
 }

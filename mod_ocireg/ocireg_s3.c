@@ -77,6 +77,48 @@ apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
     return APR_SUCCESS;
 }
 
+/* The calling thread's "still working" hook (ocireg_s3_while_waiting). */
+static __thread void (*waiting_fn)(void *ctx);
+static __thread void *waiting_ctx;
+static __thread int in_waiting_fn;
+
+void ocireg_s3_while_waiting(void (*fn)(void *ctx), void *ctx)
+{
+    waiting_fn = fn;
+    waiting_ctx = ctx;
+}
+
+void ocireg_s3_while_waiting_clear(void *ctx)
+{
+    if (waiting_ctx == ctx) {
+        waiting_fn = NULL;
+        waiting_ctx = NULL;
+    }
+}
+
+static void still_waiting(void)
+{
+    /* The hook may itself talk to the backend: not again from there. */
+    if (!waiting_fn || in_waiting_fn)
+        return;
+    in_waiting_fn = 1;
+    waiting_fn(waiting_ctx);
+    in_waiting_fn = 0;
+}
+
+/* libcurl calls this about once a second while a transfer waits. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)ud;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    still_waiting();
+    return 0;
+}
+
 /* Request description, shared by plain requests and part streams. */
 typedef struct {
     const char *method;
@@ -288,6 +330,8 @@ static struct curl_slist *prepare(ocireg_s3 *s3, CURL *h, s3_req *rq)
     }
     if (s3->cfg.ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, s3->cfg.ca_file);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, rq);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -413,6 +457,7 @@ static apr_status_t perform(ocireg_s3 *s3, s3_req *rq)
         if (rv != OCIREG_S3_EUNAVAILABLE || rq->reader || rq->sink
             || attempt >= s3->cfg.retries)
             break;
+        still_waiting();
         apr_sleep(apr_time_from_msec(100) << attempt);
     }
     return rv;
@@ -842,6 +887,7 @@ static apr_status_t stream_pump(ocireg_s3_stream *st, int finishing)
             st->res.code = "stalled";
             return note_failure(&st->rq, OCIREG_S3_EUNAVAILABLE);
         }
+        still_waiting();
         curl_multi_poll(st->multi, NULL, 0, 200, NULL);
     }
 }

@@ -42,6 +42,9 @@ def test_good_config_passes(tmp_path):
     ("OCIRegUploadLease 86401", "OCIRegUploadLease"),
     ("<VirtualHost 127.0.0.1:1>\nOCIRegUploadLease 60\n</VirtualHost>",
      "OCIRegUploadLease"),
+    # the test config's Timeout is 30: a lease must outlast it
+    ("OCIRegUploadLease 30", "OCIRegUploadLease"),
+    ("OCIRegUploadLease 200\nTimeout 300", "OCIRegUploadLease"),
 ])
 def test_bad_global_directive(tmp_path, extra, directive):
     rc, out = configtest(tmp_path, global_extra=extra)

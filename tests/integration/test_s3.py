@@ -12,6 +12,7 @@ per-test error-log guard covers them (conftest._RUNNING), and at the end of
 the module their logs since the last test and their shutdown are checked,
 and no multipart upload may be left under their prefixes."""
 
+import re
 import hashlib
 import json
 import os
@@ -176,9 +177,13 @@ def data_key(inst, uid):
     return inst.prefix + "data/" + uid
 
 
-def tail_key(inst, uid, sent):
-    """A tail is named by the parts before it and its length."""
-    return inst.prefix + f"uploads/{uid}/tail.{sent // PART}.{sent % PART}"
+def tail_keys(s3c, rgw, inst, uid):
+    """The session's tail objects: uploads/<uuid>/tail.<32 hex>, a random
+    name the session's state records."""
+    tails = [k for k in upload_objects(s3c, rgw, inst, uid) if k.startswith("tail")]
+    for k in tails:
+        assert re.fullmatch(r"tail\.[0-9a-f]{32}", k), k
+    return tails
 
 
 def upload_objects(s3c, rgw, inst, uid):
@@ -246,12 +251,12 @@ def assert_parts_before_put(rgw, s3c, inst, uid, sent):
         k, _, sizes = mpus[0]
         assert k == data_key(inst, uid)
         assert sizes == [PART] * full, f"{sent} bytes sent: part sizes {sizes}"
-    tails = [k for k in upload_objects(s3c, rgw, inst, uid) if k.startswith("tail")]
+    tails = tail_keys(s3c, rgw, inst, uid)
     if sent % PART:
-        t = head(s3c, rgw, tail_key(inst, uid, sent))
-        assert t is not None and t["ContentLength"] == sent % PART, (sent, t)
         # earlier tails are gone once the state moved past them
-        assert tails == [f"tail.{sent // PART}.{sent % PART}"], (sent, tails)
+        assert len(tails) == 1, (sent, tails)
+        t = head(s3c, rgw, inst.prefix + f"uploads/{uid}/{tails[0]}")
+        assert t is not None and t["ContentLength"] == sent % PART, (sent, t)
     else:
         assert tails == [], f"{sent} bytes sent (whole parts) but tail objects: {tails}"
 

@@ -3,6 +3,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -99,6 +101,56 @@ static void test_pid_alive(void **st)
     assert_false(ocireg_pid_alive(0x7ffffff0));
 }
 
+/* Two containers with one hostname are two hosts: boot id and pid
+ * namespace name the host, so neither takes over the other's live lock. */
+static void test_host_id_is_boot_and_pid_namespace(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/ocireg-lock-XXXXXX";
+    char boot[64], ns1[64], ns2[64], a[OCIREG_LOCK_HOST_MAX + 1],
+        b[OCIREG_LOCK_HOST_MAX + 1], c[OCIREG_LOCK_HOST_MAX + 1];
+    FILE *f;
+    assert_non_null(mkdtemp(dir));
+    snprintf(boot, sizeof(boot), "%s/boot_id", dir);
+    snprintf(ns1, sizeof(ns1), "%s/ns1", dir);
+    snprintf(ns2, sizeof(ns2), "%s/ns2", dir);
+    f = fopen(boot, "w");
+    assert_non_null(f);
+    fputs("fbfd6f8b-960f-441d-8015-5e7490cd821e\n", f);
+    fclose(f);
+    assert_int_equal(symlink("pid:[4026531836]", ns1), 0);
+    assert_int_equal(symlink("pid:[4026532201]", ns2), 0);
+
+    ocireg_lock_host_id_from(boot, ns1, "web", a);
+    ocireg_lock_host_id_from(boot, ns2, "web", b);
+    assert_string_equal(a, "fbfd6f8b-960f-441d-8015-5e7490cd821e/4026531836");
+    assert_string_not_equal(a, b);
+
+    /* a live holder in the other container keeps its lock */
+    apr_time_t now = apr_time_from_sec(1000000);
+    ocireg_lock_owner holder = make(b, 7, 200, now + apr_time_from_sec(60));
+    ocireg_lock_owner me = make(a, 8, 100, now + apr_time_from_sec(60));
+    dead_pid = 200; /* that pid means nothing in our namespace */
+    assert_false(ocireg_lock_takeover(&holder, &me, now, alive_unless_dead));
+
+    /* unreadable /proc: the hostname, one word */
+    ocireg_lock_host_id_from("/nonexistent", "/nonexistent", "my host", c);
+    assert_string_equal(c, "my_host");
+
+    /* the real one parses back from a lock record */
+    ocireg_lock_host_id("web", c);
+    assert_true(strlen(c) > 0 && strchr(c, ' ') == NULL);
+    holder = make(c, 1, 2, 3);
+    const char *text = ocireg_lock_owner_format(pool, &holder);
+    assert_true(ocireg_lock_owner_parse(text, strlen(text), &me));
+    assert_string_equal(me.host, c);
+
+    unlink(ns1);
+    unlink(ns2);
+    unlink(boot);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -106,6 +158,7 @@ int main(void)
         cmocka_unit_test(test_parse_refuses_garbage),
         cmocka_unit_test(test_takeover_rules),
         cmocka_unit_test(test_pid_alive),
+        cmocka_unit_test(test_host_id_is_boot_and_pid_namespace),
     };
     int rc;
     apr_initialize();

@@ -1,0 +1,145 @@
+/* Private to the S3 store (ocireg_store_s3*.c): its types, key helpers
+ * and the operations each of its files provides. */
+#ifndef OCIREG_STORE_S3_INT_H
+#define OCIREG_STORE_S3_INT_H
+
+#include <apr_strings.h>
+#include "ocireg_store.h"
+#include "ocireg_s3.h"
+#include "ocireg_parse.h"
+#include "ocireg_hash.h"
+
+#define META_DATA "ocireg-data"
+#define META_SIZE "ocireg-size"
+#define META_TOKEN "ocireg-token"
+
+typedef struct {
+    ocireg_s3 *s3;
+    const char *prefix;
+    apr_off_t part_size;
+    const char *spool_dir;
+    int redirect_seconds;
+    int retries;
+} s3_store;
+
+/* What a session remembers between requests; lives in the session slot
+ * and in the session's records, so it is checked (s3_state_check) before
+ * any use: a record read back from a shared bucket is input too. */
+#define S3_STATE_MAGIC 0x33537432u   /* "3St2": this layout */
+#define S3_TAIL_TOKEN 32             /* hex characters of a tail's name */
+#define S3_MAX_PARTS 10000           /* S3 and R2 take no more */
+typedef struct {
+    apr_uint64_t part_size;      /* fixed when the session starts */
+    apr_uint32_t magic;
+    apr_uint32_t parts;          /* full parts uploaded */
+    apr_uint64_t tail;           /* bytes in the tail object (< part_size) */
+    /* SHA-256 chained over the ETags of the full parts, in order: what
+     * Complete is about to join must be what this session's requests sent,
+     * never parts a racing request (one that lost its lease) rewrote. */
+    unsigned char etags[32];
+    /* SHA-256 of the full parts' bytes (the running state at the last part
+     * boundary): finishing hashes the tail on top of it and refuses a blob
+     * whose bytes are not the digest's. */
+    ocireg_hash_state midstate;
+    /* The tail object's name, uploads/<uuid>/tail.<token>: random, so
+     * that no other request, even one racing on this session, ever writes
+     * the object this state names. Empty when tail is 0. */
+    char tail_token[S3_TAIL_TOKEN + 1];
+    char upload_id[OCIREG_DRIVER_STATE_SIZE - 184 - (S3_TAIL_TOKEN + 1)];
+} s3_state;
+
+typedef char s3_state_fits[sizeof(s3_state) <= OCIREG_DRIVER_STATE_SIZE
+                               ? 1 : -1];
+typedef char s3_upload_id_room[sizeof(((s3_state *)0)->upload_id) >= 256
+                                   ? 1 : -1];
+
+/* A state that fails the check: the request fails (500), nothing else. */
+#define S3_EBADSTATE APR_EGENERAL
+
+/* APR_SUCCESS for a state this store can use; never trusts it before. */
+apr_status_t s3_state_check(const unsigned char *state);
+
+#define S3(s) ((s3_store *)(s)->impl)
+
+static inline const char *key(ocireg_store *s, apr_pool_t *p, const char *a,
+                       const char *b, const char *c)
+{
+    return apr_pstrcat(p, S3(s)->prefix, a, b, c, NULL);
+}
+
+static inline const char *blob_key(ocireg_store *s, apr_pool_t *p, const char *d)
+{
+    return key(s, p, "blobs/", ocireg_digest_path(p, d), "");
+}
+
+static inline const char *repo_key(ocireg_store *s, apr_pool_t *p, const char *name,
+                            const char *rest)
+{
+    return key(s, p, "repositories/", name, rest);
+}
+
+static inline apr_status_t put_empty(ocireg_store *s, apr_pool_t *p, const char *k)
+{
+    return ocireg_s3_put(S3(s)->s3, p, k, "", 0, NULL, 0, NULL);
+}
+
+static inline apr_status_t exists(ocireg_store *s, apr_pool_t *p, const char *k)
+{
+    return ocireg_s3_head(S3(s)->s3, p, k, NULL);
+}
+
+/* ocireg_store_s3_records.c: session records, locks, sweep claims */
+
+/* Creates k with If-None-Match: * and a random token in its metadata
+ * (META_TOKEN). APR_EEXIST only when the object is someone else's: one
+ * that carries our token is our own earlier attempt, whose answer was lost
+ * and which the S3 client retried. */
+apr_status_t s3_create_only(ocireg_store *s, apr_pool_t *p, const char *k,
+                            const void *data, apr_size_t len,
+                            const apr_table_t *meta);
+const char *s3_state_key(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                      apr_uint64_t version);
+apr_status_t s3_latest_state(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                          apr_uint64_t *version);
+apr_status_t s3_state_put(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                          apr_uint64_t version, const void *data,
+                          apr_size_t len);
+apr_status_t s3_state_get(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                          apr_uint64_t *version, void **data,
+                          apr_size_t *len);
+apr_status_t s3_upload_lock(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                            apr_uint64_t version, const ocireg_lock_owner *me,
+                            ocireg_upload_lock **out);
+apr_status_t s3_claim_period(ocireg_store *s, apr_pool_t *p, const char *what,
+                             apr_int64_t period);
+void s3_upload_lock_keep(ocireg_upload_lock *l);
+void s3_upload_unlock(ocireg_upload_lock *l);
+void s3_upload_lock_drop(ocireg_upload_lock *l);
+
+/* ocireg_store_s3_upload.c: upload sessions */
+apr_status_t s3_upload_create(ocireg_store *s, apr_pool_t *p,
+                              const char *uuid, unsigned char *state);
+apr_status_t s3_upload_open(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                            unsigned char *state, apr_off_t offset,
+                            apr_off_t expected, ocireg_upload_writer **out);
+apr_status_t s3_upload_write(ocireg_upload_writer *w, const char *buf,
+                             apr_size_t len);
+apr_status_t s3_upload_close(ocireg_upload_writer *w, unsigned char *state);
+apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
+                              const char *uuid, unsigned char *state,
+                              const char *digest, apr_off_t size);
+apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
+                             const char *uuid, unsigned char *state);
+void s3_upload_cleanup(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                       const unsigned char *state);
+apr_off_t s3_chunk_min_length(ocireg_store *s);
+apr_off_t s3_max_blob_size(ocireg_store *s);
+apr_status_t s3_upload_sweep(ocireg_store *s, apr_pool_t *p,
+                             apr_time_t before,
+                             int (*live)(void *ctx, const char *uuid),
+                             void *ctx, int *swept);
+apr_status_t s3_upload_settle(ocireg_store *s, apr_pool_t *p,
+                              const char *uuid, const unsigned char *before,
+                              const unsigned char *after);
+
+#endif

@@ -1,0 +1,287 @@
+/* The S3 store: session records, locks and sweep claims. */
+#include <string.h>
+#include <apr_strings.h>
+#include "ocireg_store_s3_int.h"
+
+/* Records and locks carry zero-padded versions, so that a listing sorts
+ * them. */
+const char *s3_state_key(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                             apr_uint64_t version)
+{
+    return key(s, p, "uploads/", uuid,
+               apr_psprintf(p, "/state.%020" APR_UINT64_T_FMT, version));
+}
+
+static const char *lock_key(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                            apr_uint64_t version, int attempt)
+{
+    return key(s, p, "uploads/", uuid,
+               apr_psprintf(p, "/lock.%020" APR_UINT64_T_FMT ".%d", version,
+                            attempt));
+}
+
+/* The version of the session's latest record: 0 and APR_ENOENT when it
+ * has none. */
+apr_status_t s3_latest_state(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, apr_uint64_t *version)
+{
+    apr_array_header_t *keys;
+    apr_status_t rv = ocireg_s3_list(S3(s)->s3, p,
+                                     key(s, p, "uploads/", uuid, "/state."),
+                                     NULL, &keys);
+    int i;
+    *version = 0;
+    for (i = 0; rv == APR_SUCCESS && i < keys->nelts; i++) {
+        const char *v = APR_ARRAY_IDX(keys, i, const char *);
+        char *end;
+        apr_uint64_t n = (apr_uint64_t)apr_strtoi64(v, &end, 10);
+        if (*end == '\0' && n > *version)
+            *version = n;
+    }
+    if (rv == APR_SUCCESS && *version == 0)
+        rv = APR_ENOENT;
+    return rv;
+}
+
+apr_status_t s3_create_only(ocireg_store *s, apr_pool_t *p, const char *k,
+                            const void *data, apr_size_t len,
+                            const apr_table_t *meta)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char r[16];
+    char token[sizeof(r) * 2 + 1];
+    apr_table_t *m = meta ? apr_table_copy(p, meta) : apr_table_make(p, 1);
+    ocireg_s3_result res;
+    const char *theirs;
+    apr_size_t i;
+    apr_status_t rv = apr_generate_random_bytes(r, sizeof(r));
+    if (rv != APR_SUCCESS)
+        return rv;
+    for (i = 0; i < sizeof(r); i++) {
+        token[2 * i] = hex[r[i] >> 4];
+        token[2 * i + 1] = hex[r[i] & 15];
+    }
+    token[sizeof(token) - 1] = '\0';
+    apr_table_set(m, META_TOKEN, token);
+    rv = ocireg_s3_put(S3(s)->s3, p, k, data, len, m, 1, NULL);
+    if (rv != APR_EEXIST)
+        return rv;
+    /* The client retries a PUT whose answer it lost; the retry then meets
+     * the object its first attempt created. */
+    rv = ocireg_s3_head(S3(s)->s3, p, k, &res);
+    if (rv == APR_ENOENT)
+        return APR_EEXIST;   /* there, and already replaced */
+    if (rv != APR_SUCCESS)
+        return rv;
+    theirs = apr_table_get(res.meta, META_TOKEN);
+    return theirs && strcmp(theirs, token) == 0 ? APR_SUCCESS : APR_EEXIST;
+}
+
+/* Creates `k` unless it exists (APR_EEXIST), then removes `previous`
+ * (if any), which it replaces: numbered records whose writers race. */
+static apr_status_t create_replacing(ocireg_store *s, apr_pool_t *p,
+                                     const char *k, const char *previous,
+                                     const void *data, apr_size_t len)
+{
+    apr_status_t rv = s3_create_only(s, p, k, data, len, NULL);
+    if (rv == APR_SUCCESS && previous)
+        ocireg_s3_delete(S3(s)->s3, p, previous, NULL);
+    return rv;
+}
+
+apr_status_t s3_state_put(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, apr_uint64_t version,
+                                 const void *data, apr_size_t len)
+{
+    /* Create-only: of two writers of one version (a holder whose lease ran
+     * out, and its successor), exactly one succeeds. */
+    return create_replacing(
+        s, p, s3_state_key(s, p, uuid, version),
+        version > 1 ? s3_state_key(s, p, uuid, version - 1) : NULL, data, len);
+}
+
+apr_status_t s3_state_get(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, apr_uint64_t *version,
+                                 void **data, apr_size_t *len)
+{
+    ocireg_s3_result res;
+    apr_status_t rv;
+    int attempt;
+    /* A record listed may be replaced before it is read: list again. */
+    for (attempt = 0; attempt < 5; attempt++) {
+        rv = s3_latest_state(s, p, uuid, version);
+        if (rv != APR_SUCCESS)
+            return rv;
+        rv = ocireg_s3_get_small(S3(s)->s3, p,
+                                 s3_state_key(s, p, uuid, *version), 64 * 1024,
+                                 &res);
+        if (rv != APR_ENOENT)
+            break;
+    }
+    if (rv == APR_SUCCESS) {
+        *data = res.body;
+        *len = res.body_len;
+    }
+    return rv;
+}
+
+/* The lock is an object created with If-None-Match: *, so of two hosts
+ * only one creates it. Its name holds the version it changes, and an
+ * attempt number, so that taking over a dead holder's lock is itself a
+ * create that only one taker wins. */
+#define LOCK_ATTEMPTS 64
+
+struct ocireg_upload_lock {
+    ocireg_store *s;
+    apr_pool_t *p;
+    const char *uuid;
+    apr_uint64_t version;
+    int attempt;                 /* locks 0..attempt go at unlock */
+    int held;
+    ocireg_lock_owner me;
+    apr_interval_time_t lease;
+    apr_time_t renewed;
+};
+
+static apr_status_t unlock_cleanup(void *data)
+{
+    ocireg_upload_lock *l = data;
+    apr_pool_t *tmp;
+    int a;
+    ocireg_s3_while_waiting_clear(l);
+    if (!l->held)
+        return APR_SUCCESS;
+    l->held = 0;
+    /* Not l->p: this may run while that pool is being destroyed. */
+    if (apr_pool_create(&tmp, NULL) != APR_SUCCESS)
+        return APR_SUCCESS;
+    for (a = l->attempt; a >= 0; a--)
+        ocireg_s3_delete(S3(l->s)->s3, tmp,
+                         lock_key(l->s, tmp, l->uuid, l->version, a), NULL);
+    apr_pool_destroy(tmp);
+    return APR_SUCCESS;
+}
+
+void s3_upload_unlock(ocireg_upload_lock *l)
+{
+    apr_pool_cleanup_run(l->p, l, unlock_cleanup);
+}
+
+static apr_status_t put_lock(ocireg_upload_lock *l, int create)
+{
+    const char *text = ocireg_lock_owner_format(l->p, &l->me);
+    const char *k = lock_key(l->s, l->p, l->uuid, l->version, l->attempt);
+    if (create)
+        return s3_create_only(l->s, l->p, k, text, strlen(text), NULL);
+    return ocireg_s3_put(S3(l->s)->s3, l->p, k, text, strlen(text), NULL, 0,
+                         NULL);
+}
+
+/* Whether the lock of this attempt may be taken over; APR_ENOENT when it
+ * went meanwhile. */
+static apr_status_t lock_stale(ocireg_upload_lock *l, int *stale)
+{
+    ocireg_lock_owner holder;
+    ocireg_s3_result res;
+    apr_status_t rv = ocireg_s3_get_small(
+        S3(l->s)->s3, l->p,
+        lock_key(l->s, l->p, l->uuid, l->version, l->attempt), 4096, &res);
+    if (rv != APR_SUCCESS)
+        return rv;
+    /* An unreadable lock was never written by a holder that works. */
+    *stale = !ocireg_lock_owner_parse(res.body, res.body_len, &holder)
+             || ocireg_lock_takeover(&holder, &l->me, apr_time_now(),
+                                     ocireg_pid_alive);
+    return APR_SUCCESS;
+}
+
+static void keep_while_waiting(void *ctx)
+{
+    s3_upload_lock_keep(ctx);
+}
+
+apr_status_t s3_upload_lock(ocireg_store *s, apr_pool_t *p,
+                                   const char *uuid, apr_uint64_t version,
+                                   const ocireg_lock_owner *me,
+                                   ocireg_upload_lock **out)
+{
+    ocireg_upload_lock *l = apr_pcalloc(p, sizeof(*l));
+    apr_uint64_t latest;
+    apr_status_t rv = APR_EBUSY;
+    int retries = 0, stale;
+
+    l->s = s;
+    l->p = p;
+    l->uuid = uuid;
+    l->version = version;
+    l->me = *me;
+    l->renewed = apr_time_now();
+    l->lease = me->expires - l->renewed;
+    for (l->attempt = 0; l->attempt < LOCK_ATTEMPTS; l->attempt++) {
+        rv = put_lock(l, 1);
+        if (rv == APR_SUCCESS)
+            break;
+        if (rv != APR_EEXIST)
+            return rv;
+        rv = lock_stale(l, &stale);
+        if (rv == APR_ENOENT && retries++ < 3) {
+            l->attempt--; /* released meanwhile: try it again */
+            continue;
+        }
+        if (rv != APR_SUCCESS)
+            return rv;
+        if (!stale)
+            return APR_EBUSY;
+    }
+    if (rv != APR_SUCCESS)
+        return APR_EBUSY;
+    l->held = 1;
+    apr_pool_cleanup_register(p, l, unlock_cleanup, apr_pool_cleanup_null);
+    /* A request waiting on S3 (slow answers, retries) is at work too. */
+    ocireg_s3_while_waiting(keep_while_waiting, l);
+    /* The lock is ours; is the record it changes still the latest? A
+     * holder saves its record before it lets go of the lock, so what is
+     * listed now is all there is. */
+    rv = s3_latest_state(s, p, uuid, &latest);
+    if (rv == APR_SUCCESS && latest != version)
+        rv = OCIREG_STORE_ESTALE;
+    if (rv != APR_SUCCESS) {
+        s3_upload_unlock(l);
+        return rv;
+    }
+    *out = l;
+    return APR_SUCCESS;
+}
+
+static const char *claim_key(ocireg_store *s, apr_pool_t *p,
+                             const char *what, apr_int64_t period)
+{
+    return key(s, p, "claims/", what,
+               apr_psprintf(p, ".%" APR_INT64_T_FMT, period));
+}
+
+apr_status_t s3_claim_period(ocireg_store *s, apr_pool_t *p,
+                                    const char *what, apr_int64_t period)
+{
+    return create_replacing(s, p, claim_key(s, p, what, period),
+                            claim_key(s, p, what, period - 1), "", 0);
+}
+
+void s3_upload_lock_drop(ocireg_upload_lock *l)
+{
+    ocireg_s3_while_waiting_clear(l);
+    l->held = 0;
+    apr_pool_cleanup_kill(l->p, l, unlock_cleanup);
+}
+
+void s3_upload_lock_keep(ocireg_upload_lock *l)
+{
+    apr_time_t now = apr_time_now();
+    if (!l->held || now - l->renewed < l->lease / 3)
+        return;
+    l->renewed = now;
+    l->me.expires = now + l->lease;
+    /* A failed renewal is no error: the lease runs out, and the holder's
+     * record, written create-only, cannot overwrite a successor's. */
+    put_lock(l, 0);
+}
