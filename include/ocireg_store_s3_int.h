@@ -18,6 +18,10 @@ typedef struct {
     const char *spool_dir;
     int redirect_seconds;
     int retries;
+    /* ocireg_store_s3.c: this process saw the listing index complete
+     * (set once, never cleared), or when it last saw it was not. */
+    volatile apr_uint32_t listing_ready;
+    apr_time_t listing_checked;
 } s3_store;
 
 /* What a session remembers between requests; lives in the session slot. */
