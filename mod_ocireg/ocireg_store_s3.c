@@ -158,15 +158,47 @@ static const char *catalog_key(ocireg_store *s, apr_pool_t *p,
     return key(s, p, "catalog/", name, "");
 }
 
+#define CATALOG_SEEN_SLOTS 512
+
+/* The slot a name would have in catalog_seen; *known when it is there. */
+static apr_size_t catalog_slot(ocireg_store *s, const char *name, int *known)
+{
+    apr_size_t slot = ocireg_store_id(name) % CATALOG_SEEN_SLOTS;
+    *known = 0;
+    if (S3(s)->catalog_lock && S3(s)->catalog_seen) {
+        apr_thread_mutex_lock(S3(s)->catalog_lock);
+        *known = strcmp(S3(s)->catalog_seen[slot], name) == 0;
+        apr_thread_mutex_unlock(S3(s)->catalog_lock);
+    }
+    return slot;
+}
+
+static void catalog_remember(ocireg_store *s, apr_size_t slot,
+                             const char *name)
+{
+    if (S3(s)->catalog_lock && S3(s)->catalog_seen
+        && strlen(name) < sizeof(S3(s)->catalog_seen[0])) {
+        apr_thread_mutex_lock(S3(s)->catalog_lock);
+        strcpy(S3(s)->catalog_seen[slot], name);
+        apr_thread_mutex_unlock(S3(s)->catalog_lock);
+    }
+}
+
 static apr_status_t s3_manifest_link(ocireg_store *s, apr_pool_t *p,
                                      const char *name, const char *digest,
                                      const char *media_type)
 {
     /* The catalog's entry first: a linked manifest's repository is always
-     * listed. Writing it again is harmless. */
-    apr_status_t rv = put_empty(s, p, catalog_key(s, p, name));
-    if (rv != APR_SUCCESS)
-        return rv;
+     * listed. The module never removes an entry, so one written once by
+     * this process needs no second write. */
+    int known;
+    apr_size_t slot = catalog_slot(s, name, &known);
+    if (!known) {
+        apr_status_t rv = put_empty(s, p, catalog_key(s, p, name));
+        if (rv != APR_SUCCESS)
+            return rv;
+        catalog_remember(s, slot, name);
+    }
     return ocireg_s3_put(S3(s)->s3, p,
                          link_key(s, p, name, "_manifests", digest),
                          media_type, strlen(media_type), NULL, 0, NULL);
@@ -617,6 +649,13 @@ apr_status_t ocireg_store_s3_create(apr_pool_t *pool,
     st->spool_dir = apr_pstrdup(pool, cfg->spool_dir);
     st->redirect_seconds = cfg->redirect_seconds;
     st->retries = cfg->retries;
+    /* Without the table every manifest link writes its catalog entry. */
+    if (apr_thread_mutex_create(&st->catalog_lock, APR_THREAD_MUTEX_DEFAULT,
+                                pool) == APR_SUCCESS)
+        st->catalog_seen = apr_pcalloc(pool, sizeof(*st->catalog_seen)
+                                                 * CATALOG_SEEN_SLOTS);
+    else
+        st->catalog_lock = NULL;
     s->ops = &s3_ops;
     s->impl = st;
     s->id = ocireg_store_id(apr_pstrcat(pool, "s3:", cfg->endpoint, "/",
