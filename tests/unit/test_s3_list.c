@@ -23,12 +23,14 @@
 #include <apr_pools.h>
 #include <apr_strings.h>
 #include "ocireg_s3.h"
+#include "ocireg_store.h"
 
 #define KEY_FMT "pfx/key-%08d"
 
 static int listen_fd = -1, port;
 static volatile int total_keys;      /* keys under pfx/ */
 static volatile int list_requests;   /* ListObjectsV2 requests answered */
+static volatile int other_requests;  /* HEAD and PUT */
 static pthread_mutex_t count_lock = PTHREAD_MUTEX_INITIALIZER;
 static apr_pool_t *pool;
 
@@ -70,18 +72,41 @@ static void percent_decode(char *s)
     *o = '\0';
 }
 
+/* The keys a prefix holds: pfx/key-N for the helper's tests; for the
+ * store's, every repository's blob link under repositories/ (what the
+ * catalog backfill scans) and its entry under catalog/. */
+static void key_for(char *key, size_t size, const char *prefix, int i)
+{
+    if (strstr(prefix, "repositories"))
+        snprintf(key, size, "pfx/repositories/r%08d/_layers/sha256/"
+                 "%064d", i, i);
+    else if (strstr(prefix, "catalog"))
+        snprintf(key, size, "pfx/catalog/r%08d", i);
+    else
+        snprintf(key, size, KEY_FMT, i);
+}
+
+/* The position after a key: its first number. */
+static int index_after(const char *key)
+{
+    const char *d = key + strcspn(key, "0123456789");
+    return atoi(d) + 1;
+}
+
 static void answer(int fd, const char *target)
 {
-    char v[256], key[64];
+    char v[256], key[256], prefix[256] = "";
     int from = 0, max = 1000, i, end;
     size_t cap = 1 << 20, len = 0;
     char *body = malloc(cap), head[256];
 
+    if (param(prefix, sizeof(prefix), target, "prefix"))
+        percent_decode(prefix);
     if (param(v, sizeof(v), target, "continuation-token"))
         from = atoi(v);
     else if (param(v, sizeof(v), target, "start-after")) {
         percent_decode(v);
-        from = atoi(v + strlen("pfx/key-")) + 1;
+        from = index_after(v);
     }
     if (param(v, sizeof(v), target, "max-keys"))
         max = atoi(v);
@@ -99,7 +124,7 @@ static void answer(int fd, const char *target)
                                 "<NextContinuationToken>%d"
                                 "</NextContinuationToken>", end);
     for (i = from; i < end; i++) {
-        snprintf(key, sizeof(key), KEY_FMT, i);
+        key_for(key, sizeof(key), prefix, i);
         len += (size_t)snprintf(
             body + len, cap - len,
             "<Contents><Key>%s</Key><LastModified>2026-11-29T00:00:00.000Z"
@@ -133,10 +158,29 @@ static void *serve_connection(void *arg)
         have += (size_t)n;
         buf[have] = '\0';
         while ((end = strstr(buf, "\r\n\r\n")) != NULL) {
-            char target[8192];
+            char target[8192], method[16];
             size_t used = (size_t)(end + 4 - buf);
-            if (sscanf(buf, "GET %8191s", target) == 1)
+            const char *cl = strcasestr(buf, "\r\ncontent-length:");
+            long body = cl && cl < end ? atol(cl + 17) : 0;
+            if (sscanf(buf, "%15s %8191s", method, target) != 2)
+                break;
+            /* Request bodies (the marker's PUT) are empty here. */
+            if (body > 0)
+                break;
+            if (strcmp(method, "GET") == 0)
                 answer(fd, target);
+            else {
+                /* HEAD: nothing there; PUT: stored. */
+                const char *r = strcmp(method, "HEAD") == 0
+                    ? "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+                    : "HTTP/1.1 200 OK\r\nETag: \"e\"\r\n"
+                      "Content-Length: 0\r\n\r\n";
+                pthread_mutex_lock(&count_lock);
+                other_requests++;
+                pthread_mutex_unlock(&count_lock);
+                if (write(fd, r, strlen(r)) < 0)
+                    break;
+            }
             memmove(buf, buf + used, have - used);
             have -= used;
             buf[have] = '\0';
@@ -299,6 +343,74 @@ static long peak_kib(int pages, int keep_all)
     return kib;
 }
 
+/* The same for the S3 store's catalog on a store without its index: the
+ * first page scans every key under repositories/ (the backfill), then
+ * lists one page of catalog/. */
+static long catalog_peak_kib(int repos)
+{
+    int fds[2];
+    pid_t pid;
+    long kib = -1;
+
+    total_keys = repos;
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        apr_pool_t *p;
+        struct rusage ru;
+        ocireg_store_s3_config cfg;
+        ocireg_store *store;
+        apr_array_header_t *names = NULL;
+        int more = 0;
+        apr_status_t rv;
+        close(fds[0]);
+        apr_pool_create(&p, NULL);
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.endpoint = apr_psprintf(p, "http://127.0.0.1:%d", port);
+        cfg.bucket = "bkt";
+        cfg.region = "us-east-1";
+        cfg.access_key = "AKIDTEST";
+        cfg.secret_key = "secret";
+        cfg.prefix = "pfx/";
+        cfg.connect_timeout_ms = 5000;
+        cfg.timeout_ms = 30000;
+        cfg.part_size = 5 * 1024 * 1024;
+        cfg.spool_dir = "/tmp";
+        rv = ocireg_store_s3_create(p, &cfg, &store);
+        if (rv == APR_SUCCESS)
+            rv = store->ops->repo_list(store, p, NULL, 1000, &names, &more);
+        getrusage(RUSAGE_SELF, &ru);
+        kib = rv == APR_SUCCESS && names->nelts == (repos < 1000 ? repos
+                                                                 : 1000)
+                      && more == (repos > 1000)
+                  ? ru.ru_maxrss
+                  : -1;
+        if (write(fds[1], &kib, sizeof(kib)) != sizeof(kib))
+            _exit(1);
+        _exit(0);
+    }
+    close(fds[1]);
+    assert_int_equal(read(fds[0], &kib, sizeof(kib)), sizeof(kib));
+    close(fds[0]);
+    waitpid(pid, NULL, 0);
+    assert_true(kib > 0);
+    return kib;
+}
+
+static void test_catalog_memory_bounded(void **st)
+{
+    long one, many;
+    (void)st;
+    other_requests = 0;
+    one = catalog_peak_kib(1000);
+    many = catalog_peak_kib(100000);
+    print_message("peak RSS of the S3 catalog's first page on a store "
+                  "without index: 1000 repositories: %ld KiB; 100000 "
+                  "repositories: %ld KiB (+%ld)\n", one, many, many - one);
+    assert_true(many - one < 2048);
+}
+
 static void test_memory_bounded_by_a_page(void **st)
 {
     long one, some, many, all;
@@ -344,6 +456,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paging),
         cmocka_unit_test(test_memory_bounded_by_a_page),
+        cmocka_unit_test(test_catalog_memory_bounded),
     };
     return cmocka_run_group_tests(tests, setup_server, NULL);
 }
