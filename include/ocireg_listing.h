@@ -26,6 +26,25 @@ typedef struct {
 void ocireg_paginate(apr_pool_t *p, const apr_array_header_t *all,
                      const char *last, int n, ocireg_page *out);
 
+/* The n smallest names after `last` of a stream seen once in any order
+ * (a directory read), in fixed memory: n slots of OCIREG_SELECT_NAME_MAX
+ * bytes, whatever the stream holds. Longer names are ignored. */
+#define OCIREG_SELECT_NAME_MAX 256
+typedef struct {
+    int n, count;
+    char **heap;                   /* max-heap of the slots in use */
+    const char *last;
+    int (*cmp)(const char *a, const char *b);
+    int more;                      /* a name after last did not fit */
+} ocireg_select;
+
+void ocireg_select_init(ocireg_select *sel, apr_pool_t *p, int n,
+                        const char *last,
+                        int (*cmp)(const char *a, const char *b));
+void ocireg_select_offer(ocireg_select *sel, const char *name);
+/* The selected names in cmp order (copies in p). */
+apr_array_header_t *ocireg_select_sorted(ocireg_select *sel, apr_pool_t *p);
+
 /* "<base?n=N&last=L>; rel=\"next\"", with '&' when base has a query. */
 const char *ocireg_next_link(apr_pool_t *p, const char *base, int n,
                              const char *last);

@@ -78,9 +78,36 @@ apr_status_t ocireg_s3_get_stream(ocireg_s3 *s3, apr_pool_t *p,
 apr_status_t ocireg_s3_delete(ocireg_s3 *s3, apr_pool_t *p, const char *key,
                               ocireg_s3_result *res);
 
-/* ListObjectsV2 of every key under prefix (all pages), without the
- * prefix. With a delimiter, common prefixes are listed too (ending in
- * the delimiter). */
+/* Listing. ListObjectsV2 pages through keys under a prefix in byte order.
+ * Every listing goes through ocireg_s3_list_pages, so memory stays at one
+ * page (at most OCIREG_S3_LIST_PAGE keys) whatever the prefix holds. */
+#define OCIREG_S3_LIST_PAGE 1000
+/* Returned by a listing callback: enough, no more keys or requests. */
+#define OCIREG_S3_LIST_STOP (APR_OS_START_USERERR + 703)
+
+typedef struct {
+    const char *prefix;
+    const char *delimiter;       /* NULL: none */
+    const char *start_after;     /* a whole key (prefix included), NULL */
+    int max_keys;                /* keys per request, 1..1000 (0: 1000) */
+} ocireg_s3_list_args;
+
+/* Gets each key of a page without the prefix (a common prefix ends in the
+ * delimiter, is_prefix set). The key and anything allocated from `page`
+ * go when the page does: keep copies in a pool of your own. APR_SUCCESS
+ * goes on, OCIREG_S3_LIST_STOP ends the listing successfully, anything
+ * else ends it and is returned. */
+typedef apr_status_t (*ocireg_s3_list_fn)(void *ctx, apr_pool_t *page,
+                                          const char *key, int is_prefix);
+
+/* Lists page by page until the end or a stop. With `more`: after a stop,
+ * whether keys follow the one the callback stopped at. */
+apr_status_t ocireg_s3_list_pages(ocireg_s3 *s3, apr_pool_t *p,
+                                  const ocireg_s3_list_args *a,
+                                  ocireg_s3_list_fn fn, void *ctx, int *more);
+
+/* Every key under prefix (all pages) into an array, without the prefix:
+ * for prefixes known to be small (one upload's objects). */
 apr_status_t ocireg_s3_list(ocireg_s3 *s3, apr_pool_t *p, const char *prefix,
                             const char *delimiter, apr_array_header_t **keys);
 

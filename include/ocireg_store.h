@@ -86,9 +86,14 @@ typedef struct {
                             const char *tag, const char **digest);
     apr_status_t (*tag_delete)(ocireg_store *s, apr_pool_t *p,
                                const char *name, const char *tag);
-    /* All tags, unordered. APR_ENOENT when the repository does not exist. */
+    /* One page of tags in lexical order (ocireg_listing.h): at most n
+     * (0 < n <= OCIREG_PAGE_MAX) after `last` (NULL: from the first), and
+     * in *more whether any follow. Memory and store requests are bounded
+     * by the page, not by how many tags there are. APR_ENOENT when the
+     * repository does not exist. */
     apr_status_t (*tag_list)(ocireg_store *s, apr_pool_t *p, const char *name,
-                             apr_array_header_t **tags);
+                             const char *last, int n,
+                             apr_array_header_t **tags, int *more);
 
     /* Referrers of a subject digest: descriptor JSON texts, keyed by the
      * referring manifest's digest. */
@@ -98,16 +103,25 @@ typedef struct {
     apr_status_t (*referrer_remove)(ocireg_store *s, apr_pool_t *p,
                                     const char *name, const char *subject,
                                     const char *digest);
-    /* Descriptor texts ordered by referring digest. */
-    apr_status_t (*referrer_list)(ocireg_store *s, apr_pool_t *p,
+    /* Hands each descriptor text to fn in order of referring digest,
+     * starting after `last` (NULL: the first), until fn returns non-zero.
+     * Texts live in a pool that goes after the call: fn copies what it
+     * keeps. Memory is bounded by one batch of entries. */
+    apr_status_t (*referrer_each)(ocireg_store *s, apr_pool_t *p,
                                   const char *name, const char *subject,
-                                  apr_array_header_t **descriptors);
+                                  const char *last,
+                                  int (*fn)(void *ctx, const char *digest,
+                                            const char *descriptor),
+                                  void *ctx);
 
+    /* Whether the repository holds anything (one cheap request). */
     apr_status_t (*repo_exists)(ocireg_store *s, apr_pool_t *p,
                                 const char *name);
-    /* All repository names, unordered. */
+    /* One page of the catalog in lexical order, as tag_list. A repository
+     * is listed once a manifest was linked in it. */
     apr_status_t (*repo_list)(ocireg_store *s, apr_pool_t *p,
-                              apr_array_header_t **names);
+                              const char *last, int n,
+                              apr_array_header_t **names, int *more);
 
     /* Uploads. `state` is the driver's OCIREG_DRIVER_STATE_SIZE bytes kept
      * with the session. */

@@ -4,6 +4,7 @@
 #define OCIREG_STORE_S3_INT_H
 
 #include <apr_strings.h>
+#include <apr_thread_mutex.h>
 #include "ocireg_store.h"
 #include "ocireg_s3.h"
 #include "ocireg_parse.h"
@@ -20,6 +21,15 @@ typedef struct {
     const char *spool_dir;
     int redirect_seconds;
     int retries;
+    /* ocireg_store_s3.c: this process saw the listing index complete
+     * (set once, never cleared), or when it last saw it was not. */
+    volatile apr_uint32_t listing_ready;
+    apr_time_t listing_checked;
+    /* Repositories whose catalog entry this process wrote (or saw written):
+     * a small direct-mapped table of names, so repeated pushes to one
+     * repository do not write the entry again. */
+    apr_thread_mutex_t *catalog_lock;
+    char (*catalog_seen)[256];
 } s3_store;
 
 /* What a session remembers between requests; lives in the session slot

@@ -51,43 +51,50 @@ static json_t *string_array(const apr_array_header_t *items)
 }
 
 static void set_next_link(request_rec *r, const char *base, int n,
-                          const ocireg_page *page)
+                          const apr_array_header_t *items, int more)
 {
     const char *last;
-    if (!page->more || page->items->nelts == 0)
+    /* n=0 asks for an empty page and no Link, by the spec's letter. */
+    if (!more || n == 0 || items->nelts == 0)
         return;
-    last = APR_ARRAY_IDX(page->items, page->items->nelts - 1, const char *);
+    last = APR_ARRAY_IDX(items, items->nelts - 1, const char *);
     apr_table_setn(r->headers_out, "Link",
                    ocireg_next_link(r->pool, base, n, last));
 }
 
+/* How many entries a page holds: n if given, never over the maximum. */
+static int page_size(int n)
+{
+    return n < 0 || n > OCIREG_PAGE_MAX ? OCIREG_PAGE_MAX : n;
+}
+
+/* The store hands one page, already ordered: its cost is the page's, not
+ * the repository's. */
 int ocireg_handle_tags(ocireg_req *q)
 {
     request_rec *r = q->r;
     apr_array_header_t *tags;
-    ocireg_page page;
     const char *last;
     json_t *root;
     apr_status_t rv;
-    int n, status = page_args(r, &n, &last, 0);
+    int more, n, status = page_args(r, &n, &last, 0);
 
     if (status != DECLINED)
         return status;
-    rv = q->store->ops->tag_list(q->store, r->pool, q->route.name, &tags);
+    rv = q->store->ops->tag_list(q->store, r->pool, q->route.name, last,
+                                 page_size(n), &tags, &more);
     if (rv == APR_ENOENT)
         return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_NAME_UNKNOWN, NULL,
                             q->route.name);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "tag list");
-    ocireg_sort_strings(tags);
-    ocireg_paginate(r->pool, tags, last, n, &page);
     set_next_link(r,
                   apr_pstrcat(r->pool, "/v2/", q->route.name, "/tags/list",
                               NULL),
-                  n, &page);
+                  n, tags, more);
     root = json_object();
     json_object_set_new(root, "name", json_string(q->route.name));
-    json_object_set_new(root, "tags", string_array(page.items));
+    json_object_set_new(root, "tags", string_array(tags));
     return send_json(r, root, "application/json");
 }
 
@@ -95,32 +102,64 @@ int ocireg_handle_catalog(ocireg_req *q)
 {
     request_rec *r = q->r;
     apr_array_header_t *names;
-    ocireg_page page;
     const char *last;
     json_t *root;
     apr_status_t rv;
-    int n, status = page_args(r, &n, &last, 1);
+    int more, n, status = page_args(r, &n, &last, 1);
 
     if (status != DECLINED)
         return status;
-    rv = q->store->ops->repo_list(q->store, r->pool, &names);
+    rv = q->store->ops->repo_list(q->store, r->pool, last, page_size(n),
+                                  &names, &more);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "repository list");
-    ocireg_sort_strings(names);
-    ocireg_paginate(r->pool, names, last, n, &page);
-    set_next_link(r, "/v2/_catalog", n, &page);
+    set_next_link(r, "/v2/_catalog", n, names, more);
     root = json_object();
-    json_object_set_new(root, "repositories", string_array(page.items));
+    json_object_set_new(root, "repositories", string_array(names));
     return send_json(r, root, "application/json");
 }
 
-/* Referrers are ordered by their digest; `last` is a digest. */
+/* Referrers are ordered by their digest; `last` is a digest. The store
+ * hands them one by one from `last` on, and stops once the page and one
+ * more (for the Link) are found. */
+typedef struct {
+    apr_pool_t *p;
+    apr_pool_t *scratch;           /* one entry's parsing, cleared each */
+    const char *atype;
+    int limit;
+    apr_array_header_t *digests, *descriptors;
+    int more;
+} referrer_page;
+
+static int take_referrer(void *ctx, const char *digest, const char *d)
+{
+    referrer_page *pg = ctx;
+    const char *dg;
+    apr_pool_clear(pg->scratch);
+    dg = ocireg_descriptor_string(pg->scratch, d, "digest");
+    if (!dg || strcmp(dg, digest) != 0)
+        return 0;
+    if (pg->atype) {
+        const char *at = ocireg_descriptor_string(pg->scratch, d,
+                                                  "artifactType");
+        if (!at || strcmp(at, pg->atype) != 0)
+            return 0;
+    }
+    if (pg->descriptors->nelts == pg->limit) {
+        pg->more = 1;
+        return 1;
+    }
+    APR_ARRAY_PUSH(pg->digests, const char *) = apr_pstrdup(pg->p, dg);
+    APR_ARRAY_PUSH(pg->descriptors, const char *) = apr_pstrdup(pg->p, d);
+    return 0;
+}
+
 int ocireg_handle_referrers(ocireg_req *q)
 {
     request_rec *r = q->r;
-    apr_array_header_t *all, *digests, *page_desc;
     const char *subject = q->route.arg, *last, *atype, *base;
-    int i, n, limit, bad = 0, status;
+    referrer_page pg;
+    int n, bad = 0, status;
 
     if (ocireg_digest_parse(subject) == OCIREG_DIGEST_BAD)
         return ocireg_respond_error(r, HTTP_BAD_REQUEST, OCIREG_E_DIGEST_INVALID,
@@ -134,48 +173,35 @@ int ocireg_handle_referrers(ocireg_req *q)
     if (atype && !*atype)
         atype = NULL;
 
-    if (q->store->ops->referrer_list(q->store, r->pool, q->route.name,
-                                     subject, &all)
-        != APR_SUCCESS)
-        all = apr_array_make(r->pool, 1, sizeof(const char *));
-
-    limit = n < 0 || n > OCIREG_PAGE_MAX ? OCIREG_PAGE_MAX : n;
-    digests = apr_array_make(r->pool, 8, sizeof(const char *));
-    page_desc = apr_array_make(r->pool, 8, sizeof(const char *));
-    for (i = 0; i < all->nelts; i++) {
-        const char *d = APR_ARRAY_IDX(all, i, const char *);
-        const char *dg = ocireg_descriptor_string(r->pool, d, "digest");
-        const char *at;
-        if (!dg || (last && strcmp(dg, last) <= 0))
-            continue;
-        if (atype) {
-            at = ocireg_descriptor_string(r->pool, d, "artifactType");
-            if (!at || strcmp(at, atype) != 0)
-                continue;
-        }
-        if (page_desc->nelts == limit) {
-            /* One more exists: point to the next page. */
-            base = apr_pstrcat(r->pool, "/v2/", q->route.name, "/referrers/",
-                               subject, NULL);
-            if (atype)
-                base = apr_pstrcat(r->pool, base, "?artifactType=",
-                                   ocireg_query_escape(r->pool, atype), NULL);
-            if (limit > 0)
-                apr_table_setn(r->headers_out, "Link",
-                               ocireg_next_link(r->pool, base, limit,
-                                                APR_ARRAY_IDX(
-                                                    digests,
-                                                    digests->nelts - 1,
-                                                    const char *)));
-            break;
-        }
-        APR_ARRAY_PUSH(digests, const char *) = dg;
-        APR_ARRAY_PUSH(page_desc, const char *) = d;
+    memset(&pg, 0, sizeof(pg));
+    pg.p = r->pool;
+    apr_pool_create(&pg.scratch, r->pool);
+    pg.atype = atype;
+    pg.limit = page_size(n);
+    pg.digests = apr_array_make(r->pool, 8, sizeof(const char *));
+    pg.descriptors = apr_array_make(r->pool, 8, sizeof(const char *));
+    /* An unreadable listing answers an empty index, as an unknown subject
+     * does. */
+    if (pg.limit > 0)
+        q->store->ops->referrer_each(q->store, r->pool, q->route.name,
+                                     subject, last, take_referrer, &pg);
+    if (pg.more && pg.limit > 0) {
+        base = apr_pstrcat(r->pool, "/v2/", q->route.name, "/referrers/",
+                           subject, NULL);
+        if (atype)
+            base = apr_pstrcat(r->pool, base, "?artifactType=",
+                               ocireg_query_escape(r->pool, atype), NULL);
+        apr_table_setn(r->headers_out, "Link",
+                       ocireg_next_link(r->pool, base, pg.limit,
+                                        APR_ARRAY_IDX(pg.digests,
+                                                      pg.digests->nelts - 1,
+                                                      const char *)));
     }
     if (atype)
         apr_table_setn(r->headers_out, "OCI-Filters-Applied", "artifactType");
     {
-        const char *body = ocireg_referrers_index(r->pool, page_desc, NULL);
+        const char *body = ocireg_referrers_index(r->pool, pg.descriptors,
+                                                  NULL);
         return ocireg_respond(r, HTTP_OK, OCIREG_MT_OCI_INDEX, body,
                            strlen(body));
     }

@@ -9,17 +9,18 @@
 #include "mod_ocireg.h"
 #include "ocireg_parse.h"
 #include "ocireg_manifest.h"
+#include "ocireg_listing.h"
 
 APLOG_USE_MODULE(ocireg);
 
+/* A manifest that is not there is MANIFEST_UNKNOWN, whether or not its
+ * repository exists (the spec and the conformance suite accept it): a
+ * miss costs no listing. */
 static int manifest_unknown(ocireg_req *q)
 {
-    ocireg_store *st = q->store;
-    if (st->ops->repo_exists(st, q->r->pool, q->route.name) == APR_ENOENT)
-        return ocireg_respond_error(q->r, HTTP_NOT_FOUND, OCIREG_E_NAME_UNKNOWN, NULL,
-                            q->route.name);
-    return ocireg_respond_error(q->r, HTTP_NOT_FOUND, OCIREG_E_MANIFEST_UNKNOWN, NULL,
-                        q->route.arg);
+    return ocireg_respond_error(q->r, HTTP_NOT_FOUND,
+                                OCIREG_E_MANIFEST_UNKNOWN, NULL,
+                                q->route.arg);
 }
 
 /* Tag or digest -> digest of a manifest linked in the repository. */
@@ -176,17 +177,52 @@ static int put_manifest(ocireg_req *q, int is_tag)
     return ocireg_respond(r, HTTP_CREATED, NULL, NULL, 0);
 }
 
+/* Removes the tags naming `digest`, a page of tags at a time in a pool
+ * of its own: memory is one page whatever the repository holds. */
+static void delete_tags_of(ocireg_req *q, const char *digest)
+{
+    ocireg_store *st = q->store;
+    char after[OCIREG_TAG_MAX + 1];
+    apr_pool_t *page;
+    int more = 1;
+
+    after[0] = '\0';
+    if (apr_pool_create(&page, q->r->pool) != APR_SUCCESS)
+        return;
+    while (more) {
+        apr_array_header_t *tags;
+        int i;
+        apr_pool_clear(page);
+        if (st->ops->tag_list(st, page, q->route.name,
+                              after[0] ? after : NULL, OCIREG_PAGE_MAX, &tags,
+                              &more)
+            != APR_SUCCESS)
+            break;
+        for (i = 0; i < tags->nelts; i++) {
+            const char *tag = APR_ARRAY_IDX(tags, i, const char *), *d;
+            if (st->ops->tag_get(st, page, q->route.name, tag, &d)
+                    == APR_SUCCESS
+                && strcmp(d, digest) == 0)
+                st->ops->tag_delete(st, page, q->route.name, tag);
+        }
+        if (tags->nelts == 0)
+            break;
+        apr_cpystrn(after, APR_ARRAY_IDX(tags, tags->nelts - 1, const char *),
+                    sizeof(after));
+    }
+    apr_pool_destroy(page);
+}
+
 static int delete_manifest(ocireg_req *q, int is_tag)
 {
     request_rec *r = q->r;
     ocireg_store *st = q->store;
     const char *digest, *media_type, *msg;
-    apr_array_header_t *tags;
     ocireg_manifest_info info;
     apr_size_t len;
     apr_status_t rv;
     char *body;
-    int i, status;
+    int status;
 
     if (!q->deletes)
         return ocireg_respond_deletes_off(q);
@@ -200,15 +236,7 @@ static int delete_manifest(ocireg_req *q, int is_tag)
     }
 
     /* Tags pointing at it go with it, then its referrer entry. */
-    if (st->ops->tag_list(st, r->pool, q->route.name, &tags) == APR_SUCCESS) {
-        for (i = 0; i < tags->nelts; i++) {
-            const char *tag = APR_ARRAY_IDX(tags, i, const char *), *d;
-            if (st->ops->tag_get(st, r->pool, q->route.name, tag, &d)
-                    == APR_SUCCESS
-                && strcmp(d, digest) == 0)
-                st->ops->tag_delete(st, r->pool, q->route.name, tag);
-        }
-    }
+    delete_tags_of(q, digest);
     if (st->ops->blob_read_all(st, r->pool, digest, OCIREG_MANIFEST_MAX,
                                &body, &len) == APR_SUCCESS
         && ocireg_manifest_analyze(r->pool, body, len, media_type, digest,

@@ -45,6 +45,92 @@ void ocireg_paginate(apr_pool_t *p, const apr_array_header_t *all,
     out->more = n != 0 && i < all->nelts;
 }
 
+void ocireg_select_init(ocireg_select *sel, apr_pool_t *p, int n,
+                        const char *last,
+                        int (*cmp)(const char *a, const char *b))
+{
+    char *buf;
+    int i;
+    sel->n = n > 0 ? n : 0;
+    sel->count = 0;
+    sel->last = last;
+    sel->cmp = cmp;
+    sel->more = 0;
+    sel->heap = apr_palloc(p, sizeof(char *) * (apr_size_t)(sel->n + 1));
+    buf = apr_palloc(p, (apr_size_t)OCIREG_SELECT_NAME_MAX
+                            * (apr_size_t)(sel->n + 1));
+    for (i = 0; i < sel->n; i++)
+        sel->heap[i] = buf + (apr_size_t)i * OCIREG_SELECT_NAME_MAX;
+}
+
+static void heap_swap(char **h, int a, int b)
+{
+    char *t = h[a];
+    h[a] = h[b];
+    h[b] = t;
+}
+
+static void sift_down(ocireg_select *sel, int i)
+{
+    char **h = sel->heap;
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, top = i;
+        if (l < sel->count && sel->cmp(h[l], h[top]) > 0)
+            top = l;
+        if (r < sel->count && sel->cmp(h[r], h[top]) > 0)
+            top = r;
+        if (top == i)
+            return;
+        heap_swap(h, i, top);
+        i = top;
+    }
+}
+
+void ocireg_select_offer(ocireg_select *sel, const char *name)
+{
+    char **h = sel->heap;
+    apr_size_t len = strlen(name);
+    int i;
+
+    if (len >= OCIREG_SELECT_NAME_MAX
+        || (sel->last && sel->cmp(name, sel->last) <= 0))
+        return;
+    if (sel->count < sel->n) {
+        /* A free slot: append and sift up. */
+        i = sel->count++;
+        memcpy(h[i], name, len + 1);
+        while (i > 0 && sel->cmp(h[(i - 1) / 2], h[i]) < 0) {
+            heap_swap(h, i, (i - 1) / 2);
+            i = (i - 1) / 2;
+        }
+        return;
+    }
+    sel->more = 1;
+    if (sel->n == 0 || sel->cmp(name, h[0]) >= 0)
+        return;
+    /* Smaller than the largest kept: it takes that slot. */
+    memcpy(h[0], name, len + 1);
+    sift_down(sel, 0);
+}
+
+apr_array_header_t *ocireg_select_sorted(ocireg_select *sel, apr_pool_t *p)
+{
+    int total = sel->count, i;
+    apr_array_header_t *out =
+        apr_array_make(p, total > 0 ? total : 1, sizeof(const char *));
+    const char **v;
+
+    out->nelts = total;
+    v = (const char **)out->elts;
+    /* Popping the largest fills the page from its end. */
+    for (i = total - 1; i >= 0; i--) {
+        v[i] = apr_pstrdup(p, sel->heap[0]);
+        heap_swap(sel->heap, 0, --sel->count);
+        sift_down(sel, 0);
+    }
+    return out;
+}
+
 const char *ocireg_next_link(apr_pool_t *p, const char *base, int n,
                              const char *last)
 {

@@ -139,6 +139,7 @@ typedef struct {
     apr_pool_t *p;
     ocireg_s3_result *res;
     apr_size_t body_pos;
+    apr_size_t body_cap;              /* bytes allocated at res->body */
 } s3_req;
 
 static void add_signed(s3_req *rq, const char *name, const char *value)
@@ -201,8 +202,20 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
                                                : ERROR_BODY_MAX;
         if (res->body_len + len > max)
             return 0;
-        if (!res->body)
-            res->body = apr_palloc(rq->p, max + 1);
+        if (res->body_len + len + 1 > rq->body_cap) {
+            /* Grown to what arrives, not sized to the largest allowed. */
+            apr_size_t cap = rq->body_cap ? rq->body_cap * 2 : 16 * 1024;
+            char *grown;
+            while (cap < res->body_len + len + 1)
+                cap *= 2;
+            if (cap > max + 1)
+                cap = max + 1;
+            grown = apr_palloc(rq->p, cap);
+            if (res->body_len)
+                memcpy(grown, res->body, res->body_len);
+            res->body = grown;
+            rq->body_cap = cap;
+        }
         memcpy(res->body + res->body_len, buf, len);
         res->body_len += len;
         res->body[res->body_len] = '\0';
@@ -428,6 +441,7 @@ static apr_status_t perform_once(ocireg_s3 *s3, s3_req *rq)
                           ? apr_array_copy(rq->p, rq->signed_hdrs)
                           : NULL;
     rq->body_pos = 0;
+    rq->body_cap = 0;
     rq->sink_rv = APR_SUCCESS;
     list = prepare(s3, h, rq);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header_status);
@@ -570,48 +584,124 @@ apr_status_t ocireg_s3_delete(ocireg_s3 *s3, apr_pool_t *p, const char *key,
     return rv;
 }
 
-apr_status_t ocireg_s3_list(ocireg_s3 *s3, apr_pool_t *p, const char *prefix,
-                            const char *delimiter, apr_array_header_t **keys)
+/* ListObjectsV2, one page per request: each page's answer, its parse
+ * tree and whatever the callback allocates from the page pool live in a
+ * subpool that goes before the next request, so memory stays at one page
+ * whatever the prefix holds. */
+apr_status_t ocireg_s3_list_pages(ocireg_s3 *s3, apr_pool_t *p,
+                                  const ocireg_s3_list_args *a,
+                                  ocireg_s3_list_fn fn, void *ctx, int *more)
 {
-    const char *token = NULL;
-    apr_size_t plen = strlen(prefix);
-    *keys = apr_array_make(p, 32, sizeof(const char *));
+    apr_size_t plen = strlen(a->prefix);
+    int max_keys = a->max_keys > 0 && a->max_keys < OCIREG_S3_LIST_PAGE
+                       ? a->max_keys
+                       : OCIREG_S3_LIST_PAGE;
+    char *token = NULL;
+    apr_pool_t *page;
+    apr_status_t rv;
+
+    if (more)
+        *more = 0;
+    if ((rv = apr_pool_create(&page, p)) != APR_SUCCESS)
+        return rv;
     for (;;) {
         ocireg_s3_result res;
         s3_req rq;
         apr_xml_doc *doc;
         const apr_xml_elem *e;
-        const char *truncated;
-        apr_status_t rv;
+        const char *truncated, *next;
+        int is_truncated;
 
-        init_req(&rq, p, &res, NULL, "GET", NULL);
+        apr_pool_clear(page);
+        init_req(&rq, page, &res, NULL, "GET", NULL);
         rq.collect_max = 16 * 1024 * 1024;
         rq.query = apr_pstrcat(
-            p, "list-type=2&prefix=", ocireg_sigv4_uri_encode(p, prefix, 0),
-            delimiter ? "&delimiter=" : "",
-            delimiter ? ocireg_sigv4_uri_encode(p, delimiter, 0) : "",
+            page, "list-type=2&prefix=",
+            ocireg_sigv4_uri_encode(page, a->prefix, 0),
+            apr_psprintf(page, "&max-keys=%d", max_keys),
+            a->delimiter ? "&delimiter=" : "",
+            a->delimiter ? ocireg_sigv4_uri_encode(page, a->delimiter, 0)
+                         : "",
             token ? "&continuation-token=" : "",
-            token ? ocireg_sigv4_uri_encode(p, token, 0) : "", NULL);
+            token ? ocireg_sigv4_uri_encode(page, token, 0) : "",
+            !token && a->start_after ? "&start-after=" : "",
+            !token && a->start_after
+                ? ocireg_sigv4_uri_encode(page, a->start_after, 0)
+                : "",
+            NULL);
+        free(token);
+        token = NULL;
         rv = perform(s3, &rq);
         if (rv != APR_SUCCESS)
-            return rv;
-        doc = xml_parse(p, res.body, res.body_len);
-        if (!doc || !doc->root)
-            return OCIREG_S3_EREFUSED;
-        for (e = doc->root->first_child; e; e = e->next) {
-            const char *k = NULL;
-            if (strcmp(e->name, "Contents") == 0)
-                k = xml_find(p, e, "Key");
-            else if (strcmp(e->name, "CommonPrefixes") == 0)
-                k = xml_find(p, e, "Prefix");
-            if (k && strlen(k) > plen)
-                APR_ARRAY_PUSH(*keys, const char *) = k + plen;
+            break;
+        doc = xml_parse(page, res.body, res.body_len);
+        if (!doc || !doc->root) {
+            rv = OCIREG_S3_EREFUSED;
+            break;
         }
-        truncated = xml_find(p, doc->root, "IsTruncated");
-        token = xml_find(p, doc->root, "NextContinuationToken");
-        if (!truncated || strcmp(truncated, "true") != 0 || !token || !*token)
-            return APR_SUCCESS;
+        truncated = xml_find(page, doc->root, "IsTruncated");
+        is_truncated = truncated && strcmp(truncated, "true") == 0;
+        next = xml_find(page, doc->root, "NextContinuationToken");
+        for (e = doc->root->first_child; e && rv == APR_SUCCESS;
+             e = e->next) {
+            const char *k = NULL;
+            int is_prefix = 0;
+            if (strcmp(e->name, "Contents") == 0)
+                k = xml_find(page, e, "Key");
+            else if (strcmp(e->name, "CommonPrefixes") == 0) {
+                k = xml_find(page, e, "Prefix");
+                is_prefix = 1;
+            }
+            if (!k || strlen(k) <= plen || strncmp(k, a->prefix, plen) != 0)
+                continue;
+            rv = fn(ctx, page, k + plen, is_prefix);
+            if (rv == OCIREG_S3_LIST_STOP && more) {
+                const apr_xml_elem *f;
+                *more = is_truncated;
+                for (f = e->next; f && !*more; f = f->next)
+                    *more = strcmp(f->name, "Contents") == 0
+                            || strcmp(f->name, "CommonPrefixes") == 0;
+            }
+        }
+        if (rv != APR_SUCCESS || !is_truncated || !next || !*next)
+            break;
+        /* The token outlives the page's pool. */
+        token = strdup(next);
+        if (!token) {
+            rv = APR_ENOMEM;
+            break;
+        }
     }
+    apr_pool_destroy(page);
+    return rv == OCIREG_S3_LIST_STOP ? APR_SUCCESS : rv;
+}
+
+typedef struct {
+    apr_pool_t *p;
+    apr_array_header_t *keys;
+} collect_ctx;
+
+static apr_status_t collect_key(void *ctx, apr_pool_t *page, const char *key,
+                                int is_prefix)
+{
+    collect_ctx *c = ctx;
+    (void)page;
+    (void)is_prefix;
+    APR_ARRAY_PUSH(c->keys, const char *) = apr_pstrdup(c->p, key);
+    return APR_SUCCESS;
+}
+
+apr_status_t ocireg_s3_list(ocireg_s3 *s3, apr_pool_t *p, const char *prefix,
+                            const char *delimiter, apr_array_header_t **keys)
+{
+    ocireg_s3_list_args a;
+    collect_ctx c;
+    memset(&a, 0, sizeof(a));
+    a.prefix = prefix;
+    a.delimiter = delimiter;
+    c.p = p;
+    c.keys = *keys = apr_array_make(p, 32, sizeof(const char *));
+    return ocireg_s3_list_pages(s3, p, &a, collect_key, &c, NULL);
 }
 
 apr_status_t ocireg_s3_mpu_create(ocireg_s3 *s3, apr_pool_t *p,

@@ -320,9 +320,9 @@ static apr_status_t list_dir(apr_pool_t *p, const char *dir,
 {
     DIR *d = opendir(dir);
     struct dirent *e;
+    *out = apr_array_make(p, 16, sizeof(const char *));
     if (!d)
         return errno_status();
-    *out = apr_array_make(p, 16, sizeof(const char *));
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
@@ -343,19 +343,39 @@ static apr_status_t fs_repo_exists(ocireg_store *s, apr_pool_t *p,
     return APR_ENOENT;
 }
 
-static apr_status_t fs_tag_list(ocireg_store *s, apr_pool_t *p,
-                                const char *name, apr_array_header_t **tags)
+static int tag_cmp(const char *a, const char *b)
 {
+    return ocireg_lexical_cmp(a, b);
+}
+
+/* One pass over the directory, keeping only the page: memory is n names
+ * whatever the directory holds. */
+static apr_status_t fs_tag_list(ocireg_store *s, apr_pool_t *p,
+                                const char *name, const char *last, int n,
+                                apr_array_header_t **tags, int *more)
+{
+    ocireg_select sel;
+    struct dirent *e;
+    DIR *d;
     apr_status_t rv = fs_repo_exists(s, p, name);
+
+    *more = 0;
     if (rv != APR_SUCCESS)
         return rv;
-    rv = list_dir(p, apr_pstrcat(p, repo_dir(s, p, name), "/_tags", NULL),
-                  tags);
-    if (rv == APR_ENOENT) {
+    ocireg_select_init(&sel, p, n, last, tag_cmp);
+    d = opendir(apr_pstrcat(p, repo_dir(s, p, name), "/_tags", NULL));
+    if (!d) {
+        rv = errno_status();
         *tags = apr_array_make(p, 1, sizeof(const char *));
-        rv = APR_SUCCESS;
+        return rv == APR_ENOENT ? APR_SUCCESS : rv;
     }
-    return rv;
+    while ((e = readdir(d)) != NULL)
+        if (ocireg_tag_valid(e->d_name))
+            ocireg_select_offer(&sel, e->d_name);
+    closedir(d);
+    *more = sel.more;
+    *tags = ocireg_select_sorted(&sel, p);
+    return APR_SUCCESS;
 }
 
 /* Referrers: _referrers/<subject alg>/<subject enc>/<alg>:<enc> */
@@ -386,72 +406,126 @@ static apr_status_t fs_referrer_remove(ocireg_store *s, apr_pool_t *p,
                                       "/", digest, NULL));
 }
 
-static int cmp_str(const void *a, const void *b)
+/* Digests are lowercase: byte order is their order. */
+static int digest_cmp(const char *a, const char *b)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    return strcmp(a, b);
 }
 
-static apr_status_t fs_referrer_list(ocireg_store *s, apr_pool_t *p,
+#define REFERRER_BATCH 64
+
+static apr_status_t fs_referrer_each(ocireg_store *s, apr_pool_t *p,
                                      const char *name, const char *subject,
-                                     apr_array_header_t **descriptors)
+                                     const char *last,
+                                     int (*fn)(void *ctx, const char *digest,
+                                               const char *descriptor),
+                                     void *ctx)
 {
     const char *dir = referrer_dir(s, p, name, subject);
-    apr_array_header_t *names;
-    apr_status_t rv = list_dir(p, dir, &names);
-    int i;
-    *descriptors = apr_array_make(p, 8, sizeof(const char *));
-    if (rv == APR_ENOENT)
+    char after[OCIREG_SELECT_NAME_MAX];
+    apr_pool_t *batch;
+    apr_status_t rv;
+    int more = 1;
+
+    if (last && strlen(last) >= sizeof(after))
         return APR_SUCCESS;
-    if (rv != APR_SUCCESS)
+    after[0] = '\0';
+    if (last)
+        strcpy(after, last);
+    if ((rv = apr_pool_create(&batch, p)) != APR_SUCCESS)
         return rv;
-    qsort(names->elts, (size_t)names->nelts, sizeof(const char *), cmp_str);
-    for (i = 0; i < names->nelts; i++) {
-        char *data;
-        apr_size_t len;
-        const char *f = apr_pstrcat(p, dir, "/",
-                                    APR_ARRAY_IDX(names, i, const char *),
-                                    NULL);
-        /* A referrer removed while we list is simply not listed. */
-        if (read_small(p, f, OCIREG_REFERRER_DESCRIPTOR_MAX, &data,
-                       &len) == APR_SUCCESS)
-            APR_ARRAY_PUSH(*descriptors, const char *) = data;
+    /* Batches of the next smallest names, one directory pass each. */
+    while (more) {
+        ocireg_select sel;
+        apr_array_header_t *names;
+        struct dirent *e;
+        DIR *d;
+        int i;
+
+        apr_pool_clear(batch);
+        d = opendir(dir);
+        if (!d) {
+            rv = errno_status();
+            if (rv == APR_ENOENT)
+                rv = APR_SUCCESS;
+            break;
+        }
+        ocireg_select_init(&sel, batch, REFERRER_BATCH,
+                           after[0] ? after : NULL, digest_cmp);
+        while ((e = readdir(d)) != NULL)
+            if (e->d_name[0] != '.')
+                ocireg_select_offer(&sel, e->d_name);
+        closedir(d);
+        more = sel.more;
+        names = ocireg_select_sorted(&sel, batch);
+        for (i = 0; i < names->nelts; i++) {
+            const char *dg = APR_ARRAY_IDX(names, i, const char *);
+            char *data;
+            apr_size_t len;
+            strcpy(after, dg);
+            /* A referrer removed while we list is simply not listed. */
+            if (read_small(batch, apr_pstrcat(batch, dir, "/", dg, NULL),
+                           OCIREG_REFERRER_DESCRIPTOR_MAX, &data,
+                           &len) == APR_SUCCESS
+                && fn(ctx, dg, data)) {
+                more = 0;
+                break;
+            }
+        }
     }
-    return APR_SUCCESS;
+    apr_pool_destroy(batch);
+    return rv;
 }
 
-/* Catalog: a repository is a directory holding _layers or _manifests;
- * names never start with '_', so link directories can't be mistaken for
- * repositories. */
+/* Catalog: a repository is a directory holding _manifests; names never
+ * start with '_', so link directories can't be mistaken for
+ * repositories. The whole tree is walked once per page, keeping only the
+ * page (and one directory handle per level). */
 static void walk_repos(ocireg_store *s, apr_pool_t *p, const char *dir,
-                       const char *prefix, apr_array_header_t *out)
+                       const char *prefix, ocireg_select *sel)
 {
-    apr_array_header_t *ents;
-    int i;
-    if (list_dir(p, dir, &ents) != APR_SUCCESS)
+    apr_pool_t *sub;
+    struct dirent *e;
+    DIR *d = opendir(dir);
+    if (!d)
         return;
-    for (i = 0; i < ents->nelts; i++) {
-        const char *e = APR_ARRAY_IDX(ents, i, const char *);
-        const char *name, *sub;
-        struct stat st;
-        if (e[0] == '_')
-            continue;
-        sub = apr_pstrcat(p, dir, "/", e, NULL);
-        if (stat(sub, &st) != 0 || !S_ISDIR(st.st_mode))
-            continue;
-        name = prefix ? apr_pstrcat(p, prefix, "/", e, NULL) : e;
-        if (ocireg_name_valid(name)
-            && fs_repo_exists(s, p, name) == APR_SUCCESS)
-            APR_ARRAY_PUSH(out, const char *) = name;
-        walk_repos(s, p, sub, name, out);
+    if (apr_pool_create(&sub, p) != APR_SUCCESS) {
+        closedir(d);
+        return;
     }
+    while ((e = readdir(d)) != NULL) {
+        const char *name, *path;
+        struct stat st;
+        if (e->d_name[0] == '_' || e->d_name[0] == '.')
+            continue;
+        apr_pool_clear(sub);
+        path = apr_pstrcat(sub, dir, "/", e->d_name, NULL);
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        name = prefix ? apr_pstrcat(sub, prefix, "/", e->d_name, NULL)
+                      : apr_pstrdup(sub, e->d_name);
+        if (strlen(name) > OCIREG_NAME_MAX)
+            continue;
+        if (ocireg_name_valid(name)
+            && path_exists(apr_pstrcat(sub, path, "/_manifests", NULL))
+                   == APR_SUCCESS)
+            ocireg_select_offer(sel, name);
+        walk_repos(s, sub, path, name, sel);
+    }
+    closedir(d);
+    apr_pool_destroy(sub);
 }
 
 static apr_status_t fs_repo_list(ocireg_store *s, apr_pool_t *p,
-                                 apr_array_header_t **names)
+                                 const char *last, int n,
+                                 apr_array_header_t **names, int *more)
 {
-    *names = apr_array_make(p, 16, sizeof(const char *));
+    ocireg_select sel;
+    ocireg_select_init(&sel, p, n, last, tag_cmp);
     walk_repos(s, p, apr_pstrcat(p, FS(s)->root, "/repositories", NULL), NULL,
-               *names);
+               &sel);
+    *more = sel.more;
+    *names = ocireg_select_sorted(&sel, p);
     return APR_SUCCESS;
 }
 
@@ -785,7 +859,7 @@ static const ocireg_store_ops fs_ops = {
     fs_tag_list,
     fs_referrer_add,
     fs_referrer_remove,
-    fs_referrer_list,
+    fs_referrer_each,
     fs_repo_exists,
     fs_repo_list,
     fs_upload_create,

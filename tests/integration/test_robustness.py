@@ -390,6 +390,8 @@ def test_vhost_stores_isolated(vhosts):
         # Both stores work on their own.
         d2 = b.push_blob("iso/repo", b"only in store B")
         assert_error(a.get(f"/v2/iso/repo/blobs/{d2}"), 404, "BLOB_UNKNOWN")
+        # The catalog lists repositories with a manifest (README).
+        b.push_image("iso/repo", "b")
         cat_b = b.get("/v2/_catalog").json()["repositories"]
         assert cat_b == ["iso/repo"]
     finally:

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <string.h>
+#include <stdlib.h>
 #include <strings.h>
 #include <stdio.h>
 #include <cmocka.h>
@@ -330,6 +331,48 @@ static int teardown(void **st)
     return 0;
 }
 
+/* The bounded selection agrees with sort-then-paginate on a shuffled
+ * stream, for every page size and start. */
+static void test_select(void **st)
+{
+    (void)st;
+    const int total = 500;
+    apr_array_header_t *all = apr_array_make(pool, total, sizeof(char *));
+    const char **v;
+    int i, n, k;
+
+    for (i = 0; i < total; i++)
+        APR_ARRAY_PUSH(all, const char *) =
+            apr_psprintf(pool, "%c%d", "aAbB_z"[i % 6], i * 7919 % 1000);
+    v = (const char **)all->elts;
+    srand(1);
+    for (i = total - 1; i > 0; i--) {
+        int j = rand() % (i + 1);
+        const char *t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+    for (n = 0; n <= 40; n += 13) {
+        for (k = -1; k < total; k += 97) {
+            const char *last = k < 0 ? NULL : v[k];
+            ocireg_select sel;
+            ocireg_page pg;
+            apr_array_header_t *sorted = apr_array_copy(pool, all), *got;
+            ocireg_sort_strings(sorted);
+            ocireg_paginate(pool, sorted, last, n, &pg);
+            ocireg_select_init(&sel, pool, n, last, ocireg_lexical_cmp);
+            for (i = 0; i < total; i++)
+                ocireg_select_offer(&sel, v[i]);
+            assert_int_equal(sel.more, pg.more || (n == 0 && sel.more));
+            got = ocireg_select_sorted(&sel, pool);
+            assert_int_equal(got->nelts, pg.items->nelts);
+            for (i = 0; i < got->nelts; i++)
+                assert_string_equal(APR_ARRAY_IDX(got, i, const char *),
+                                    APR_ARRAY_IDX(pg.items, i, const char *));
+        }
+    }
+}
+
 int main(void)
 {
     apr_initialize();
@@ -345,6 +388,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paginate_does_not_modify_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_n, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_select, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     apr_terminate();

@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "ocireg_store.h"
+#include "ocireg_listing.h"
 
 static apr_pool_t *pool;
 static char tmpdir[256];
@@ -330,6 +331,42 @@ static void test_manifest_links(void **st)
     assert_true(APR_STATUS_IS_ENOENT(ops->manifest_unlink(s, pool, "a", d)));
 }
 
+
+/* Whole listings through the paged interface. */
+static apr_status_t all_tags(const char *name, apr_array_header_t **tags)
+{
+    int more = 0;
+    apr_status_t rv = ops->tag_list(s, pool, name, NULL, OCIREG_PAGE_MAX,
+                                    tags, &more);
+    assert_false(more);
+    return rv;
+}
+
+static apr_status_t all_repos(apr_array_header_t **names)
+{
+    int more = 0;
+    apr_status_t rv = ops->repo_list(s, pool, NULL, OCIREG_PAGE_MAX, names,
+                                     &more);
+    assert_false(more);
+    return rv;
+}
+
+static int collect_referrer(void *ctx, const char *digest, const char *d)
+{
+    apr_array_header_t *list = ctx;
+    (void)digest;
+    APR_ARRAY_PUSH(list, const char *) = apr_pstrdup(list->pool, d);
+    return 0;
+}
+
+static apr_status_t all_referrers(const char *name, const char *subject,
+                                  apr_array_header_t **list)
+{
+    *list = apr_array_make(pool, 4, sizeof(const char *));
+    return ops->referrer_each(s, pool, name, subject, NULL, collect_referrer,
+                              *list);
+}
+
 /* -------------------------------------------------------------- tags */
 
 static void test_tags(void **st)
@@ -339,7 +376,7 @@ static void test_tags(void **st)
     const char *got = NULL;
     apr_array_header_t *tags = NULL;
 
-    assert_true(APR_STATUS_IS_ENOENT(ops->tag_list(s, pool, "nope", &tags)));
+    assert_true(APR_STATUS_IS_ENOENT(all_tags("nope", &tags)));
     assert_true(APR_STATUS_IS_ENOENT(ops->tag_get(s, pool, "a", "v1", &got)));
 
     /* as the handler does: the manifest is linked before it is tagged */
@@ -362,22 +399,22 @@ static void test_tags(void **st)
     assert_int_equal(ops->tag_get(s, pool, "a", "V1", &got), APR_SUCCESS);
     assert_string_equal(got, d1);
 
-    assert_int_equal(ops->tag_list(s, pool, "a", &tags), APR_SUCCESS);
+    assert_int_equal(all_tags("a", &tags), APR_SUCCESS);
     strings_are(tags, (const char *[]){ "V1", "_x.y-z", "latest", "v1",
                                         NULL });
 
     /* other repository does not see them */
     assert_true(APR_STATUS_IS_ENOENT(ops->tag_get(s, pool, "b", "v1", &got)));
     assert_int_equal(ops->tag_set(s, pool, "a/b", "other", d1), APR_SUCCESS);
-    assert_int_equal(ops->tag_list(s, pool, "a/b", &tags), APR_SUCCESS);
+    assert_int_equal(all_tags("a/b", &tags), APR_SUCCESS);
     strings_are(tags, (const char *[]){ "other", NULL });
-    assert_int_equal(ops->tag_list(s, pool, "a", &tags), APR_SUCCESS);
+    assert_int_equal(all_tags("a", &tags), APR_SUCCESS);
     assert_int_equal(tags->nelts, 4);
 
     assert_int_equal(ops->tag_delete(s, pool, "a", "v1"), APR_SUCCESS);
     assert_true(APR_STATUS_IS_ENOENT(ops->tag_get(s, pool, "a", "v1", &got)));
     assert_true(APR_STATUS_IS_ENOENT(ops->tag_delete(s, pool, "a", "v1")));
-    assert_int_equal(ops->tag_list(s, pool, "a", &tags), APR_SUCCESS);
+    assert_int_equal(all_tags("a", &tags), APR_SUCCESS);
     strings_are(tags, (const char *[]){ "V1", "_x.y-z", "latest", NULL });
 }
 
@@ -388,7 +425,7 @@ static void test_tag_list_repo_without_tags(void **st)
     const char *d = fake_digest('3');
     assert_int_equal(ops->manifest_link(s, pool, "m", d, MT_MANIFEST),
                      APR_SUCCESS);
-    assert_int_equal(ops->tag_list(s, pool, "m", &tags), APR_SUCCESS);
+    assert_int_equal(all_tags("m", &tags), APR_SUCCESS);
     assert_non_null(tags);
     assert_int_equal(tags->nelts, 0);
 }
@@ -404,12 +441,86 @@ static void test_many_tags(void **st)
                                       apr_psprintf(pool, "t%03d", i), d),
                          APR_SUCCESS);
     apr_array_header_t *tags = NULL;
-    assert_int_equal(ops->tag_list(s, pool, "many", &tags), APR_SUCCESS);
+    assert_int_equal(all_tags("many", &tags), APR_SUCCESS);
     assert_int_equal(tags->nelts, 300);
     qsort(tags->elts, tags->nelts, sizeof(const char *), cmp_str);
     for (int i = 0; i < 300; i++)
         assert_string_equal(APR_ARRAY_IDX(tags, i, const char *),
                             apr_psprintf(pool, "t%03d", i));
+}
+
+/* Pages in the spec's order (case-insensitive, ties bytewise), each from
+ * its `last`, with `more` exactly when tags follow. */
+static void test_tag_pages(void **st)
+{
+    (void)st;
+    const char *d = fake_digest('4');
+    const char *want[] = { "_u", "a", "B", "b", "b-1", "B_2", "c", "Z", NULL };
+    const char *set[] = { "Z", "c", "B_2", "b-1", "b", "B", "a", "_u", NULL };
+    apr_array_header_t *tags = NULL;
+    int i, n, more;
+
+    assert_int_equal(ops->manifest_link(s, pool, "pg", d, MT_MANIFEST),
+                     APR_SUCCESS);
+    for (i = 0; set[i]; i++)
+        assert_int_equal(ops->tag_set(s, pool, "pg", set[i], d), APR_SUCCESS);
+    for (n = 1; n <= 9; n++) {
+        const char *last = NULL;
+        int at = 0;
+        do {
+            assert_int_equal(ops->tag_list(s, pool, "pg", last, n, &tags,
+                                           &more), APR_SUCCESS);
+            assert_true(tags->nelts <= n);
+            for (i = 0; i < tags->nelts; i++)
+                assert_string_equal(APR_ARRAY_IDX(tags, i, const char *),
+                                    want[at++]);
+            assert_int_equal(more, want[at] != NULL);
+            if (tags->nelts)
+                last = APR_ARRAY_IDX(tags, tags->nelts - 1, const char *);
+        } while (more);
+        assert_null(want[at]);
+    }
+    /* `last` need not be a tag */
+    assert_int_equal(ops->tag_list(s, pool, "pg", "b0", 2, &tags, &more),
+                     APR_SUCCESS);
+    assert_int_equal(tags->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(tags, 0, const char *), "B_2");
+    assert_string_equal(APR_ARRAY_IDX(tags, 1, const char *), "c");
+    assert_true(more);
+    assert_int_equal(ops->tag_list(s, pool, "pg", "zz", 2, &tags, &more),
+                     APR_SUCCESS);
+    assert_int_equal(tags->nelts, 0);
+    assert_false(more);
+}
+
+static void test_repo_pages(void **st)
+{
+    (void)st;
+    const char *d = fake_digest('7');
+    const char *want[] = { "a", "a-b", "a/b", "a/b/c", "b", "z/z", NULL };
+    apr_array_header_t *names = NULL;
+    int i, n, more;
+
+    for (i = 0; want[i]; i++)
+        assert_int_equal(ops->manifest_link(s, pool, want[i], d, MT_MANIFEST),
+                         APR_SUCCESS);
+    /* only blob links: not in the catalog */
+    assert_int_equal(ops->blob_link(s, pool, "blobsonly", d), APR_SUCCESS);
+    for (n = 1; n <= 7; n++) {
+        const char *last = NULL;
+        int at = 0;
+        do {
+            assert_int_equal(ops->repo_list(s, pool, last, n, &names, &more),
+                             APR_SUCCESS);
+            for (i = 0; i < names->nelts; i++)
+                assert_string_equal(APR_ARRAY_IDX(names, i, const char *),
+                                    want[at++]);
+            assert_int_equal(more, want[at] != NULL);
+            if (names->nelts)
+                last = APR_ARRAY_IDX(names, names->nelts - 1, const char *);
+        } while (more);
+        assert_null(want[at]);
+    }
 }
 
 /* --------------------------------------------------------- referrers */
@@ -425,7 +536,7 @@ static void test_referrers(void **st)
     const char *desc3 = "{\"digest\":\"three\"}";
     apr_array_header_t *list = NULL;
 
-    apr_status_t rv = ops->referrer_list(s, pool, "a", subj, &list);
+    apr_status_t rv = all_referrers("a", subj, &list);
     assert_true(APR_STATUS_IS_ENOENT(rv) ||
                 (rv == APR_SUCCESS && list && list->nelts == 0));
 
@@ -435,7 +546,7 @@ static void test_referrers(void **st)
                      APR_SUCCESS);
     assert_int_equal(ops->referrer_add(s, pool, "a", subj, r2, desc2),
                      APR_SUCCESS);
-    assert_int_equal(ops->referrer_list(s, pool, "a", subj, &list),
+    assert_int_equal(all_referrers("a", subj, &list),
                      APR_SUCCESS);
     assert_int_equal(list->nelts, 3);
     assert_string_equal(APR_ARRAY_IDX(list, 0, const char *), desc1);
@@ -445,21 +556,21 @@ static void test_referrers(void **st)
     /* adding the same referrer again does not duplicate it */
     assert_int_equal(ops->referrer_add(s, pool, "a", subj, r2, desc2),
                      APR_SUCCESS);
-    assert_int_equal(ops->referrer_list(s, pool, "a", subj, &list),
+    assert_int_equal(all_referrers("a", subj, &list),
                      APR_SUCCESS);
     assert_int_equal(list->nelts, 3);
 
     /* other repository or other subject: none */
-    rv = ops->referrer_list(s, pool, "b", subj, &list);
+    rv = all_referrers("b", subj, &list);
     assert_true(APR_STATUS_IS_ENOENT(rv) ||
                 (rv == APR_SUCCESS && list && list->nelts == 0));
-    rv = ops->referrer_list(s, pool, "a", fake_digest('6'), &list);
+    rv = all_referrers("a", fake_digest('6'), &list);
     assert_true(APR_STATUS_IS_ENOENT(rv) ||
                 (rv == APR_SUCCESS && list && list->nelts == 0));
 
     assert_int_equal(ops->referrer_remove(s, pool, "a", subj, r1),
                      APR_SUCCESS);
-    assert_int_equal(ops->referrer_list(s, pool, "a", subj, &list),
+    assert_int_equal(all_referrers("a", subj, &list),
                      APR_SUCCESS);
     assert_int_equal(list->nelts, 2);
     assert_string_equal(APR_ARRAY_IDX(list, 0, const char *), desc2);
@@ -469,7 +580,7 @@ static void test_referrers(void **st)
                      APR_SUCCESS);
     assert_int_equal(ops->referrer_remove(s, pool, "a", subj, r3),
                      APR_SUCCESS);
-    rv = ops->referrer_list(s, pool, "a", subj, &list);
+    rv = all_referrers("a", subj, &list);
     assert_true(APR_STATUS_IS_ENOENT(rv) ||
                 (rv == APR_SUCCESS && list && list->nelts == 0));
 }
@@ -482,7 +593,7 @@ static void test_repos(void **st)
     const char *d = fake_digest('7');
     apr_array_header_t *names = NULL;
 
-    apr_status_t rv = ops->repo_list(s, pool, &names);
+    apr_status_t rv = all_repos(&names);
     assert_true(rv == APR_SUCCESS || APR_STATUS_IS_ENOENT(rv));
     if (rv == APR_SUCCESS)
         assert_int_equal(names->nelts, 0);
@@ -504,7 +615,7 @@ static void test_repos(void **st)
     assert_true(APR_STATUS_IS_ENOENT(ops->repo_exists(s, pool, "a/b")));
     assert_true(APR_STATUS_IS_ENOENT(ops->repo_exists(s, pool, "x.y")));
 
-    assert_int_equal(ops->repo_list(s, pool, &names), APR_SUCCESS);
+    assert_int_equal(all_repos(&names), APR_SUCCESS);
     strings_are(names, (const char *[]){ "a", "a/b/c", "x.y/z-w", NULL });
 }
 
@@ -522,11 +633,11 @@ static void test_repos_with_keyword_names(void **st)
                          APR_SUCCESS);
     }
     apr_array_header_t *names = NULL;
-    assert_int_equal(ops->repo_list(s, pool, &names), APR_SUCCESS);
+    assert_int_equal(all_repos(&names), APR_SUCCESS);
     strings_are(names, (const char *[]){ "a/blobs/b", "blobs", "repositories",
                                          "tags", "uploads", NULL });
     apr_array_header_t *tags = NULL;
-    assert_int_equal(ops->tag_list(s, pool, "a/blobs/b", &tags), APR_SUCCESS);
+    assert_int_equal(all_tags("a/blobs/b", &tags), APR_SUCCESS);
     strings_are(tags, (const char *[]){ "t", NULL });
 }
 
@@ -882,6 +993,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_manifest_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_list_repo_without_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tag_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repo_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_referrers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repos, setup, teardown),
