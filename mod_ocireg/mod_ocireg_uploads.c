@@ -339,6 +339,35 @@ static int session_busy(ocireg_req *q, const ocireg_upload_session *s,
 
 #define WRITING_ELSEWHERE "another request is writing to this upload"
 
+/* Who opened a session, for OCIRegUploadsPerClient: the authenticated
+ * user, else the address (mod_remoteip's, when it is loaded). */
+static const char *client_of(request_rec *r)
+{
+    if (r->user && *r->user)
+        return apr_pstrcat(r->pool, "user:", r->user, NULL);
+    return apr_pstrcat(r->pool, "ip:", r->useragent_ip, NULL);
+}
+
+static int over_limit(request_rec *r, apr_status_t rv, const char *name)
+{
+    int client = rv == OCIREG_UPLOADS_ECLIENT;
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "OCIREG00151: new upload in %s refused: %s (%s %d)", name,
+                  ocireg_status_why(r->pool, rv),
+                  client ? "OCIRegUploadsPerClient"
+                         : "OCIRegUploadsPerRepository",
+                  client ? ocireg_conf_uploads_per_client
+                         : ocireg_conf_uploads_per_repository);
+    apr_table_setn(r->err_headers_out, "Retry-After", "30");
+    return ocireg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
+                                OCIREG_E_TOOMANYREQUESTS,
+                                client ? "too many uploads in progress for "
+                                         "this client"
+                                       : "too many uploads in progress for "
+                                         "this repository",
+                                NULL);
+}
+
 static int table_full(request_rec *r)
 {
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
@@ -347,6 +376,23 @@ static int table_full(request_rec *r)
     return ocireg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
                                 OCIREG_E_TOOMANYREQUESTS,
                                 "too many uploads in progress", NULL);
+}
+
+/* A record that fails its checks is a session this registry does not
+ * know: its client hears 404 BLOB_UPLOAD_UNKNOWN and starts again. It
+ * is worth one warning (someone wrote the bucket, or the record key
+ * changed), not one per retry: a process remembers the last it told. */
+static void warn_bad_record(ocireg_req *q, const char *uuid, apr_status_t rv)
+{
+    static char last[OCIREG_UUID_LEN + 1];
+    if (strcmp(last, uuid) == 0)
+        return;
+    apr_cpystrn(last, uuid, sizeof(last));
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r,
+                  "OCIREG00150: upload %s: the store's record of the "
+                  "session is refused (%s); the session is treated as "
+                  "unknown",
+                  uuid, ocireg_status_why(q->r->pool, rv));
 }
 
 /* The session as the store has it. The store's record is the truth: the
@@ -360,13 +406,17 @@ static apr_status_t session_read(ocireg_req *q, const char *uuid,
     apr_uint64_t version;
     apr_status_t rv = q->store->ops->state_get(q->store, q->r->pool, uuid,
                                                &version, &data, &len);
-    if (rv == APR_SUCCESS && ocireg_session_decode(data, len, out)
-                                 != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r,
-                      "OCIREG00023: upload %s has an unreadable state record "
-                      "(written by another build?)",
-                      uuid);
-        rv = APR_ENOENT;
+    if (rv == APR_SUCCESS) {
+        apr_status_t drv = ocireg_session_decode(data, len,
+                                                 q->conf->record_key,
+                                                 q->conf->record_keylen, out);
+        /* A record must name the session it was read for. */
+        if (drv == APR_SUCCESS && strcmp(out->uuid, uuid) != 0)
+            drv = OCIREG_SESSION_EBAD;
+        if (drv != APR_SUCCESS) {
+            warn_bad_record(q, uuid, drv);
+            rv = APR_ENOENT;
+        }
     }
     if (rv == APR_SUCCESS)
         out->version = version;
@@ -461,7 +511,8 @@ static apr_status_t session_save(ocireg_req *q, ocireg_upload_session *s,
     next.version++;
     if (before && next.offset != before->offset)
         next.moved = next.version;
-    data = ocireg_session_encode(q->r->pool, &next, &len);
+    data = ocireg_session_encode(q->r->pool, &next, q->conf->record_key,
+                                 q->conf->record_keylen, &len);
     rv = q->store->ops->state_put(q->store, q->r->pool, s->uuid,
                                   next.version, data, len);
     if (rv == APR_SUCCESS) {
@@ -643,7 +694,9 @@ int ocireg_handle_uploads(ocireg_req *q)
         return ocireg_store_failure(r, rv, "creating an upload");
     /* Room in this host's table is what admits a new upload; the record
      * (version 1) is what makes it exist. */
-    rv = ocireg_uploads_add(q->uploads, &s);
+    rv = ocireg_uploads_add_limited(q->uploads, &s, client_of(r),
+                                    ocireg_conf_uploads_per_client,
+                                    ocireg_conf_uploads_per_repository);
     if (rv == APR_SUCCESS) {
         ocireg_upload_session saved = s;
         rv = session_save(q, &saved, NULL);
@@ -659,6 +712,8 @@ int ocireg_handle_uploads(ocireg_req *q)
         q->store->ops->upload_abort(q->store, r->pool, s.uuid, s.driver);
         if (rv == APR_ENOSPC)
             return table_full(r);
+        if (rv == OCIREG_UPLOADS_ECLIENT || rv == OCIREG_UPLOADS_EREPO)
+            return over_limit(r, rv, q->route.name);
         return ocireg_store_failure(r, rv, "creating an upload");
     }
     apr_table_setn(r->headers_out, "OCI-Chunk-Min-Length",
