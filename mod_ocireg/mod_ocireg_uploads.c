@@ -370,8 +370,16 @@ static int over_limit(request_rec *r, apr_status_t rv, const char *name)
 
 static int table_full(request_rec *r)
 {
-    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  "OCIREG00022: upload table full; raise OCIRegUploadSlots");
+    /* Once a minute per process at most: a client flooding POSTs must
+     * not flood the log as well. */
+    static apr_time_t last_warned;
+    apr_time_t now = apr_time_now();
+    if (now - last_warned >= apr_time_from_sec(60)) {
+        last_warned = now;
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "OCIREG00152: upload table full; raise "
+                      "OCIRegUploadSlots (or lower OCIRegUploadsPerClient)");
+    }
     apr_table_setn(r->err_headers_out, "Retry-After", "10");
     return ocireg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
                                 OCIREG_E_TOOMANYREQUESTS,
@@ -689,33 +697,37 @@ int ocireg_handle_uploads(ocireg_req *q)
     s.store_id = q->store->id;
     s.created = s.touched = apr_time_now();
     ocireg_hash_init(&s.hash);
-    rv = q->store->ops->upload_create(q->store, r->pool, s.uuid, s.driver);
-    if (rv != APR_SUCCESS)
-        return ocireg_store_failure(r, rv, "creating an upload");
-    /* Room in this host's table is what admits a new upload; the record
-     * (version 1) is what makes it exist. */
+    /* Room in this host's table, within the client's and the
+     * repository's share, is what admits a new upload, and is checked
+     * before the store is asked for anything: a client flooding POSTs
+     * costs no store requests once refused. The record (version 1) is
+     * what makes the session exist. */
     rv = ocireg_uploads_add_limited(q->uploads, &s, client_of(r),
                                     ocireg_conf_uploads_per_client,
                                     ocireg_conf_uploads_per_repository);
-    if (rv == APR_SUCCESS) {
-        ocireg_upload_session saved = s;
-        rv = session_save(q, &saved, NULL);
-        if (ocireg_uploads_acquire(q->uploads, s.uuid, &s) == APR_SUCCESS) {
-            if (rv == APR_SUCCESS)
-                ocireg_uploads_release(q->uploads, &saved, s.uuid);
-            else
-                ocireg_uploads_remove(q->uploads, s.uuid);
-        }
-        s = saved;
-    }
+    if (rv == APR_ENOSPC)
+        return table_full(r);
+    if (rv == OCIREG_UPLOADS_ECLIENT || rv == OCIREG_UPLOADS_EREPO)
+        return over_limit(r, rv, q->route.name);
+    if (rv != APR_SUCCESS)
+        return ocireg_store_failure(r, rv, "creating an upload");
+    /* Nobody else knows the id yet; held, so that the expiry does not
+     * take it half made. */
+    rv = ocireg_uploads_acquire(q->uploads, s.uuid, &s);
+    if (rv != APR_SUCCESS)
+        return ocireg_store_failure(r, rv, "creating an upload");
+    rv = q->store->ops->upload_create(q->store, r->pool, s.uuid, s.driver);
     if (rv != APR_SUCCESS) {
-        q->store->ops->upload_abort(q->store, r->pool, s.uuid, s.driver);
-        if (rv == APR_ENOSPC)
-            return table_full(r);
-        if (rv == OCIREG_UPLOADS_ECLIENT || rv == OCIREG_UPLOADS_EREPO)
-            return over_limit(r, rv, q->route.name);
+        ocireg_uploads_remove(q->uploads, s.uuid);
         return ocireg_store_failure(r, rv, "creating an upload");
     }
+    rv = session_save(q, &s, NULL);
+    if (rv != APR_SUCCESS) {
+        q->store->ops->upload_abort(q->store, r->pool, s.uuid, s.driver);
+        ocireg_uploads_remove(q->uploads, s.uuid);
+        return ocireg_store_failure(r, rv, "creating an upload");
+    }
+    ocireg_uploads_release(q->uploads, &s, s.uuid);
     apr_table_setn(r->headers_out, "OCI-Chunk-Min-Length",
                    apr_off_t_toa(r->pool,
                                  q->store->ops->chunk_min_length(q->store)));
