@@ -8,6 +8,7 @@
 #include "http_request.h"
 #include "apr_strings.h"
 #include "apr_buckets.h"
+#include "apr_atomic.h"
 #include "mod_ocireg.h"
 #include <unistd.h>
 #include "ocireg_parse.h"
@@ -392,10 +393,11 @@ static int table_full(request_rec *r)
  * changed), not one per retry: a process remembers the last it told. */
 static void warn_bad_record(ocireg_req *q, const char *uuid, apr_status_t rv)
 {
-    static char last[OCIREG_UUID_LEN + 1];
-    if (strcmp(last, uuid) == 0)
+    /* Threads of the process share it: one atomic word, a hash of the id. */
+    static volatile apr_uint32_t last;
+    apr_uint32_t h = ocireg_store_id(uuid);
+    if (apr_atomic_xchg32(&last, h) == h)
         return;
-    apr_cpystrn(last, uuid, sizeof(last));
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r,
                   "OCIREG00150: upload %s: the store's record of the "
                   "session is refused (%s); the session is treated as "
