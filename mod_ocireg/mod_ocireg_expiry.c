@@ -67,7 +67,8 @@ static int alive_elsewhere(ocireg_server_conf *sc, apr_pool_t *p,
 }
 
 /* Ends one idle session taken by take_idle: removed from the table when
- * it is over, released otherwise. Returns whether it was removed. */
+ * it is over. Returns whether it was; if not, it stays held, and the
+ * caller releases it. */
 static int expire_one(server_rec *s, ocireg_uploads *u,
                       const ocireg_upload_session *idle, apr_time_t before,
                       apr_time_t empty_before, apr_pool_t *p)
@@ -83,9 +84,6 @@ static int expire_one(server_rec *s, ocireg_uploads *u,
         rv = sc->store->ops->upload_abort(sc->store, p, idle->uuid,
                                           (unsigned char *)idle->driver);
     if (rv != APR_SUCCESS && rv != APR_ENOENT) {
-        /* The backend is away, or this upload cannot be removed: it
-         * stays, free for its client, and is tried again next round. */
-        ocireg_uploads_release(u, NULL, idle->uuid);
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "OCIREG00030: could not abort idle upload %s: %s",
                      idle->uuid, ocireg_status_why(p, rv));
@@ -100,27 +98,42 @@ static int expire_one(server_rec *s, ocireg_uploads *u,
 }
 
 /* Every session a batch took is removed or released, whatever happens to
- * the others: one that is held and never released would answer its
- * client 416 and keep its slot forever. A batch that removes nothing
- * (all of it failing: the backend is away) ends the round, as later
- * batches would take the same sessions again. */
+ * the others: one held and never released would answer its client 416
+ * and keep its slot forever. Those whose abort failed (the backend is
+ * away, or that one upload cannot be removed) stay held until the round
+ * ends, so the round does not take them again, and are then released, to
+ * be tried next round. A batch that removes nothing ends the round: with
+ * the backend away, every abort would wait for its timeout. */
 static void expire_sessions(server_rec *s, ocireg_uploads *u,
                             apr_time_t before, apr_time_t empty_before,
                             apr_pool_t *p)
 {
     ocireg_upload_session batch[BATCH];
+    apr_array_header_t *failed;
+    apr_pool_t *rp, *bp;
     int n, i, removed;
-    apr_pool_t *bp;
-    if (apr_pool_create(&bp, p) != APR_SUCCESS)
+    if (apr_pool_create(&rp, p) != APR_SUCCESS)
         return;
+    if (apr_pool_create(&bp, rp) != APR_SUCCESS) {
+        apr_pool_destroy(rp);
+        return;
+    }
+    failed = apr_array_make(rp, BATCH, sizeof(const char *));
     do {
         n = ocireg_uploads_take_idle(u, before, empty_before, batch, BATCH);
         removed = 0;
-        for (i = 0; i < n; i++)
-            removed += expire_one(s, u, &batch[i], before, empty_before, bp);
+        for (i = 0; i < n; i++) {
+            if (expire_one(s, u, &batch[i], before, empty_before, bp))
+                removed++;
+            else
+                APR_ARRAY_PUSH(failed, const char *) =
+                    apr_pstrdup(rp, batch[i].uuid);
+        }
         apr_pool_clear(bp);
     } while (n > 0 && removed > 0);
-    apr_pool_destroy(bp);
+    for (i = 0; i < failed->nelts; i++)
+        ocireg_uploads_release(u, NULL, APR_ARRAY_IDX(failed, i, const char *));
+    apr_pool_destroy(rp);
 }
 
 /* The sweep lists everything under uploads/ of a store: one host of all
