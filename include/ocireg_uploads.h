@@ -149,7 +149,8 @@ const void *ocireg_session_encode(apr_pool_t *p,
  * offset >= 0 and equal to the hash's byte count, a hash state SHA-256
  * can be in, moved <= version. OCIREG_SESSION_EKEY for a wrong HMAC,
  * OCIREG_SESSION_EBAD for anything else. Pure: no allocation, no global
- * state. */
+ * state. A fuzz target reaches the field checks past the HMAC by signing
+ * its input: HMAC-SHA256(key, input) appended. */
 apr_status_t ocireg_session_decode(const void *data, apr_size_t len,
                                    const unsigned char *key,
                                    apr_size_t keylen,
