@@ -14,4 +14,8 @@ typedef ocireg_uploads *(*ocireg_table_fn)(void);
 int ocireg_expiry_start(apr_pool_t *pconf, server_rec *s,
                         ocireg_table_fn table);
 
+/* From the module's child_init: ties the expiry's rounds to the child's
+ * lifetime (a stopping child waits for the round in progress). */
+void ocireg_expiry_child_init(apr_pool_t *pchild, server_rec *s);
+
 #endif

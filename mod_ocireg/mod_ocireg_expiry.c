@@ -11,6 +11,8 @@
 #include "http_log.h"
 #include "mod_watchdog.h"
 #include "apr_strings.h"
+#include "apr_atomic.h"
+#include "apr_thread_mutex.h"
 #include "mod_ocireg.h"
 #include "mod_ocireg_expiry.h"
 
@@ -23,6 +25,40 @@ static APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *wd_get_instance;
 static apr_interval_time_t sweep_every = APR_USEC_PER_SEC;
 static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *wd_register;
 static ocireg_table_fn table_of_process;
+
+/* mod_watchdog joins its thread only from a cleanup of a pool a child
+ * never destroys, so in a stopping child the expiry may still run while
+ * the child's pool, and with it the table's mutex handle and the store's
+ * resources, is being destroyed. A round therefore runs under run_lock,
+ * which outlives the child pool, and the child pool's first cleanup waits
+ * for the round in progress and stops the ones after it. */
+static apr_thread_mutex_t *run_lock;
+static volatile apr_uint32_t stopping;
+
+static int child_stopping(void)
+{
+    return apr_atomic_read32(&stopping) != 0;
+}
+
+static apr_status_t stop_rounds(void *data)
+{
+    (void)data;
+    apr_thread_mutex_lock(run_lock);
+    apr_atomic_set32(&stopping, 1);
+    apr_thread_mutex_unlock(run_lock);
+    return APR_SUCCESS;
+}
+
+void ocireg_expiry_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    if (apr_thread_mutex_create(&run_lock, APR_THREAD_MUTEX_DEFAULT,
+                                s->process->pool)
+        != APR_SUCCESS) {
+        run_lock = NULL;
+        return;
+    }
+    apr_pool_pre_cleanup_register(pchild, NULL, stop_rounds);
+}
 
 static ocireg_server_conf *store_by_id(server_rec *s, apr_uint32_t id)
 {
@@ -130,7 +166,7 @@ static void expire_sessions(server_rec *s, ocireg_uploads *u,
                     apr_pstrdup(rp, batch[i].uuid);
         }
         apr_pool_clear(bp);
-    } while (n > 0 && removed > 0);
+    } while (n > 0 && removed > 0 && !child_stopping());
     for (i = 0; i < failed->nelts; i++)
         ocireg_uploads_release(u, NULL, APR_ARRAY_IDX(failed, i, const char *));
     apr_pool_destroy(rp);
@@ -142,7 +178,7 @@ static void sweep_stores(server_rec *s, ocireg_uploads *u, apr_time_t before,
                          apr_int64_t period, apr_pool_t *p)
 {
     apr_hash_t *done = apr_hash_make(p);
-    for (; s; s = s->next) {
+    for (; s && !child_stopping(); s = s->next) {
         ocireg_server_conf *sc =
             ap_get_module_config(s->module_config, &ocireg_module);
         int swept = 0;
@@ -178,14 +214,21 @@ static void sweep_stores(server_rec *s, ocireg_uploads *u, apr_time_t before,
 static apr_status_t expiry_run(int state, void *data, apr_pool_t *p)
 {
     server_rec *s = data;
-    ocireg_uploads *u = table_of_process ? table_of_process() : NULL;
+    ocireg_uploads *u;
     apr_time_t now, before;
-    if (state != AP_WATCHDOG_STATE_RUNNING || !u)
+    if (state != AP_WATCHDOG_STATE_RUNNING || !run_lock)
         return APR_SUCCESS;
-    now = apr_time_now();
-    before = now - ocireg_conf_upload_expiry;
-    expire_sessions(s, u, before, now - ocireg_conf_upload_empty_expiry, p);
-    sweep_stores(s, u, before, apr_time_now() / sweep_every, p);
+    apr_thread_mutex_lock(run_lock);
+    u = table_of_process ? table_of_process() : NULL;
+    if (!child_stopping() && u) {
+        now = apr_time_now();
+        before = now - ocireg_conf_upload_expiry;
+        expire_sessions(s, u, before, now - ocireg_conf_upload_empty_expiry,
+                        p);
+        if (!child_stopping())
+            sweep_stores(s, u, before, apr_time_now() / sweep_every, p);
+    }
+    apr_thread_mutex_unlock(run_lock);
     return APR_SUCCESS;
 }
 

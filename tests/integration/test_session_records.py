@@ -132,7 +132,8 @@ def check_record_made_to_the_format(rec, which):
     rec.put(uid, encode(uid, repo, rec.key, store_id=sid, version=3, moved=1), version=3)
     try:
         r = requests.get(f"{rec.inst.base_url}/v2/{repo}/blobs/uploads/{uid}")
-        assert r.status_code == 204, r.text
+        assert r.status_code == 204, (r.text, sid, [
+            l for l in rec.inst.error_log_since(0) if uid in l or "OCIREG" in l][-20:])
         assert r.headers["Range"] == "0-0"
         assert r.headers["Location"].endswith("?_state=3")
     finally:
