@@ -405,8 +405,10 @@ static const char *cmd_s3_allow_insecure(cmd_parms *cmd, void *dconf, int on)
     return NULL;
 }
 
-/* The key is read now, while httpd is still root; the file's bytes are
- * the key (a trailing newline aside), at least 16 of them. */
+/* The key is read now, while httpd is still root. It is the file's text
+ * (such as `openssl rand -hex 32`) without the whitespace that ends it, at
+ * least 16 bytes: binary keys are not meant, since one that happened to
+ * end in a newline byte would silently lose it. */
 #define RECORD_KEY_MIN 16
 #define RECORD_KEY_MAX 4096
 static const char *cmd_record_key(cmd_parms *cmd, void *dconf,
@@ -436,7 +438,7 @@ static const char *cmd_record_key(cmd_parms *cmd, void *dconf,
     if (rv != APR_SUCCESS)
         return apr_psprintf(cmd->pool, "OCIRegRecordKey: cannot read %s",
                             arg + 5);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+    while (n > 0 && apr_isspace(buf[n - 1]))
         n--;
     if (n < RECORD_KEY_MIN || n > RECORD_KEY_MAX)
         return apr_psprintf(cmd->pool,

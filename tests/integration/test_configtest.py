@@ -62,7 +62,7 @@ def test_bad_global_directive(tmp_path, extra, directive):
 
 def test_limits_and_record_key_pass(tmp_path):
     key = tmp_path / "record.key"
-    key.write_bytes(os.urandom(32))
+    key.write_text(os.urandom(32).hex() + "\n")
     rc, out = configtest(tmp_path, global_extra="\n".join([
         "OCIRegUploadEmptyExpiry 60", "OCIRegUploadsPerClient 0",
         "OCIRegUploadsPerRepository 10", f"OCIRegRecordKey file:{key}"]))

@@ -25,7 +25,9 @@ from httpd_harness import HttpdInstance, bad_log_lines
 from ocireg_client import assert_error, check_error_body, raw_request, path_of
 
 MIB = 1024 * 1024
-EMPTY_EXPIRY = 2
+# Short, for the test's sake, yet with room for a loaded machine between a
+# POST and the PATCH that follows it.
+EMPTY_EXPIRY = 5
 
 
 def wait_for(cond, timeout=30.0, what="condition"):
@@ -186,20 +188,24 @@ def test_full_table_refuses_new_posts_while_a_push_goes_on(small_table):
         # Expiry frees the abandoned slots: every one of them.
         wait_for(lambda: all(flood.request("GET", l)[0] == 404 for l in opened),
                  what="the abandoned sessions to expire")
-        again = []
+        # (these go by themselves, as the first ones did)
         for _ in range(32):
             status, headers, body = flood.post("hostile/filler")
             assert status == 202, body
-            again.append(headers["location"])
-        for l in again:
-            assert flood.request("DELETE", l)[0] == 204
     finally:
         flood.close()
 
 
-def test_many_patches_on_one_session_exactly_one_applies(limited):
+@pytest.fixture(scope="module")
+def racing(httpd_factory):
+    # Default expiries: the expiry must not take a session while it races.
+    return httpd_factory("hostile-race")
+
+
+def test_many_patches_on_one_session_exactly_one_applies(racing):
     """Racing PATCHes at offset 0, each on its own connection: whichever
     child gets it, one is applied and the others get 416."""
+    limited = racing
     port = limited.port
     racers = 12
     pids = set()

@@ -8,6 +8,7 @@ format (include/ocireg_uploads.h) is read like the module's own."""
 import hashlib
 import hmac
 import os
+import secrets
 import struct
 import uuid as uuidlib
 
@@ -84,9 +85,9 @@ def s3_or_none(backend, request):
 
 @pytest.fixture(scope="module")
 def keyed(httpd_factory, base_dir, backend, s3_or_none):
-    key = os.urandom(32)
+    key = secrets.token_hex(32).encode()     # as `openssl rand -hex 32` makes it
     path = base_dir / f"record-{backend}.key"
-    path.write_bytes(key)
+    path.write_bytes(key + b"\n")
     inst = httpd_factory("records-keyed", global_extra=f"OCIRegRecordKey file:{path}")
     return Records(inst, backend, s3_or_none, key)
 
