@@ -28,6 +28,9 @@ OCIRegS3SpoolDir \"$rundir\""
 OCIRegS3PartSize $S3_PART_SIZE"
     [ -n "${S3_PREFIX:-}" ] && storage="$storage
 OCIRegS3Prefix $S3_PREFIX"
+    # A plain http:// endpoint (a local RGW or MinIO) must be asked for.
+    [ "${S3_ALLOW_INSECURE:-}" = 1 ] && storage="$storage
+OCIRegS3AllowInsecure On"
     chmod 1777 "$rundir"
 fi
 conf="$rundir/httpd.conf"

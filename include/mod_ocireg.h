@@ -26,6 +26,13 @@ typedef struct {
     ocireg_store_s3_config s3;      /* OCIRegS3* settings */
     ocireg_store *store;            /* opened in post_config */
     int registry_used;              /* some OCIRegistry On in this server */
+    int s3_allow_insecure;          /* OCIRegS3AllowInsecure: -1 unset */
+    /* The HMAC key of session records (ocireg_uploads.h): OCIRegRecordKey,
+     * else derived from the S3 secret; empty (a checksum) for the
+     * filesystem store. Set by ocireg_record_key_check. */
+    const unsigned char *record_key;
+    apr_size_t record_keylen;
+    int record_key_set;
 } ocireg_server_conf;
 
 /* Configuration (mod_ocireg_config.c). */
@@ -39,9 +46,17 @@ extern apr_interval_time_t ocireg_conf_upload_expiry;
  * this margin. */
 #define OCIREG_UPLOAD_LEASE_MARGIN apr_time_from_sec(60)
 extern apr_interval_time_t ocireg_conf_upload_lease;
+/* A session that never received a byte costs a slot and nothing else to
+ * open: it goes much sooner than one with data. */
+#define OCIREG_DEFAULT_UPLOAD_EMPTY_EXPIRY apr_time_from_sec(300)
+extern apr_interval_time_t ocireg_conf_upload_empty_expiry;
+/* Open sessions per client (user, else address) and per repository;
+ * 0: no limit. */
+#define OCIREG_DEFAULT_UPLOADS_PER_CLIENT 64
+#define OCIREG_DEFAULT_UPLOADS_PER_REPOSITORY 256
+extern int ocireg_conf_uploads_per_client;
+extern int ocireg_conf_uploads_per_repository;
 
-/* Starts the background expiry of idle uploads (mod_ocireg_expiry.c). */
-int ocireg_expiry_start(apr_pool_t *pconf, server_rec *s);
 extern const command_rec ocireg_cmds[];
 void *ocireg_create_server_conf(apr_pool_t *p, server_rec *s);
 void *ocireg_merge_server_conf(apr_pool_t *p, void *basev, void *addv);
@@ -52,6 +67,12 @@ void ocireg_s3conf_merge(ocireg_store_s3_config *out,
                          const ocireg_store_s3_config *add);
 /* Checks that an s3 storage has what it needs; NULL or the message. */
 const char *ocireg_s3conf_check(apr_pool_t *p, ocireg_server_conf *sc);
+/* Settles the server's record key (see record_key above). */
+void ocireg_record_key_check(apr_pool_t *p, ocireg_server_conf *sc);
+/* A status for a log line: "(n) meaning", with our own codes' meaning
+ * (ocireg_status_text), which httpd's own status argument would print
+ * as "APR does not understand this error code". */
+const char *ocireg_status_why(apr_pool_t *p, apr_status_t rv);
 
 typedef struct {
     int enabled;                    /* -1 unset */
@@ -63,14 +84,12 @@ typedef struct {
     request_rec *r;
     ocireg_route route;
     ocireg_store *store;
+    const ocireg_server_conf *conf;
     ocireg_uploads *uploads;
     ocireg_upload_lock *lock;       /* the session's, while held */
     int held_slot;                  /* the session's slot, while held */
     int deletes;
 } ocireg_req;
-
-/* The process's handle on the shared upload table (set in child_init). */
-ocireg_uploads *ocireg_upload_table(void);
 
 /* Responses. Each returns OK after writing the whole response, so a handler
  * can `return ocireg_respond_error(...)`. */

@@ -3,6 +3,7 @@
 #define OCIREG_ERROR_H
 
 #include <apr_pools.h>
+#include <apr_errno.h>
 
 typedef enum {
     OCIREG_E_NONE = 0,
@@ -62,5 +63,12 @@ typedef enum {
  * LimitRequestBody, core URL checks, a malformed chunked body) is
  * reported with. */
 ocireg_error_code ocireg_error_for_status(int status, ocireg_body_kind body);
+
+/* What a status means, for a log line: the module's own codes (from
+ * APR_OS_START_USERERR up: OCIREG_S3_*, OCIREG_STORE_*, OCIREG_UPLOADS_*,
+ * OCIREG_SESSION_*) by their meaning, which APR does not know, and any
+ * other by apr_strerror. Returns buf or a static string. */
+const char *ocireg_status_text(apr_status_t rv, char *buf,
+                               apr_size_t bufsize);
 
 #endif

@@ -22,6 +22,28 @@ void ocireg_hash_update(ocireg_hash_state *st, const void *data,
  * so the running state stays usable. */
 void ocireg_hash_digest(const ocireg_hash_state *st, char *out);
 
+/* The running state as plain numbers, independent of the library's struct
+ * layout: what a durable record (read by another build, or by anyone who
+ * can write the store) carries. */
+typedef struct {
+    apr_uint32_t h[8];             /* the chaining value */
+    apr_uint64_t length;           /* bytes hashed so far */
+    unsigned char block[64];       /* the last length % 64 bytes; the rest
+                                    * of the block is zero */
+} ocireg_hash_midstate;
+
+void ocireg_hash_export(const ocireg_hash_state *st,
+                        ocireg_hash_midstate *out);
+/* Rebuilds a running state. Returns 0 (st untouched) when `in` is not a
+ * state SHA-256 can be in: a length past 2^61 bytes, or bytes beyond the
+ * pending ones in the block. Safe on any value of `in`. */
+int ocireg_hash_import(ocireg_hash_state *st, const ocireg_hash_midstate *in);
+
+/* Whether a raw running state (one read back from a store) is one that
+ * SHA-256 can be in after exactly `length` bytes, so that updating or
+ * finishing it stays within its buffer. */
+int ocireg_hash_state_valid(const ocireg_hash_state *st, apr_uint64_t length);
+
 /* One-shot digest of a buffer, "sha256:<hex>" in pool memory. */
 const char *ocireg_sha256_digest(apr_pool_t *p, const void *data,
                                  apr_size_t len);

@@ -19,6 +19,7 @@
 #include "apr_shm.h"
 #include "apr_global_mutex.h"
 #include "mod_ocireg.h"
+#include "mod_ocireg_expiry.h"
 #include "ocireg_parse.h"
 
 
@@ -40,7 +41,7 @@ static apr_shm_t *upload_shm;
 static apr_global_mutex_t *upload_mutex;
 static ocireg_uploads *uploads;
 
-ocireg_uploads *ocireg_upload_table(void)
+static ocireg_uploads *upload_table(void)
 {
     return uploads;
 }
@@ -54,6 +55,10 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
     ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
     ocireg_conf_upload_lease = 0; /* unset: from Timeout (check_config) */
+    ocireg_conf_upload_empty_expiry = OCIREG_DEFAULT_UPLOAD_EMPTY_EXPIRY;
+    ocireg_conf_uploads_per_client = OCIREG_DEFAULT_UPLOADS_PER_CLIENT;
+    ocireg_conf_uploads_per_repository =
+        OCIREG_DEFAULT_UPLOADS_PER_REPOSITORY;
     return ap_mutex_register(pconf, OCIREG_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
                              0);
 }
@@ -155,28 +160,30 @@ static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
                              "OCIREG00008: %s", err);
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
+            ocireg_record_key_check(pconf, sc);
             if (check_only)
                 continue;
             rv = ocireg_store_s3_create(pconf, &sc->s3, &sc->store);
             if (rv != APR_SUCCESS) {
-                ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, rv, s,
+                ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
                              "OCIREG00009: OCIRegStorage s3 %s: cannot set "
-                             "up the client",
-                             sc->storage_arg);
+                             "up the client: %s",
+                             sc->storage_arg, ocireg_status_why(ptemp, rv));
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
             continue;
         }
+        ocireg_record_key_check(pconf, sc);
         if (check_only)
             continue;
         rv = ocireg_store_fs_create(pconf, sc->storage_arg, &sc->store);
         if (rv == APR_SUCCESS)
             rv = hand_store_to_user(s, sc->storage_arg);
         if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                          "OCIREG00002: OCIRegStorage filesystem %s: cannot "
-                         "create or own the store",
-                         sc->storage_arg);
+                         "create or own the store: %s",
+                         sc->storage_arg, ocireg_status_why(ptemp, rv));
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -226,10 +233,12 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
             /* Anonymous: inherited by the children at fork. */
             rv = apr_shm_create(&pt->shm, size, NULL, keep);
             if (rv != APR_SUCCESS) {
-                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                              "OCIREG00003: cannot create %" APR_SIZE_T_FMT
-                             " bytes of shared memory for %d upload slots",
-                             size, ocireg_conf_upload_slots);
+                             " bytes of shared memory for %d upload slots: "
+                             "%s",
+                             size, ocireg_conf_upload_slots,
+                             ocireg_status_why(ptemp, rv));
                 apr_global_mutex_destroy(pt->mutex);
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
@@ -247,7 +256,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     uploads = ocireg_uploads_attach(pconf, apr_shm_baseaddr_get(upload_shm),
                                     upload_mutex);
-    return ocireg_expiry_start(pconf, s);
+    return ocireg_expiry_start(pconf, s, upload_table);
 }
 
 /* A lock holder may wait up to Timeout for the client's next bytes before
@@ -290,12 +299,14 @@ static void child_init(apr_pool_t *p, server_rec *s)
     apr_status_t rv;
     if (!upload_mutex)
         return;
+    ocireg_expiry_child_init(p, s);
     rv = apr_global_mutex_child_init(
         &upload_mutex, apr_global_mutex_lockfile(upload_mutex), p);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      "OCIREG00005: cannot reopen the upload table mutex in "
-                     "the child");
+                     "the child: %s",
+                     ocireg_status_why(p, rv));
         uploads = NULL;
         return;
     }
@@ -433,6 +444,7 @@ static int handler(request_rec *r)
     memset(&q, 0, sizeof(q));
     q.r = r;
     q.store = sc->store;
+    q.conf = sc;
     q.uploads = uploads;
     q.deletes = dc->deletes != 0;
     if (!q.store || !q.uploads) {

@@ -131,8 +131,9 @@ static int send_stream(ocireg_req *q, ocireg_blob_body *body,
             return ocireg_store_failure(r, rv, "reading the blob");
         /* Too late for a status: cut the connection so the client sees a
          * short body rather than a wrong one. */
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
-                      "OCIREG00022: sending blob %s stopped", digest);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "OCIREG00022: sending blob %s stopped: %s", digest,
+                      ocireg_status_why(r->pool, rv));
         r->connection->keepalive = AP_CONN_CLOSE;
         r->connection->aborted = 1;
         return OK;
@@ -218,7 +219,8 @@ int ocireg_handle_blob(ocireg_req *q)
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(bb->bucket_alloc));
     rv = ap_pass_brigade(r->output_filters, bb);
     if (rv != APR_SUCCESS)
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
-                      "OCIREG00021: sending blob %s stopped", digest);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "OCIREG00021: sending blob %s stopped: %s", digest,
+                      ocireg_status_why(r->pool, rv));
     return OK;
 }

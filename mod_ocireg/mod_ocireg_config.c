@@ -11,10 +11,15 @@
 #include "apr_file_io.h"
 #include "mod_ocireg.h"
 #include "ocireg_parse.h"
+#include "ocireg_uploads.h"
 
 int ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
 apr_interval_time_t ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
 apr_interval_time_t ocireg_conf_upload_lease = 0;
+apr_interval_time_t ocireg_conf_upload_empty_expiry =
+    OCIREG_DEFAULT_UPLOAD_EMPTY_EXPIRY;
+int ocireg_conf_uploads_per_client = OCIREG_DEFAULT_UPLOADS_PER_CLIENT;
+int ocireg_conf_uploads_per_repository = OCIREG_DEFAULT_UPLOADS_PER_REPOSITORY;
 
 #define MIB (1024 * 1024)
 #define DEFAULT_PART_SIZE (16 * MIB)
@@ -230,6 +235,7 @@ void *ocireg_create_server_conf(apr_pool_t *p, server_rec *s)
     ocireg_server_conf *c = apr_pcalloc(p, sizeof(*c));
     (void)s;
     c->s3.retries = -1;
+    c->s3_allow_insecure = -1;
     return c;
 }
 
@@ -243,6 +249,13 @@ void *ocireg_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
                                          : base->storage_arg;
     c->registry_used = add->registry_used || base->registry_used;
     ocireg_s3conf_merge(&c->s3, &base->s3, &add->s3);
+    c->s3_allow_insecure = add->s3_allow_insecure != -1
+                               ? add->s3_allow_insecure
+                               : base->s3_allow_insecure;
+    c->record_key_set = add->record_key_set || base->record_key_set;
+    c->record_key = add->record_key_set ? add->record_key : base->record_key;
+    c->record_keylen = add->record_key_set ? add->record_keylen
+                                           : base->record_keylen;
     return c;
 }
 
@@ -358,6 +371,85 @@ static const char *cmd_upload_lease(cmd_parms *cmd, void *dconf,
     return err;
 }
 
+static const char *cmd_upload_empty_expiry(cmd_parms *cmd, void *dconf,
+                                           const char *arg)
+{
+    apr_off_t n;
+    const char *err = global_number(cmd, arg, 1, 365 * 86400, "of seconds ",
+                                    &n);
+    (void)dconf;
+    if (!err)
+        ocireg_conf_upload_empty_expiry = apr_time_from_sec(n);
+    return err;
+}
+
+static const char *cmd_uploads_per(cmd_parms *cmd, void *dconf,
+                                   const char *arg)
+{
+    apr_off_t n;
+    const char *err = global_number(cmd, arg, 0, 1000000, "", &n);
+    (void)dconf;
+    if (err)
+        return err;
+    if (cmd->info == (void *)"client")
+        ocireg_conf_uploads_per_client = (int)n;
+    else
+        ocireg_conf_uploads_per_repository = (int)n;
+    return NULL;
+}
+
+static const char *cmd_s3_allow_insecure(cmd_parms *cmd, void *dconf, int on)
+{
+    (void)dconf;
+    sconf(cmd)->s3_allow_insecure = on;
+    return NULL;
+}
+
+/* The key is read now, while httpd is still root. It is the file's text
+ * (such as `openssl rand -hex 32`) without the whitespace that ends it, at
+ * least 16 bytes: binary keys are not meant, since one that happened to
+ * end in a newline byte would silently lose it. */
+#define RECORD_KEY_MIN 16
+#define RECORD_KEY_MAX 4096
+static const char *cmd_record_key(cmd_parms *cmd, void *dconf,
+                                  const char *arg)
+{
+    ocireg_server_conf *sc = sconf(cmd);
+    const char *path;
+    apr_file_t *f;
+    char *buf;
+    apr_size_t n = RECORD_KEY_MAX + 1;
+    apr_status_t rv;
+    (void)dconf;
+    if (strncmp(arg, "file:", 5) != 0 || !arg[5])
+        return "OCIRegRecordKey: use file:<path>; the key is never written "
+               "in httpd.conf";
+    path = ap_server_root_relative(cmd->temp_pool, arg + 5);
+    buf = apr_palloc(cmd->pool, n);
+    rv = path ? apr_file_open(&f, path, APR_FOPEN_READ, APR_FPROT_OS_DEFAULT,
+                              cmd->temp_pool)
+              : APR_EBADPATH;
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_read_full(f, buf, n, &n);
+        apr_file_close(f);
+        if (rv == APR_EOF)
+            rv = APR_SUCCESS;
+    }
+    if (rv != APR_SUCCESS)
+        return apr_psprintf(cmd->pool, "OCIRegRecordKey: cannot read %s",
+                            arg + 5);
+    while (n > 0 && apr_isspace(buf[n - 1]))
+        n--;
+    if (n < RECORD_KEY_MIN || n > RECORD_KEY_MAX)
+        return apr_psprintf(cmd->pool,
+                            "OCIRegRecordKey: %s must hold %d to %d bytes",
+                            arg + 5, RECORD_KEY_MIN, RECORD_KEY_MAX);
+    sc->record_key = (const unsigned char *)buf;
+    sc->record_keylen = n;
+    sc->record_key_set = 1;
+    return NULL;
+}
+
 const command_rec ocireg_cmds[] = {
     AP_INIT_FLAG("OCIRegistry", cmd_registry, NULL, OR_OPTIONS | ACCESS_CONF,
                  "On to serve the OCI Distribution API at /v2 here"),
@@ -375,6 +467,24 @@ const command_rec ocireg_cmds[] = {
     AP_INIT_TAKE1("OCIRegUploadLease", cmd_upload_lease, NULL, RSRC_CONF,
                   "seconds a host that stopped answering keeps an upload "
                   "locked against other hosts (default: httpd's Timeout + 60)"),
+    AP_INIT_TAKE1("OCIRegUploadEmptyExpiry", cmd_upload_empty_expiry, NULL,
+                  RSRC_CONF,
+                  "seconds after which an upload that never received a byte "
+                  "is aborted (default 300)"),
+    AP_INIT_TAKE1("OCIRegUploadsPerClient", cmd_uploads_per, "client",
+                  RSRC_CONF,
+                  "upload sessions one client (user, else address) may "
+                  "hold open; 0 for no limit (default 64)"),
+    AP_INIT_TAKE1("OCIRegUploadsPerRepository", cmd_uploads_per,
+                  "repository", RSRC_CONF,
+                  "upload sessions one repository may have open; 0 for no "
+                  "limit (default 256)"),
+    AP_INIT_TAKE1("OCIRegRecordKey", cmd_record_key, NULL, RSRC_CONF,
+                  "file:<path> of the key that signs upload session "
+                  "records (HMAC-SHA256)"),
+    AP_INIT_FLAG("OCIRegS3AllowInsecure", cmd_s3_allow_insecure, NULL,
+                 RSRC_CONF,
+                 "On to allow an http:// S3 endpoint (default Off)"),
     AP_INIT_TAKE1("OCIRegS3Bucket", set_bucket, NULL, RSRC_CONF,
                   "bucket of the s3 storage"),
     AP_INIT_TAKE1("OCIRegS3Prefix", set_prefix, NULL, RSRC_CONF,
@@ -428,6 +538,13 @@ const char *ocireg_s3conf_check(apr_pool_t *p, ocireg_server_conf *sc)
                             "OCIRegStorage s3: '%s' is not an endpoint URL "
                             "like https://<account>.r2.cloudflarestorage.com",
                             ep);
+    if (strncmp(ep, "http://", 7) == 0 && sc->s3_allow_insecure != 1)
+        return apr_psprintf(p,
+                            "OCIRegStorage s3: '%s' is plain http: requests, "
+                            "blobs and upload records would travel "
+                            "unprotected; use https:// or set "
+                            "OCIRegS3AllowInsecure On",
+                            ep);
     if (!c->bucket)
         return "OCIRegStorage s3 needs OCIRegS3Bucket";
     if (!c->access_key || !c->secret_key)
@@ -450,4 +567,23 @@ const char *ocireg_s3conf_check(apr_pool_t *p, ocireg_server_conf *sc)
     if (c->redirect_seconds < 0)
         c->redirect_seconds = 0;
     return NULL;
+}
+
+/* Hosts sharing a bucket share its secret, so a key derived from it is
+ * the same on all of them without another file to distribute; the bucket
+ * and prefix keep two stores' records apart. */
+void ocireg_record_key_check(apr_pool_t *p, ocireg_server_conf *sc)
+{
+    if (sc->record_key_set || !sc->storage_driver)
+        return;
+    if (strcmp(sc->storage_driver, "s3") == 0 && sc->s3.secret_key) {
+        sc->record_key = ocireg_session_key_derive(
+            p, sc->s3.secret_key,
+            apr_pstrcat(p, sc->s3.bucket ? sc->s3.bucket : "", "/",
+                        sc->s3.prefix ? sc->s3.prefix : "", NULL),
+            &sc->record_keylen);
+        return;
+    }
+    sc->record_key = NULL;
+    sc->record_keylen = 0;
 }

@@ -80,8 +80,9 @@ int ocireg_store_failure(request_rec *r, apr_status_t rv, const char *what)
                       "OCIREG00014: storage refused: %s (%s)", what,
                       ap_escape_logitem(r->pool, ocireg_s3_last_error()));
     else
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
-                      "OCIREG00010: storage failure: %s", what);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "OCIREG00010: storage failure: %s: %s", what,
+                      ocireg_status_why(r->pool, rv));
     return ocireg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
                                 OCIREG_E_INTERNAL, "storage failure", NULL);
 }
@@ -124,10 +125,11 @@ apr_status_t ocireg_body_stream(request_rec *r, ocireg_store *store,
                             APR_BLOCK_READ, BODY_BUFFER);
         if (rv != APR_SUCCESS) {
             res->status = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                           "OCIREG00011: request body ended early after %"
-                          APR_OFF_T_FMT " bytes",
-                          res->received + (apr_off_t)fill);
+                          APR_OFF_T_FMT " bytes: %s",
+                          res->received + (apr_off_t)fill,
+                          ocireg_status_why(r->pool, rv));
             break;
         }
         if (lock)
@@ -247,4 +249,11 @@ const char *ocireg_new_uuid(apr_pool_t *p)
                         "%02x%02x%02x%02x%02x%02x",
                         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8],
                         b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+const char *ocireg_status_why(apr_pool_t *p, apr_status_t rv)
+{
+    char buf[256];
+    return apr_psprintf(p, "(%d)%s", (int)rv,
+                        ocireg_status_text(rv, buf, sizeof(buf)));
 }

@@ -8,6 +8,7 @@
 #include "http_request.h"
 #include "apr_strings.h"
 #include "apr_buckets.h"
+#include "apr_atomic.h"
 #include "mod_ocireg.h"
 #include <unistd.h>
 #include "ocireg_parse.h"
@@ -339,14 +340,69 @@ static int session_busy(ocireg_req *q, const ocireg_upload_session *s,
 
 #define WRITING_ELSEWHERE "another request is writing to this upload"
 
+/* Who opened a session, for OCIRegUploadsPerClient: the authenticated
+ * user, else the address (mod_remoteip's, when it is loaded). */
+static const char *client_of(request_rec *r)
+{
+    if (r->user && *r->user)
+        return apr_pstrcat(r->pool, "user:", r->user, NULL);
+    return apr_pstrcat(r->pool, "ip:", r->useragent_ip, NULL);
+}
+
+static int over_limit(request_rec *r, apr_status_t rv, const char *name)
+{
+    int client = rv == OCIREG_UPLOADS_ECLIENT;
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "OCIREG00151: new upload in %s refused: %s (%s %d)", name,
+                  ocireg_status_why(r->pool, rv),
+                  client ? "OCIRegUploadsPerClient"
+                         : "OCIRegUploadsPerRepository",
+                  client ? ocireg_conf_uploads_per_client
+                         : ocireg_conf_uploads_per_repository);
+    apr_table_setn(r->err_headers_out, "Retry-After", "30");
+    return ocireg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
+                                OCIREG_E_TOOMANYREQUESTS,
+                                client ? "too many uploads in progress for "
+                                         "this client"
+                                       : "too many uploads in progress for "
+                                         "this repository",
+                                NULL);
+}
+
 static int table_full(request_rec *r)
 {
-    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  "OCIREG00022: upload table full; raise OCIRegUploadSlots");
+    /* Once a minute per process at most: a client flooding POSTs must
+     * not flood the log as well. */
+    static apr_time_t last_warned;
+    apr_time_t now = apr_time_now();
+    if (now - last_warned >= apr_time_from_sec(60)) {
+        last_warned = now;
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "OCIREG00152: upload table full; raise "
+                      "OCIRegUploadSlots (or lower OCIRegUploadsPerClient)");
+    }
     apr_table_setn(r->err_headers_out, "Retry-After", "10");
     return ocireg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
                                 OCIREG_E_TOOMANYREQUESTS,
                                 "too many uploads in progress", NULL);
+}
+
+/* A record that fails its checks is a session this registry does not
+ * know: its client hears 404 BLOB_UPLOAD_UNKNOWN and starts again. It
+ * is worth one warning (someone wrote the bucket, or the record key
+ * changed), not one per retry: a process remembers the last it told. */
+static void warn_bad_record(ocireg_req *q, const char *uuid, apr_status_t rv)
+{
+    /* Threads of the process share it: one atomic word, a hash of the id. */
+    static volatile apr_uint32_t last;
+    apr_uint32_t h = ocireg_store_id(uuid);
+    if (apr_atomic_xchg32(&last, h) == h)
+        return;
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r,
+                  "OCIREG00150: upload %s: the store's record of the "
+                  "session is refused (%s); the session is treated as "
+                  "unknown",
+                  uuid, ocireg_status_why(q->r->pool, rv));
 }
 
 /* The session as the store has it. The store's record is the truth: the
@@ -360,13 +416,17 @@ static apr_status_t session_read(ocireg_req *q, const char *uuid,
     apr_uint64_t version;
     apr_status_t rv = q->store->ops->state_get(q->store, q->r->pool, uuid,
                                                &version, &data, &len);
-    if (rv == APR_SUCCESS && ocireg_session_decode(data, len, out)
-                                 != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r,
-                      "OCIREG00023: upload %s has an unreadable state record "
-                      "(written by another build?)",
-                      uuid);
-        rv = APR_ENOENT;
+    if (rv == APR_SUCCESS) {
+        apr_status_t drv = ocireg_session_decode(data, len,
+                                                 q->conf->record_key,
+                                                 q->conf->record_keylen, out);
+        /* A record must name the session it was read for. */
+        if (drv == APR_SUCCESS && strcmp(out->uuid, uuid) != 0)
+            drv = OCIREG_SESSION_EBAD;
+        if (drv != APR_SUCCESS) {
+            warn_bad_record(q, uuid, drv);
+            rv = APR_ENOENT;
+        }
     }
     if (rv == APR_SUCCESS)
         out->version = version;
@@ -461,7 +521,8 @@ static apr_status_t session_save(ocireg_req *q, ocireg_upload_session *s,
     next.version++;
     if (before && next.offset != before->offset)
         next.moved = next.version;
-    data = ocireg_session_encode(q->r->pool, &next, &len);
+    data = ocireg_session_encode(q->r->pool, &next, q->conf->record_key,
+                                 q->conf->record_keylen, &len);
     rv = q->store->ops->state_put(q->store, q->r->pool, s->uuid,
                                   next.version, data, len);
     if (rv == APR_SUCCESS) {
@@ -638,29 +699,37 @@ int ocireg_handle_uploads(ocireg_req *q)
     s.store_id = q->store->id;
     s.created = s.touched = apr_time_now();
     ocireg_hash_init(&s.hash);
-    rv = q->store->ops->upload_create(q->store, r->pool, s.uuid, s.driver);
+    /* Room in this host's table, within the client's and the
+     * repository's share, is what admits a new upload, and is checked
+     * before the store is asked for anything: a client flooding POSTs
+     * costs no store requests once refused. The record (version 1) is
+     * what makes the session exist. */
+    rv = ocireg_uploads_add_limited(q->uploads, &s, client_of(r),
+                                    ocireg_conf_uploads_per_client,
+                                    ocireg_conf_uploads_per_repository);
+    if (rv == APR_ENOSPC)
+        return table_full(r);
+    if (rv == OCIREG_UPLOADS_ECLIENT || rv == OCIREG_UPLOADS_EREPO)
+        return over_limit(r, rv, q->route.name);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "creating an upload");
-    /* Room in this host's table is what admits a new upload; the record
-     * (version 1) is what makes it exist. */
-    rv = ocireg_uploads_add(q->uploads, &s);
-    if (rv == APR_SUCCESS) {
-        ocireg_upload_session saved = s;
-        rv = session_save(q, &saved, NULL);
-        if (ocireg_uploads_acquire(q->uploads, s.uuid, &s) == APR_SUCCESS) {
-            if (rv == APR_SUCCESS)
-                ocireg_uploads_release(q->uploads, &saved, s.uuid);
-            else
-                ocireg_uploads_remove(q->uploads, s.uuid);
-        }
-        s = saved;
-    }
+    /* Nobody else knows the id yet; held, so that the expiry does not
+     * take it half made. */
+    rv = ocireg_uploads_acquire(q->uploads, s.uuid, &s);
+    if (rv != APR_SUCCESS)
+        return ocireg_store_failure(r, rv, "creating an upload");
+    rv = q->store->ops->upload_create(q->store, r->pool, s.uuid, s.driver);
     if (rv != APR_SUCCESS) {
-        q->store->ops->upload_abort(q->store, r->pool, s.uuid, s.driver);
-        if (rv == APR_ENOSPC)
-            return table_full(r);
+        ocireg_uploads_remove(q->uploads, s.uuid);
         return ocireg_store_failure(r, rv, "creating an upload");
     }
+    rv = session_save(q, &s, NULL);
+    if (rv != APR_SUCCESS) {
+        q->store->ops->upload_abort(q->store, r->pool, s.uuid, s.driver);
+        ocireg_uploads_remove(q->uploads, s.uuid);
+        return ocireg_store_failure(r, rv, "creating an upload");
+    }
+    ocireg_uploads_release(q->uploads, &s, s.uuid);
     apr_table_setn(r->headers_out, "OCI-Chunk-Min-Length",
                    apr_off_t_toa(r->pool,
                                  q->store->ops->chunk_min_length(q->store)));

@@ -3,6 +3,9 @@
 #include <jansson.h>
 #include <apr_strings.h>
 #include "ocireg_error.h"
+#include "ocireg_s3.h"
+#include "ocireg_store.h"
+#include "ocireg_uploads.h"
 
 static const struct {
     const char *name;
@@ -150,4 +153,38 @@ ocireg_error_code ocireg_error_for_status(int status, ocireg_body_kind body)
     default:
         return status >= 500 ? OCIREG_E_INTERNAL : OCIREG_E_UNSUPPORTED;
     }
+}
+
+const char *ocireg_status_text(apr_status_t rv, char *buf, apr_size_t bufsize)
+{
+    switch (rv) {
+    case OCIREG_S3_EUNAVAILABLE:
+        return "the S3 endpoint is unavailable (unreachable, timed out or "
+               "answering 5xx)";
+    case OCIREG_S3_EREFUSED:
+        return "the S3 endpoint refused the request (credentials, "
+               "signature, bucket or permissions)";
+    case OCIREG_STORE_ESTALE:
+        return "a newer record of the upload session exists";
+    case OCIREG_STORE_ECONFLICT:
+        return "the upload's stored data differs from what its session "
+               "sent";
+    case OCIREG_UPLOADS_ECLIENT:
+        return "the client has too many upload sessions open";
+    case OCIREG_UPLOADS_EREPO:
+        return "the repository has too many upload sessions open";
+    case OCIREG_SESSION_EBAD:
+        return "the upload session record is malformed";
+    case OCIREG_SESSION_EKEY:
+        return "the upload session record's HMAC does not match the "
+               "record key";
+    default:
+        break;
+    }
+    if (rv >= APR_OS_START_USERERR && rv < APR_OS_START_USERERR + 1000) {
+        apr_snprintf(buf, bufsize, "mod_ocireg status %d",
+                     (int)(rv - APR_OS_START_USERERR));
+        return buf;
+    }
+    return apr_strerror(rv, buf, bufsize);
 }

@@ -63,7 +63,9 @@ apr_status_t s3_state_check(const unsigned char *state)
         || st->part_size == 0
         || st->part_size > (apr_uint64_t)5 * 1024 * 1024 * 1024
         || st->tail >= st->part_size || st->parts > S3_MAX_PARTS
-        || (st->parts > 0 && !st->upload_id[0]))
+        || (st->parts > 0 && !st->upload_id[0])
+        || !ocireg_hash_state_valid(&st->midstate,
+                                    (apr_uint64_t)st->parts * st->part_size))
         return S3_EBADSTATE;
     /* The upload id goes into a query string: printable, no separators. */
     for (i = 0; st->upload_id[i]; i++)

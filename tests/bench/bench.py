@@ -347,7 +347,8 @@ class Ocireg(Registry):
             del env[k]
         if self.store == "s3":
             env.update(S3_ENDPOINT=self.rgw.endpoint, S3_BUCKET="ocireg", S3_ACCESS_KEY=AK,
-                       S3_SECRET_KEY=SK, S3_REGION="auto", S3_PART_SIZE="64M")
+                       S3_SECRET_KEY=SK, S3_REGION="auto", S3_PART_SIZE="64M",
+                       S3_ALLOW_INSECURE="1")  # the local RGW is plain http
         self.logf = open(self.logpath, "ab")
         self.proc = subprocess.Popen(["sh", os.path.join(REPO, "conf", "run.sh"), REPO,
                                       str(self.port), self.data], env=env,

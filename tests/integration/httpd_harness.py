@@ -181,6 +181,9 @@ class HttpdInstance:
                  f"OCIRegS3Credentials file:{s['cred_file']}",
                  f"OCIRegS3PartSize {s.get('part_size', '5M')}",
                  f'OCIRegS3SpoolDir "{self.data_dir}"']
+        if s["endpoint"].startswith("http://"):
+            # The local RGW (and the fault proxies) speak plain HTTP.
+            lines.append("OCIRegS3AllowInsecure On")
         lines += s.get("extra", [])
         return "\n".join("    " + l for l in lines)
 

@@ -45,11 +45,39 @@ def test_good_config_passes(tmp_path):
     # the test config's Timeout is 30: a lease must outlast it
     ("OCIRegUploadLease 30", "OCIRegUploadLease"),
     ("OCIRegUploadLease 200\nTimeout 300", "OCIRegUploadLease"),
+    ("OCIRegUploadEmptyExpiry 0", "OCIRegUploadEmptyExpiry"),
+    ("OCIRegUploadEmptyExpiry later", "OCIRegUploadEmptyExpiry"),
+    ("OCIRegUploadsPerClient -1", "OCIRegUploadsPerClient"),
+    ("OCIRegUploadsPerClient lots", "OCIRegUploadsPerClient"),
+    ("<VirtualHost 127.0.0.1:1>\nOCIRegUploadsPerClient 5\n</VirtualHost>",
+     "OCIRegUploadsPerClient"),
+    ("OCIRegUploadsPerRepository 1000001", "OCIRegUploadsPerRepository"),
+    ("OCIRegUploadsPerRepository x", "OCIRegUploadsPerRepository"),
+    ("OCIRegRecordKey /etc/key", "OCIRegRecordKey"),
+    ("OCIRegRecordKey file:/nonexistent/key", "OCIRegRecordKey"),
+    ("OCIRegS3AllowInsecure maybe", "OCIRegS3AllowInsecure"),
 ])
 def test_bad_global_directive(tmp_path, extra, directive):
     rc, out = configtest(tmp_path, global_extra=extra)
     assert rc != 0, out
     assert directive in out, out
+
+
+def test_limits_and_record_key_pass(tmp_path):
+    key = tmp_path / "record.key"
+    key.write_text(os.urandom(32).hex() + "\n")
+    rc, out = configtest(tmp_path, global_extra="\n".join([
+        "OCIRegUploadEmptyExpiry 60", "OCIRegUploadsPerClient 0",
+        "OCIRegUploadsPerRepository 10", f"OCIRegRecordKey file:{key}"]))
+    assert rc == 0, out
+
+
+def test_short_record_key_fails(tmp_path):
+    key = tmp_path / "record.key"
+    key.write_bytes(b"short\n")
+    rc, out = configtest(tmp_path, global_extra=f"OCIRegRecordKey file:{key}")
+    assert rc != 0, out
+    assert "OCIRegRecordKey" in out and "16" in out, out
 
 
 @pytest.mark.parametrize("extra, directive", [
@@ -131,8 +159,21 @@ def test_s3_good_config_passes(tmp_path, cred_file):
     (["OCIRegStorage s3 https://acct.r2.cloudflarestorage.com", "OCIRegS3Bucket b",
       "OCIRegS3Credentials file:@CRED@", "OCIRegS3BlobRedirect forever"],
      "OCIRegS3BlobRedirect"),
+    # plain http must be asked for
+    (["OCIRegStorage s3 http://127.0.0.1:9000", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials file:@CRED@"], "OCIRegS3AllowInsecure"),
+    (["OCIRegStorage s3 http://127.0.0.1:9000", "OCIRegS3Bucket b",
+      "OCIRegS3Credentials file:@CRED@", "OCIRegS3AllowInsecure Off"],
+     "OCIRegS3AllowInsecure"),
 ])
 def test_s3_bad_config(tmp_path, cred_file, lines, needle):
     rc, out = s3_conf(tmp_path, [l.replace("@CRED@", str(cred_file)) for l in lines])
     assert rc != 0, out
     assert needle in out, out
+
+
+def test_s3_plain_http_allowed_explicitly(tmp_path, cred_file):
+    rc, out = s3_conf(tmp_path, ["OCIRegStorage s3 http://127.0.0.1:9000",
+                                 "OCIRegS3Bucket b", f"OCIRegS3Credentials file:{cred_file}",
+                                 "OCIRegS3AllowInsecure On"])
+    assert rc == 0, out

@@ -13,6 +13,9 @@
 #include <jansson.h>
 
 #include "ocireg_error.h"
+#include "ocireg_s3.h"
+#include "ocireg_store.h"
+#include "ocireg_uploads.h"
 
 static apr_pool_t *pool;
 
@@ -324,6 +327,34 @@ static int teardown(void **st)
     return 0;
 }
 
+/* Our own status codes read as what they mean, not as APR's "does not
+ * understand this error code". */
+static void test_status_text(void **state)
+{
+    char buf[128];
+    static const apr_status_t ours[] = {
+        OCIREG_S3_EUNAVAILABLE, OCIREG_S3_EREFUSED, OCIREG_STORE_ESTALE,
+        OCIREG_STORE_ECONFLICT, OCIREG_UPLOADS_ECLIENT, OCIREG_UPLOADS_EREPO,
+        OCIREG_SESSION_EBAD, OCIREG_SESSION_EKEY,
+        APR_OS_START_USERERR + 999};
+    (void)state;
+    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+        const char *t = ocireg_status_text(ours[i], buf, sizeof(buf));
+        assert_non_null(t);
+        assert_true(strlen(t) > 10);
+        assert_null(strstr(t, "does not understand"));
+    }
+    assert_non_null(strstr(ocireg_status_text(OCIREG_STORE_ESTALE, buf,
+                                              sizeof(buf)),
+                           "newer record"));
+    assert_non_null(strstr(ocireg_status_text(OCIREG_S3_EUNAVAILABLE, buf,
+                                              sizeof(buf)),
+                           "unavailable"));
+    /* APR's and the system's own codes keep their text */
+    assert_string_equal(ocireg_status_text(APR_ENOENT, buf, sizeof(buf)),
+                        apr_strerror(APR_ENOENT, (char[128]){0}, 128));
+}
+
 int main(void)
 {
     apr_initialize();
@@ -340,6 +371,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_body1_non_utf8_message_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_long_detail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_for_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_text, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     apr_terminate();

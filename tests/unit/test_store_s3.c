@@ -28,6 +28,15 @@ static s3_state fresh(void)
     return st;
 }
 
+/* A midstate consistent with the state's full parts. */
+static void at_part_boundary(s3_state *st)
+{
+    ocireg_hash_midstate m;
+    memset(&m, 0, sizeof(m));
+    m.length = (apr_uint64_t)st->parts * st->part_size;
+    assert_true(ocireg_hash_import(&st->midstate, &m));
+}
+
 static apr_status_t check(const s3_state *st)
 {
     return s3_state_check((const unsigned char *)st);
@@ -53,6 +62,7 @@ static void test_tail_is_64_bit(void **unused)
     st.tail = 4 * GiB + GiB / 2;
     memset(st.tail_token, 'a', S3_TAIL_TOKEN);
     st.tail_token[S3_TAIL_TOKEN] = '\0';
+    at_part_boundary(&st);
     assert_int_equal(check(&st), APR_SUCCESS);
     assert_true(st.tail == 4 * GiB + GiB / 2);
     assert_true(st.parts * st.part_size + st.tail
@@ -68,7 +78,17 @@ static void test_bad_states_refused(void **unused)
     good.tail = 10;
     memset(good.tail_token, 'f', S3_TAIL_TOKEN);
     good.tail_token[S3_TAIL_TOKEN] = '\0';
+    at_part_boundary(&good);
     assert_int_equal(check(&good), APR_SUCCESS);
+
+    /* A raw SHA-256 state that does not match the parts (or whose pending
+     * count would run past its block) is refused before any use. */
+    st = good;
+    memset(&st.midstate, 0xff, sizeof(st.midstate));
+    assert_int_not_equal(check(&st), APR_SUCCESS);
+    st = good;
+    st.parts = 2; /* midstate still at one part */
+    assert_int_not_equal(check(&st), APR_SUCCESS);
 
     st = good;
     st.magic ^= 1;
