@@ -21,17 +21,20 @@ run: deps
 	@sh conf/run.sh "$(CURDIR)" "$(PORT)" "$(DATA)"
 
 unit: $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
+	    UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
+# The harness preloads the sanitizer runtimes into apache2 when the module
+# is a SANITIZE=1 build and fails a test on any report (tests/integration).
 integration: $(MODULE)
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	OCIREG_MODULE=$(CURDIR)/$(MODULE) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 test: test-deps
 	@$(MAKE) --no-print-directory build unit
 	@$(MAKE) --no-print-directory integration
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build build-san
 
 # Benchmark against CNCF distribution (tests/bench/README.md); QUICK=1 for a reduced run.
 .PHONY: bench

@@ -5,6 +5,9 @@ and variants with OCIRegDeletes Off, OCIRegUploadSlots 2 and Basic auth.
 After every test, the error logs of all running instances are scanned for
 lines written during the test at level error or worse; such a line fails the
 test unless it matches a regex given with @pytest.mark.allow_errors(...).
+With a sanitizer build of the module (make SANITIZE=1), any ASan/UBSan report
+of any instance fails the test during which it appeared (or the session, for
+one written at the last shutdown); nothing can allow it.
 
 Environment:
   OCIREG_MODULE      module to load (default build/mod_ocireg.so)
@@ -48,6 +51,12 @@ def pytest_configure(config):
 def base_dir():
     d = make_base_dir()
     yield d
+    # Every instance has stopped by now (their fixtures use this one).
+    reports = _sanitizer_findings()
+    if reports:
+        os.environ["OCIREG_KEEP_TMP"] = "1"
+        pytest.fail("sanitizer reports at the end of the session:\n" + "\n".join(reports),
+                    pytrace=False)
     if os.environ.get("OCIREG_KEEP_TMP"):
         print(f"\nkept test directory {d}")
     else:
@@ -178,10 +187,26 @@ def _error_log_guard(request):
     yield
 
 
+def _sanitizer_findings():
+    found = []
+    for inst in HttpdInstance.created:
+        found += [f"[{inst.name}] {f}" for f in inst.sanitizer_findings()]
+    return found
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if call.when in ("call", "teardown"):
+        reports = _sanitizer_findings()
+        if reports:
+            text = "sanitizer reports:\n" + "\n".join(reports)
+            if report.passed:
+                report.outcome = "failed"
+                report.longrepr = text
+            else:
+                report.sections.append(("sanitizer", text))
     if call.when != "call" or not report.passed:
         return
     allowed = []
