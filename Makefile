@@ -29,9 +29,17 @@ unit: $(UNIT_BIN)
 integration: $(MODULE)
 	OCIREG_MODULE=$(CURDIR)/$(MODULE) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
+# `make test` runs everything twice: as built, then the same unit and
+# integration tests again with ASan+UBSan (build-san/). SANITIZE=1 runs only
+# the sanitizer pass, SANITIZE=0 only the plain one.
 test: test-deps
 	@$(MAKE) --no-print-directory build unit
 	@$(MAKE) --no-print-directory integration
+ifeq ($(SANITIZE),)
+	@echo "== again under AddressSanitizer and UndefinedBehaviorSanitizer (build-san/)"
+	@$(MAKE) --no-print-directory SANITIZE=1 build unit
+	@$(MAKE) --no-print-directory SANITIZE=1 integration
+endif
 
 clean:
 	rm -rf $(BUILD) build build-san

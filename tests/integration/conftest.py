@@ -31,6 +31,10 @@ from httpd_harness import (HttpdInstance, HttpdError, bad_log_lines,  # noqa: E4
                            make_base_dir, htpasswd_file, module_path)
 from ocireg_client import Registry  # noqa: E402
 from s3_backend import Rgw  # noqa: E402
+import secrets_scan  # noqa: E402
+
+# Every response the suite receives is scanned for the S3 keys.
+secrets_scan.install()
 
 BACKENDS = [b for b in os.environ.get("OCIREG_BACKENDS", "filesystem,s3").split(",") if b]
 
@@ -53,10 +57,12 @@ def base_dir():
     yield d
     # Every instance has stopped by now (their fixtures use this one).
     reports = _sanitizer_findings()
+    secrets_scan.scan_logs(HttpdInstance.created)
+    if secrets_scan.hits:
+        reports.append("S3 keys leaked:\n" + "\n".join(secrets_scan.hits[:50]))
     if reports:
         os.environ["OCIREG_KEEP_TMP"] = "1"
-        pytest.fail("sanitizer reports at the end of the session:\n" + "\n".join(reports),
-                    pytrace=False)
+        pytest.fail("at the end of the session:\n" + "\n".join(reports), pytrace=False)
     if os.environ.get("OCIREG_KEEP_TMP"):
         print(f"\nkept test directory {d}")
     else:
@@ -67,6 +73,9 @@ def base_dir():
 def rgw(base_dir):
     """A local Ceph RGW for the S3 backend, for the whole session."""
     r = Rgw(base_dir)
+    secrets_scan.register("the S3 secret key", r.secret_key)
+    secrets_scan.register("the S3 access key id", r.access_key, access_key=True)
+    secrets_scan.ignore_host(f"127.0.0.1:{r.port}")
     try:
         r.start()
     except Exception as e:  # noqa: BLE001
@@ -228,3 +237,13 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = ("unexpected error-log lines during the test:\n"
                            + "\n".join(found) + note)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not secrets_scan.registered():
+        return
+    st = secrets_scan.stats
+    terminalreporter.write_line(
+        f"S3 key check: {st['responses']} responses and {st['log_files']} log files "
+        f"({st['log_bytes'] // 1024} KiB) scanned for {', '.join(secrets_scan.registered())}: "
+        + (f"{len(secrets_scan.hits)} found" if secrets_scan.hits else "none found"))

@@ -184,7 +184,7 @@ class HttpdInstance:
             "USER_GROUP": user_group,
             "LOCATION_AUTH": self.location_auth,
             "LOCATION_EXTRA": self.location_extra,
-            "GLOBAL_EXTRA": self.global_extra,
+            "GLOBAL_EXTRA": self.global_extra + self._sanitizer_conf(),
         }
         for k, v in values.items():
             text = text.replace(f"@{k}@", v)
@@ -192,6 +192,15 @@ class HttpdInstance:
         if left:
             raise HttpdError(f"unfilled placeholders in {CONF_TEMPLATE}: {left}")
         return text
+
+    def _sanitizer_conf(self):
+        """A sanitizer runtime reads its options from /proc/self/environ, and
+        UBSan does so only at its first report, in a child that has become
+        www-data and so cannot read that file any more. CoreDumpDirectory has
+        httpd mark its children dumpable again (prctl), which lets it."""
+        if not (self.with_module and sanitizer_runtimes()):
+            return ""
+        return f'\nCoreDumpDirectory "{self.san_dir}"\n'
 
     def storage_conf(self):
         if not self.storage:
@@ -271,7 +280,7 @@ class HttpdInstance:
             if p in self.san_seen:
                 continue
             self.san_seen.add(p)
-            found.append(f"{p}:\n" + p.read_text(errors="replace")[-6000:])
+            found.append(f"{p}:\n" + p.read_text(errors="replace")[:6000])
         for p in (self.dir / "stdout", self.error_log):
             off = self.san_text_offsets.get(p, 0)
             try:
@@ -283,9 +292,11 @@ class HttpdInstance:
             cut = data.rfind(b"\n") + 1
             self.san_text_offsets[p] = off + cut
             text = data[:cut].decode("utf-8", "replace")
-            lines = [l for l in text.splitlines() if SANITIZER_TEXT.search(l)]
-            if lines:
-                found.append(f"{p}:\n" + "\n".join(lines[:40]))
+            lines = text.splitlines()
+            hits = [i for i, l in enumerate(lines) if SANITIZER_TEXT.search(l)]
+            if hits:
+                # UBSan writes its report (and stack) to stderr, the error log.
+                found.append(f"{p}:\n" + "\n".join(lines[hits[0]:hits[0] + 30]))
         return found
 
     def _stat_module(self):
