@@ -261,10 +261,11 @@ class HttpdInstance:
             # so leaks are left to the unit tests (and valgrind).
             env["ASAN_OPTIONS"] = ":".join([
                 "detect_leaks=0", "abort_on_error=1", "halt_on_error=1",
-                "strict_string_checks=1", f"log_path={report}"])
+                "strict_string_checks=1", f"log_path={report}"]
+                + [os.environ.get("ASAN_OPTIONS", "")]).strip(":")
             env["UBSAN_OPTIONS"] = ":".join([
                 "print_stacktrace=1", "halt_on_error=1", "abort_on_error=1",
-                f"log_path={report}"])
+                f"log_path={report}"] + [os.environ.get("UBSAN_OPTIONS", "")]).strip(":")
         return env
 
     def sanitizer_findings(self):
