@@ -21,17 +21,28 @@ run: deps
 	@sh conf/run.sh "$(CURDIR)" "$(PORT)" "$(DATA)"
 
 unit: $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
+	    UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
+# The harness preloads the sanitizer runtimes into apache2 when the module
+# is a SANITIZE=1 build and fails a test on any report (tests/integration).
 integration: $(MODULE)
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	OCIREG_MODULE=$(CURDIR)/$(MODULE) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
+# `make test` runs everything twice: as built, then the same unit and
+# integration tests again with ASan+UBSan (build-san/). SANITIZE=1 runs only
+# the sanitizer pass, SANITIZE=0 only the plain one.
 test: test-deps
 	@$(MAKE) --no-print-directory build unit
 	@$(MAKE) --no-print-directory integration
+ifeq ($(SANITIZE),)
+	@echo "== again under AddressSanitizer and UndefinedBehaviorSanitizer (build-san/)"
+	@$(MAKE) --no-print-directory SANITIZE=1 build unit
+	@$(MAKE) --no-print-directory SANITIZE=1 integration
+endif
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build build-san
 
 # Benchmark against CNCF distribution (tests/bench/README.md); QUICK=1 for a reduced run.
 .PHONY: bench

@@ -5,6 +5,9 @@ and variants with OCIRegDeletes Off, OCIRegUploadSlots 2 and Basic auth.
 After every test, the error logs of all running instances are scanned for
 lines written during the test at level error or worse; such a line fails the
 test unless it matches a regex given with @pytest.mark.allow_errors(...).
+With a sanitizer build of the module (make SANITIZE=1), any ASan/UBSan report
+of any instance fails the test during which it appeared (or the session, for
+one written at the last shutdown); nothing can allow it.
 
 Environment:
   OCIREG_MODULE      module to load (default build/mod_ocireg.so)
@@ -28,6 +31,10 @@ from httpd_harness import (HttpdInstance, HttpdError, bad_log_lines,  # noqa: E4
                            make_base_dir, htpasswd_file, module_path)
 from ocireg_client import Registry  # noqa: E402
 from s3_backend import Rgw  # noqa: E402
+import secrets_scan  # noqa: E402
+
+# Every response the suite receives is scanned for the S3 keys.
+secrets_scan.install()
 
 BACKENDS = [b for b in os.environ.get("OCIREG_BACKENDS", "filesystem,s3").split(",") if b]
 
@@ -48,6 +55,14 @@ def pytest_configure(config):
 def base_dir():
     d = make_base_dir()
     yield d
+    # Every instance has stopped by now (their fixtures use this one).
+    reports = _sanitizer_findings()
+    secrets_scan.scan_logs(HttpdInstance.created)
+    if secrets_scan.hits:
+        reports.append("S3 keys leaked:\n" + "\n".join(secrets_scan.hits[:50]))
+    if reports:
+        os.environ["OCIREG_KEEP_TMP"] = "1"
+        pytest.fail("at the end of the session:\n" + "\n".join(reports), pytrace=False)
     if os.environ.get("OCIREG_KEEP_TMP"):
         print(f"\nkept test directory {d}")
     else:
@@ -58,6 +73,9 @@ def base_dir():
 def rgw(base_dir):
     """A local Ceph RGW for the S3 backend, for the whole session."""
     r = Rgw(base_dir)
+    secrets_scan.register("the S3 secret key", r.secret_key)
+    secrets_scan.register("the S3 access key id", r.access_key, access_key=True)
+    secrets_scan.ignore_host(f"127.0.0.1:{r.port}")
     try:
         r.start()
     except Exception as e:  # noqa: BLE001
@@ -178,10 +196,26 @@ def _error_log_guard(request):
     yield
 
 
+def _sanitizer_findings():
+    found = []
+    for inst in HttpdInstance.created:
+        found += [f"[{inst.name}] {f}" for f in inst.sanitizer_findings()]
+    return found
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if call.when in ("call", "teardown"):
+        reports = _sanitizer_findings()
+        if reports:
+            text = "sanitizer reports:\n" + "\n".join(reports)
+            if report.passed:
+                report.outcome = "failed"
+                report.longrepr = text
+            else:
+                report.sections.append(("sanitizer", text))
     if call.when != "call" or not report.passed:
         return
     allowed = []
@@ -203,3 +237,13 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = ("unexpected error-log lines during the test:\n"
                            + "\n".join(found) + note)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not secrets_scan.registered():
+        return
+    st = secrets_scan.stats
+    terminalreporter.write_line(
+        f"S3 key check: {st['responses']} responses and {st['log_files']} log files "
+        f"({st['log_bytes'] // 1024} KiB) scanned for {', '.join(secrets_scan.registered())}: "
+        + (f"{len(secrets_scan.hits)} found" if secrets_scan.hits else "none found"))

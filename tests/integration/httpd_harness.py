@@ -45,6 +45,33 @@ def module_path():
     return REPO_ROOT / "build" / "mod_ocireg.so"
 
 
+# Runtimes of a sanitizer build (`make SANITIZE=1`), as `ldd` names them.
+_SAN_RUNTIME_RE = re.compile(r"^\s*(lib(?:asan|ubsan)\.so[.\d]*|libclang_rt\.[a-z_]+-[\w]+\.so)"
+                             r"\s*=>\s*(\S+)")
+# What a sanitizer writes when it finds something.
+SANITIZER_TEXT = re.compile(r"runtime error:|AddressSanitizer|UndefinedBehaviorSanitizer|"
+                            r"LeakSanitizer")
+_san_cache = {}
+
+
+def sanitizer_runtimes(mod=None):
+    """The sanitizer runtime libraries the module links (empty for a normal
+    build), ASan's first: apache2 itself is not instrumented, so they must be
+    preloaded for the module to load at all."""
+    mod = Path(mod or module_path())
+    try:
+        st = mod.stat()
+    except OSError:
+        return []
+    key = (str(mod), st.st_ino, st.st_mtime_ns)
+    if key not in _san_cache:
+        out = subprocess.run(["ldd", str(mod)], capture_output=True, text=True).stdout
+        libs = [m.group(2) for m in map(_SAN_RUNTIME_RE.match, out.splitlines()) if m]
+        libs.sort(key=lambda p: 0 if "asan" in p else 1)
+        _san_cache[key] = libs
+    return _san_cache[key]
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -84,6 +111,9 @@ class HttpdError(Exception):
 class HttpdInstance:
     """One httpd process with its own configuration and directory."""
 
+    # Every instance made in this session, for the sanitizer checks.
+    created = []
+
     def __init__(self, name, base_dir, *, with_module=True, deletes="On",
                  upload_slots=256, location_auth="Require all granted",
                  location_extra="", global_extra="", storage=None):
@@ -108,6 +138,11 @@ class HttpdInstance:
         self.conf_path = self.dir / "httpd.conf"
         self.error_log = self.log_dir / "error_log"
         self.access_log = self.log_dir / "access_log"
+        # Sanitizer reports (one file per process), writable by the children.
+        self.san_dir = self.dir / "sanitizer"
+        self.san_seen = set()
+        self.san_text_offsets = {}
+        HttpdInstance.created.append(self)
 
     # -- setup -----------------------------------------------------------
     @property
@@ -122,7 +157,7 @@ class HttpdInstance:
         if self.dir.exists():
             shutil.rmtree(self.dir)
         for d in (self.dir, self.log_dir, self.run_dir, self.mutex_dir,
-                  self.data_dir, self.doc_root):
+                  self.data_dir, self.doc_root, self.san_dir):
             d.mkdir(parents=True)
             d.chmod(0o755)
         (self.doc_root / "index.html").write_bytes(INDEX_HTML)
@@ -132,7 +167,7 @@ class HttpdInstance:
             gid = grp.getgrnam(RUN_GROUP).gr_gid
             # The children (www-data) write the storage and may reopen the
             # mutex files; the parent (root) writes logs and the pid file.
-            for d in (self.data_dir, self.mutex_dir, self.run_dir):
+            for d in (self.data_dir, self.mutex_dir, self.run_dir, self.san_dir):
                 os.chown(d, uid, gid)
 
     def render_conf(self):
@@ -161,7 +196,7 @@ class HttpdInstance:
             "USER_GROUP": user_group,
             "LOCATION_AUTH": self.location_auth,
             "LOCATION_EXTRA": self.location_extra,
-            "GLOBAL_EXTRA": self.global_extra,
+            "GLOBAL_EXTRA": self.global_extra + self._sanitizer_conf(),
         }
         for k, v in values.items():
             text = text.replace(f"@{k}@", v)
@@ -169,6 +204,15 @@ class HttpdInstance:
         if left:
             raise HttpdError(f"unfilled placeholders in {CONF_TEMPLATE}: {left}")
         return text
+
+    def _sanitizer_conf(self):
+        """A sanitizer runtime reads its options from /proc/self/environ, and
+        UBSan does so only at its first report, in a child that has become
+        www-data and so cannot read that file any more. CoreDumpDirectory has
+        httpd mark its children dumpable again (prctl), which lets it."""
+        if not (self.with_module and sanitizer_runtimes()):
+            return ""
+        return f'\nCoreDumpDirectory "{self.san_dir}"\n'
 
     def storage_conf(self):
         if not self.storage:
@@ -200,7 +244,7 @@ class HttpdInstance:
             self.port = free_port()
             self.conf_path.write_text(self.render_conf())
             self._error_offset = 0
-            env = dict(os.environ, LANG="C")
+            env = self.env()
             self._stdout = open(self.dir / "stdout", "ab")
             self.proc = subprocess.Popen(
                 [APACHE2, "-f", str(self.conf_path), "-DFOREGROUND"],
@@ -217,6 +261,59 @@ class HttpdInstance:
                 if "Address already in use" not in self.startup_output():
                     break
         raise last_err
+
+    def env(self):
+        """The environment apache2 runs in (also for `apache2 -t`): with a
+        sanitizer build, its runtimes preloaded and its reports written to
+        san_dir, one file per process, aborting at the first."""
+        env = dict(os.environ, LANG="C")
+        libs = sanitizer_runtimes() if self.with_module else []
+        if libs:
+            self.san_dir.mkdir(parents=True, exist_ok=True)
+            report = self.san_dir / "report"
+            env["LD_PRELOAD"] = " ".join(libs + [env.get("LD_PRELOAD", "")]).strip()
+            # httpd frees its pools at exit in ways LeakSanitizer misreads,
+            # so leaks are left to the unit tests (and valgrind).
+            env["ASAN_OPTIONS"] = ":".join([
+                "detect_leaks=0", "abort_on_error=1", "halt_on_error=1",
+                "strict_string_checks=1", f"log_path={report}"]
+                + [os.environ.get("ASAN_OPTIONS", "")]).strip(":")
+            env["UBSAN_OPTIONS"] = ":".join([
+                "print_stacktrace=1", "halt_on_error=1", "abort_on_error=1",
+                f"log_path={report}"] + [os.environ.get("UBSAN_OPTIONS", "")]).strip(":")
+        return env
+
+    def sanitizer_findings(self):
+        """Sanitizer reports not returned before: new report files in
+        san_dir, and sanitizer text in stdout and the error log (where a
+        report lands when its file cannot be written)."""
+        found = []
+        try:
+            files = sorted(p for p in self.san_dir.iterdir() if p.is_file())
+        except OSError:
+            files = []
+        for p in files:
+            if p in self.san_seen:
+                continue
+            self.san_seen.add(p)
+            found.append(f"{p}:\n" + p.read_text(errors="replace")[:6000])
+        for p in (self.dir / "stdout", self.error_log):
+            off = self.san_text_offsets.get(p, 0)
+            try:
+                with open(p, "rb") as f:
+                    f.seek(off)
+                    data = f.read()
+            except OSError:
+                continue
+            cut = data.rfind(b"\n") + 1
+            self.san_text_offsets[p] = off + cut
+            text = data[:cut].decode("utf-8", "replace")
+            lines = text.splitlines()
+            hits = [i for i, l in enumerate(lines) if SANITIZER_TEXT.search(l)]
+            if hits:
+                # UBSan writes its report (and stack) to stderr, the error log.
+                found.append(f"{p}:\n" + "\n".join(lines[hits[0]:hits[0] + 30]))
+        return found
 
     def _stat_module(self):
         if not self.with_module:

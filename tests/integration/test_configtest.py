@@ -17,8 +17,7 @@ def configtest(tmp_path, **kw):
     inst.port = 1  # never bound: -t only parses
     inst.conf_path.write_text(inst.render_conf())
     p = subprocess.run([APACHE2, "-t", "-f", str(inst.conf_path)],
-                       capture_output=True, text=True, timeout=30,
-                       env=dict(os.environ, LANG="C"))
+                       capture_output=True, text=True, timeout=30, env=inst.env())
     return p.returncode, p.stdout + p.stderr
 
 
@@ -98,7 +97,7 @@ def test_registry_without_storage_fails(tmp_path):
     conf = inst.render_conf().replace("OCIRegStorage filesystem", "#OCIRegStorage filesystem")
     inst.conf_path.write_text(conf)
     p = subprocess.run([APACHE2, "-t", "-f", str(inst.conf_path)],
-                       capture_output=True, text=True, timeout=30)
+                       capture_output=True, text=True, timeout=30, env=inst.env())
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
     assert "OCIRegStorage" in out, out
@@ -113,8 +112,7 @@ def s3_conf(tmp_path, lines):
     conf = re.sub(r'OCIRegStorage filesystem "[^"]*"', "\n".join(lines), conf)
     inst.conf_path.write_text(conf)
     p = subprocess.run([APACHE2, "-t", "-f", str(inst.conf_path)],
-                       capture_output=True, text=True, timeout=30,
-                       env=dict(os.environ, LANG="C"))
+                       capture_output=True, text=True, timeout=30, env=inst.env())
     return p.returncode, p.stdout + p.stderr
 
 
