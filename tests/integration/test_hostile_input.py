@@ -19,6 +19,7 @@ from ocireg_client import (MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_MANIFEST,
                            descriptor, jbytes, oci_manifest, raw_request,
                            sha256)
 from test_restart import graceful_restart
+from httpd_harness import sanitizer_runtimes
 
 MiB = 1024 * 1024
 
@@ -116,7 +117,11 @@ def test_costly_manifests_bounded_memory(mem_server, capsys):
         assert (status, code) == (400, "MANIFEST_INVALID"), (tag, status, code)
     # A child serves at most 4 of them at once (ThreadsPerChild 4); each
     # costs its 4 MiB body and at most the 16 MiB tree budget.
-    assert growth < 4 * 24 and growth_b < 4 * 24, (growth, growth_b)
+    # Under ASan every allocation carries redzones and freed memory waits in
+    # quarantine, so the figure means something in the plain build only;
+    # there it is held to the budget, under the sanitizers to three times it.
+    limit = 4 * 24 * (3 if sanitizer_runtimes() else 1)
+    assert growth < limit and growth_b < limit, (growth, growth_b)
     for i in range(8):
         assert_error(reg.get(f"/v2/{repo}/manifests/hostile{i}"), 404,
                      "MANIFEST_UNKNOWN")
