@@ -131,6 +131,34 @@ void ocireg_s3_part_abort(ocireg_s3_stream *st);
 const char *ocireg_s3_presign_get(ocireg_s3 *s3, apr_pool_t *p,
                                   const char *key, int seconds);
 
+/* Parsers of the S3 XML answers, apart from the requests so they can be
+ * fuzzed. A body that is not XML with a root element gives
+ * OCIREG_S3_EREFUSED. Each next marker is set to NULL on the last page. */
+/* <Error>: *code and *message are left alone when absent. */
+void ocireg_s3_parse_error(apr_pool_t *p, const char *body, apr_size_t len,
+                           const char **code, const char **message);
+/* A ListObjectsV2 page: keys and common prefixes longer than strip, with
+ * their first strip bytes dropped, pushed onto keys (const char *). */
+apr_status_t ocireg_s3_parse_list(apr_pool_t *p, const char *body,
+                                  apr_size_t len, apr_size_t strip,
+                                  apr_array_header_t *keys,
+                                  const char **next_token);
+/* InitiateMultipartUploadResult: the upload id, or NULL when none. */
+const char *ocireg_s3_parse_upload_id(apr_pool_t *p, const char *body,
+                                      apr_size_t len);
+/* A ListParts page: parts with a number and an ETag, onto parts. */
+apr_status_t ocireg_s3_parse_parts(apr_pool_t *p, const char *body,
+                                   apr_size_t len, apr_array_header_t *parts,
+                                   const char **next);
+/* Orders parts by number, as Complete wants them. */
+void ocireg_s3_sort_parts(apr_array_header_t *parts);
+/* A ListMultipartUploads page: uploads with a key and an id, onto uploads. */
+apr_status_t ocireg_s3_parse_uploads(apr_pool_t *p, const char *body,
+                                     apr_size_t len,
+                                     apr_array_header_t *uploads,
+                                     const char **next_key,
+                                     const char **next_id);
+
 /* What the last failed request of the calling thread was and how the
  * backend answered, for the error log (never holds credentials). */
 const char *ocireg_s3_last_error(void);
