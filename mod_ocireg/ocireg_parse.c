@@ -207,7 +207,9 @@ int ocireg_content_range_parse(const char *value, apr_off_t *start,
         else if (!parse_digits(&c, &t))
             return 0;
     }
-    if (*c != '\0' || b < a || (t >= 0 && b >= t))
+    /* end < INT64_MAX keeps the chunk's length, end - start + 1, and the
+     * offset after it within apr_off_t. */
+    if (*c != '\0' || b < a || b == APR_INT64_MAX || (t >= 0 && b >= t))
         return 0;
     *start = a;
     *end = b;

@@ -242,6 +242,8 @@ apr_status_t ocireg_session_decode(const void *data, apr_size_t len,
     memcpy(out, (const char *)data + 8, sizeof(*out));
     out->uuid[sizeof(out->uuid) - 1] = '\0';
     out->name[sizeof(out->name) - 1] = '\0';
+    if (!ocireg_hash_state_valid(&out->hash))
+        return APR_EINVAL;
     return APR_SUCCESS;
 }
 

@@ -405,6 +405,44 @@ static void test_session_record_round_trip(void **st)
     assert_int_equal(ocireg_session_decode(bad, len, &out), APR_EINVAL);
 }
 
+/* Found by fuzz_session: a record whose SHA-256 state had a corrupt
+ * buffer count decoded fine, and resuming the hash wrote out of bounds
+ * (the child segfaulted). */
+static void test_session_record_bad_hash_state(void **st)
+{
+    (void)st;
+    ocireg_upload_session s, out;
+    apr_size_t len;
+    make_session(&s, 14);
+    ocireg_hash_update(&s.hash, "0123456789", 10);
+    s.offset = 10;
+    const void *data = ocireg_session_encode(pool, &s, &len);
+    assert_int_equal(ocireg_session_decode(data, len, &out), APR_SUCCESS);
+    ocireg_hash_update(&out.hash, "x", 1);
+
+    /* The buffered-byte count is a 32-bit word after h[8], Nl, Nh and the
+     * 64-byte block: find it by its value rather than by layout. */
+    char *bad = apr_pmemdup(pool, data, len);
+    apr_size_t at = 8 + offsetof(ocireg_upload_session, hash);
+    unsigned int num;
+    memcpy(&num, bad + at + 8 * 4 + 2 * 4 + 64, sizeof(num));
+    assert_int_equal(num, 10);
+    num = 0x7fffffff;
+    memcpy(bad + at + 8 * 4 + 2 * 4 + 64, &num, sizeof(num));
+    assert_int_equal(ocireg_session_decode(bad, len, &out), APR_EINVAL);
+
+    /* A count that disagrees with the bit count, and a wrong digest
+     * length, are refused too. */
+    bad = apr_pmemdup(pool, data, len);
+    num = 11;
+    memcpy(bad + at + 8 * 4 + 2 * 4 + 64, &num, sizeof(num));
+    assert_int_equal(ocireg_session_decode(bad, len, &out), APR_EINVAL);
+    bad = apr_pmemdup(pool, data, len);
+    num = 28;
+    memcpy(bad + at + 8 * 4 + 2 * 4 + 64 + 4, &num, sizeof(num));
+    assert_int_equal(ocireg_session_decode(bad, len, &out), APR_EINVAL);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -425,6 +463,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_add_twice_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_instance_is_random_per_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_record_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_record_bad_hash_state, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     apr_terminate();
