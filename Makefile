@@ -1,5 +1,6 @@
 # mod_ocireg: `make run` serves a registry, `make test` runs every test.
 include apxs.mk
+include tests/fuzz/fuzz.mk
 
 PORT ?= 5000
 DATA ?= $(CURDIR)/var
@@ -28,6 +29,7 @@ integration: $(MODULE)
 
 test: test-deps
 	@$(MAKE) --no-print-directory build unit
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@$(MAKE) --no-print-directory integration
 
 clean:
