@@ -156,6 +156,9 @@ if os.path.isdir(seeds):
     for n in sorted(os.listdir(seeds)):
         with open(os.path.join(seeds, n), "rb") as f:
             items.append(f.read())
+    items += [b"ocireg-lock/1 web1 1f2e3d4c5b6a7988 4242 1796000000000000\n",
+              b"ocireg-lock/1 " + b"h" * 64 + b" ffffffffffffffff 9223372036854775807 -9223372036854775808",
+              b"ocireg-lock/1 a 0 -1 0"]
     write("session", items)
 else:
     print("no %s: run `make fuzz-seeds` first for the session corpus" % seeds,
