@@ -46,9 +46,8 @@ int ocireg_uuid_valid(const char *s);
 /* Content-Range of a PATCH or closing PUT, in every form clients send:
  * "a-b", "bytes a-b", "bytes=a-b", "bytes a-b/total" and "bytes a-b/" followed by a star.
  * On success *start and *end are the inclusive byte positions and
- * *total is the declared total or -1. Returns 0 on any syntax error,
- * when end < start, or when end is APR_INT64_MAX (so end - start + 1
- * never overflows). */
+ * *total is the declared total or -1. Returns 0 on any syntax error or
+ * when end < start. */
 int ocireg_content_range_parse(const char *value, apr_off_t *start,
                                apr_off_t *end, apr_off_t *total);
 

@@ -112,25 +112,6 @@ apr_status_t ocireg_s3_mpu_list(ocireg_s3 *s3, apr_pool_t *p,
                                 const char *prefix,
                                 apr_array_header_t **uploads);
 
-/* A part upload whose body is pushed as it arrives: the request starts at
- * once with Content-Length len, and each write returns when the bytes are
- * on their way, so memory stays at one buffer whatever the part size. */
-typedef struct ocireg_s3_stream ocireg_s3_stream;
-apr_status_t ocireg_s3_part_start(ocireg_s3 *s3, apr_pool_t *p,
-                                  const char *key, const char *upload_id,
-                                  int part_number, apr_off_t len,
-                                  ocireg_s3_stream **out);
-apr_status_t ocireg_s3_part_write(ocireg_s3_stream *st, const char *buf,
-                                  apr_size_t n);
-/* After len bytes: waits for the answer; the part's ETag in *etag. */
-apr_status_t ocireg_s3_part_finish(ocireg_s3_stream *st, const char **etag);
-/* Drops the transfer (the part is not created). */
-void ocireg_s3_part_abort(ocireg_s3_stream *st);
-
-/* A presigned GET URL valid for `seconds`. */
-const char *ocireg_s3_presign_get(ocireg_s3 *s3, apr_pool_t *p,
-                                  const char *key, int seconds);
-
 /* Parsers of the S3 XML answers, apart from the requests so they can be
  * fuzzed. A body that is not XML with a root element gives
  * OCIREG_S3_EREFUSED. Each next marker is set to NULL on the last page. */
@@ -158,6 +139,25 @@ apr_status_t ocireg_s3_parse_uploads(apr_pool_t *p, const char *body,
                                      apr_array_header_t *uploads,
                                      const char **next_key,
                                      const char **next_id);
+
+/* A part upload whose body is pushed as it arrives: the request starts at
+ * once with Content-Length len, and each write returns when the bytes are
+ * on their way, so memory stays at one buffer whatever the part size. */
+typedef struct ocireg_s3_stream ocireg_s3_stream;
+apr_status_t ocireg_s3_part_start(ocireg_s3 *s3, apr_pool_t *p,
+                                  const char *key, const char *upload_id,
+                                  int part_number, apr_off_t len,
+                                  ocireg_s3_stream **out);
+apr_status_t ocireg_s3_part_write(ocireg_s3_stream *st, const char *buf,
+                                  apr_size_t n);
+/* After len bytes: waits for the answer; the part's ETag in *etag. */
+apr_status_t ocireg_s3_part_finish(ocireg_s3_stream *st, const char **etag);
+/* Drops the transfer (the part is not created). */
+void ocireg_s3_part_abort(ocireg_s3_stream *st);
+
+/* A presigned GET URL valid for `seconds`. */
+const char *ocireg_s3_presign_get(ocireg_s3 *s3, apr_pool_t *p,
+                                  const char *key, int seconds);
 
 /* What the last failed request of the calling thread was and how the
  * backend answered, for the error log (never holds credentials). */

@@ -1133,10 +1133,7 @@ static apr_time_t iso8601(const char *s)
     apr_time_exp_t t;
     apr_time_t out;
     int y, mo, d, h, mi, sec;
-    /* The server's text: bounded before y - 1900 can overflow. */
-    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6
-        || y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31
-        || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
+    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6)
         return 0;
     memset(&t, 0, sizeof(t));
     t.tm_year = y - 1900;
