@@ -18,11 +18,6 @@ typedef struct {
 void ocireg_hash_init(ocireg_hash_state *st);
 void ocireg_hash_update(ocireg_hash_state *st, const void *data,
                         apr_size_t len);
-/* Whether a state read back from outside (a store record) is one
- * ocireg_hash_update can continue: OpenSSL trusts its buffer count and
- * would write out of bounds on a corrupt one. */
-int ocireg_hash_state_valid(const ocireg_hash_state *st);
-
 /* Writes "sha256:<64 hex>" into out (at least 72 bytes). Does not modify st,
  * so the running state stays usable. */
 void ocireg_hash_digest(const ocireg_hash_state *st, char *out);

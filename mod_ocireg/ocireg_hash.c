@@ -21,15 +21,6 @@ void ocireg_hash_update(ocireg_hash_state *st, const void *data,
     SHA256_Update((SHA256_CTX *)st->opaque, data, len);
 }
 
-int ocireg_hash_state_valid(const ocireg_hash_state *st)
-{
-    const SHA256_CTX *c = (const SHA256_CTX *)st->opaque;
-    /* num is the count of buffered bytes, always the bit count's bytes
-     * modulo the block; md_len is fixed by SHA256_Init. */
-    return c->md_len == SHA256_DIGEST_LENGTH && c->num < SHA256_CBLOCK
-           && c->num == ((c->Nl >> 3) & (SHA256_CBLOCK - 1));
-}
-
 static void hex_digest(const unsigned char *md, char *out)
 {
     static const char hex[] = "0123456789abcdef";

@@ -646,6 +646,9 @@ apr_status_t ocireg_s3_list(ocireg_s3 *s3, apr_pool_t *p, const char *prefix,
     for (;;) {
         ocireg_s3_result res;
         s3_req rq;
+        apr_xml_doc *doc;
+        const apr_xml_elem *e;
+        const char *truncated;
         apr_status_t rv;
 
         init_req(&rq, p, &res, NULL, "GET", NULL);
@@ -659,10 +662,22 @@ apr_status_t ocireg_s3_list(ocireg_s3 *s3, apr_pool_t *p, const char *prefix,
         rv = perform(s3, &rq);
         if (rv != APR_SUCCESS)
             return rv;
-        rv = ocireg_s3_parse_list(p, res.body, res.body_len, plen, *keys,
-                                  &token);
-        if (rv != APR_SUCCESS || !token)
-            return rv;
+        doc = xml_parse(p, res.body, res.body_len);
+        if (!doc || !doc->root)
+            return OCIREG_S3_EREFUSED;
+        for (e = doc->root->first_child; e; e = e->next) {
+            const char *k = NULL;
+            if (strcmp(e->name, "Contents") == 0)
+                k = xml_find(p, e, "Key");
+            else if (strcmp(e->name, "CommonPrefixes") == 0)
+                k = xml_find(p, e, "Prefix");
+            if (k && strlen(k) > plen)
+                APR_ARRAY_PUSH(*keys, const char *) = k + plen;
+        }
+        truncated = xml_find(p, doc->root, "IsTruncated");
+        token = xml_find(p, doc->root, "NextContinuationToken");
+        if (!truncated || strcmp(truncated, "true") != 0 || !token || !*token)
+            return APR_SUCCESS;
     }
 }
 

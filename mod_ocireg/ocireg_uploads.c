@@ -1,4 +1,6 @@
+#define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <string.h>
+#include <openssl/sha.h>
 #include <signal.h>
 #include <errno.h>
 #include <unistd.h>
@@ -234,6 +236,16 @@ const void *ocireg_session_encode(apr_pool_t *p,
     return buf;
 }
 
+/* OpenSSL trusts the state's buffer count and would write past its block
+ * on a corrupt one: num is the buffered bytes, always the bit count's
+ * bytes modulo the block, and md_len is fixed by SHA256_Init. */
+static int hash_state_valid(const ocireg_hash_state *st)
+{
+    const SHA256_CTX *c = (const SHA256_CTX *)st->opaque;
+    return c->md_len == SHA256_DIGEST_LENGTH && c->num < SHA256_CBLOCK
+           && c->num == ((c->Nl >> 3) & (SHA256_CBLOCK - 1));
+}
+
 apr_status_t ocireg_session_decode(const void *data, apr_size_t len,
                                    ocireg_upload_session *out)
 {
@@ -242,7 +254,7 @@ apr_status_t ocireg_session_decode(const void *data, apr_size_t len,
     memcpy(out, (const char *)data + 8, sizeof(*out));
     out->uuid[sizeof(out->uuid) - 1] = '\0';
     out->name[sizeof(out->name) - 1] = '\0';
-    if (!ocireg_hash_state_valid(&out->hash))
+    if (!hash_state_valid(&out->hash))
         return APR_EINVAL;
     return APR_SUCCESS;
 }

@@ -3,8 +3,9 @@
  * (strings, the SHA-256 state resumed and finished); and the same bytes as
  * a session lock record, parsed and weighed for a takeover.
  *
- * The decoder is called through decode() only, so a new signature (a key
- * for an authenticated format) changes this one place. */
+ * The decoder is called through decode() only; it speaks both the raw
+ * record of older builds and the HMAC'd one (ocireg_uploads.h defines
+ * OCIREG_SESSION_EKEY), whose seeds are records without their HMAC. */
 #include "fuzz.h"
 #include "ocireg_hash.h"
 #include "ocireg_lock.h"
@@ -17,11 +18,37 @@ static int nobody_alive(apr_int64_t pid)
     return 0;
 }
 
+#ifdef OCIREG_SESSION_EKEY
+/* The checked, HMAC'd record format: the input is a record without its
+ * HMAC, which is appended here so the decoder's field checks are reached
+ * (a record with a wrong HMAC is refused before them). */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+static const unsigned char fuzz_key[] = "fuzz-record-key";
+
+static apr_status_t decode(const void *data, apr_size_t len,
+                           ocireg_upload_session *out)
+{
+    unsigned char *signed_rec = malloc(len + 32);
+    unsigned int maclen = 32;
+    apr_status_t rv;
+    memcpy(signed_rec, data, len);
+    if (!HMAC(EVP_sha256(), fuzz_key, (int)sizeof(fuzz_key) - 1, data, len,
+              signed_rec + len, &maclen))
+        abort();
+    rv = ocireg_session_decode(signed_rec, len + maclen, fuzz_key,
+                               sizeof(fuzz_key) - 1, out);
+    free(signed_rec);
+    return rv;
+}
+#else
 static apr_status_t decode(const void *data, apr_size_t len,
                            ocireg_upload_session *out)
 {
     return ocireg_session_decode(data, len, out);
 }
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
