@@ -1,5 +1,6 @@
 # mod_ocireg: `make run` serves a registry, `make test` runs every test.
 include apxs.mk
+include tests/fuzz/fuzz.mk
 
 PORT ?= 5000
 DATA ?= $(CURDIR)/var
@@ -34,6 +35,7 @@ integration: $(MODULE)
 # the sanitizer pass, SANITIZE=0 only the plain one.
 test: test-deps
 	@$(MAKE) --no-print-directory build unit
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@$(MAKE) --no-print-directory integration
 ifeq ($(SANITIZE),)
 	@echo "== again under AddressSanitizer and UndefinedBehaviorSanitizer (build-san/)"

@@ -74,4 +74,12 @@ const char *ocireg_query_arg(apr_pool_t *p, const char *query,
 /* Percent-encodes a query value (RFC 3986 unreserved kept). */
 const char *ocireg_query_escape(apr_pool_t *p, const char *value);
 
+/* The Range of a blob GET: one range "bytes=a-b", "bytes=a-" or
+ * "bytes=-n" against a blob of size bytes. Returns 1 when it parses, with
+ * *satisfiable telling whether it overlaps the blob and, if so, *start and
+ * *len the bytes to send; 0 for anything else (multiple ranges included),
+ * which the caller ignores by serving the whole blob. */
+int ocireg_range_parse(const char *h, apr_off_t size, apr_off_t *start,
+                       apr_off_t *len, int *satisfiable);
+
 #endif

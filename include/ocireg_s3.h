@@ -139,6 +139,41 @@ apr_status_t ocireg_s3_mpu_list(ocireg_s3 *s3, apr_pool_t *p,
                                 const char *prefix,
                                 apr_array_header_t **uploads);
 
+/* Parsers of the S3 XML answers, apart from the requests so they can be
+ * fuzzed. A body that is not XML with a root element gives
+ * OCIREG_S3_EREFUSED. Each next marker is set to NULL on the last page. */
+/* <Error>: *code and *message are left alone when absent. */
+void ocireg_s3_parse_error(apr_pool_t *p, const char *body, apr_size_t len,
+                           const char **code, const char **message);
+/* One entry of a ListObjectsV2 page: a key, or a common prefix (with a
+ * delimiter), without the listed prefix. */
+typedef struct {
+    const char *key;
+    int is_prefix;
+} ocireg_s3_list_entry;
+/* A ListObjectsV2 page: the keys and common prefixes that start with
+ * prefix and are longer, onto entries (ocireg_s3_list_entry); *truncated
+ * says whether the listing goes on, *next_token where. */
+apr_status_t ocireg_s3_parse_list(apr_pool_t *p, const char *body,
+                                  apr_size_t len, const char *prefix,
+                                  apr_array_header_t *entries,
+                                  int *truncated, const char **next_token);
+/* InitiateMultipartUploadResult: the upload id, or NULL when none. */
+const char *ocireg_s3_parse_upload_id(apr_pool_t *p, const char *body,
+                                      apr_size_t len);
+/* A ListParts page: parts with a number and an ETag, onto parts. */
+apr_status_t ocireg_s3_parse_parts(apr_pool_t *p, const char *body,
+                                   apr_size_t len, apr_array_header_t *parts,
+                                   const char **next);
+/* Orders parts by number, as Complete wants them. */
+void ocireg_s3_sort_parts(apr_array_header_t *parts);
+/* A ListMultipartUploads page: uploads with a key and an id, onto uploads. */
+apr_status_t ocireg_s3_parse_uploads(apr_pool_t *p, const char *body,
+                                     apr_size_t len,
+                                     apr_array_header_t *uploads,
+                                     const char **next_key,
+                                     const char **next_id);
+
 /* A part upload whose body is pushed as it arrives: the request starts at
  * once with Content-Length len, and each write returns when the bytes are
  * on their way, so memory stays at one buffer whatever the part size. */

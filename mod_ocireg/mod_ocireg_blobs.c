@@ -12,50 +12,6 @@
 
 APLOG_USE_MODULE(ocireg);
 
-/* One range "bytes=a-b", "bytes=a-" or "bytes=-n" against size; 1 when
- * it parses, with *satisfiable telling whether it overlaps the blob. */
-static int single_range(const char *h, apr_off_t size, apr_off_t *start,
-                        apr_off_t *len, int *satisfiable)
-{
-    apr_off_t a = -1, b = -1;
-    const char *dash;
-    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
-        return 0;
-    h += 6;
-    dash = strchr(h, '-');
-    if (!dash)
-        return 0;
-    {
-        char tmp[32];
-        apr_size_t n = (apr_size_t)(dash - h);
-        if (n >= sizeof(tmp))
-            return 0;
-        memcpy(tmp, h, n);
-        tmp[n] = '\0';
-        if (n && !ocireg_off_parse(tmp, &a))
-            return 0;
-        if (dash[1] && !ocireg_off_parse(dash + 1, &b))
-            return 0;
-    }
-    if (a < 0 && b < 0)
-        return 0;
-    if (a < 0) { /* suffix: the last b bytes */
-        *satisfiable = b > 0 && size > 0;
-        a = size > b ? size - b : 0;
-        b = size - 1;
-    }
-    else {
-        if (b >= 0 && b < a)
-            return 0;
-        *satisfiable = a < size;
-        if (b < 0 || b >= size)
-            b = size - 1;
-    }
-    *start = a;
-    *len = b - a + 1;
-    return 1;
-}
-
 typedef struct {
     request_rec *r;
     apr_bucket_brigade *bb;
@@ -106,7 +62,7 @@ static int send_stream(ocireg_req *q, ocireg_blob_body *body,
     apr_table_unset(r->headers_in, "Range");
     if (range && (!if_range || strcmp(if_range, apr_table_get(r->headers_out,
                                                               "ETag")) == 0)
-        && single_range(range, body->size, &start, &len, &ok)) {
+        && ocireg_range_parse(range, body->size, &start, &len, &ok)) {
         if (!ok) {
             apr_table_setn(r->err_headers_out, "Content-Range",
                            apr_psprintf(r->pool, "bytes */%" APR_OFF_T_FMT,

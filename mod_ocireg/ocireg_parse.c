@@ -208,11 +208,55 @@ int ocireg_content_range_parse(const char *value, apr_off_t *start,
         else if (!parse_digits(&c, &t))
             return 0;
     }
-    if (*c != '\0' || b < a || (t >= 0 && b >= t))
+    /* end < INT64_MAX keeps the chunk's length, end - start + 1, and the
+     * offset after it within apr_off_t. */
+    if (*c != '\0' || b < a || b == APR_INT64_MAX || (t >= 0 && b >= t))
         return 0;
     *start = a;
     *end = b;
     *total = t;
+    return 1;
+}
+
+int ocireg_range_parse(const char *h, apr_off_t size, apr_off_t *start,
+                       apr_off_t *len, int *satisfiable)
+{
+    apr_off_t a = -1, b = -1;
+    const char *dash;
+    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return 0;
+    h += 6;
+    dash = strchr(h, '-');
+    if (!dash)
+        return 0;
+    {
+        char tmp[32];
+        apr_size_t n = (apr_size_t)(dash - h);
+        if (n >= sizeof(tmp))
+            return 0;
+        memcpy(tmp, h, n);
+        tmp[n] = '\0';
+        if (n && !ocireg_off_parse(tmp, &a))
+            return 0;
+        if (dash[1] && !ocireg_off_parse(dash + 1, &b))
+            return 0;
+    }
+    if (a < 0 && b < 0)
+        return 0;
+    if (a < 0) { /* suffix: the last b bytes */
+        *satisfiable = b > 0 && size > 0;
+        a = size > b ? size - b : 0;
+        b = size - 1;
+    }
+    else {
+        if (b >= 0 && b < a)
+            return 0;
+        *satisfiable = a < size;
+        if (b < 0 || b >= size)
+            b = size - 1;
+    }
+    *start = a;
+    *len = b - a + 1;
     return 1;
 }
 

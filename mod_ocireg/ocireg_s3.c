@@ -266,13 +266,137 @@ static apr_xml_doc *xml_parse(apr_pool_t *p, const char *body, apr_size_t len)
     return doc;
 }
 
-static void parse_error_body(apr_pool_t *p, ocireg_s3_result *res)
+void ocireg_s3_parse_error(apr_pool_t *p, const char *body, apr_size_t len,
+                           const char **code, const char **message)
 {
-    apr_xml_doc *doc = xml_parse(p, res->body, res->body_len);
+    apr_xml_doc *doc = xml_parse(p, body, len);
     if (!doc || !doc->root)
         return;
-    res->code = xml_find(p, doc->root, "Code");
-    res->message = xml_find(p, doc->root, "Message");
+    *code = xml_find(p, doc->root, "Code");
+    *message = xml_find(p, doc->root, "Message");
+}
+
+static void parse_error_body(apr_pool_t *p, ocireg_s3_result *res)
+{
+    ocireg_s3_parse_error(p, res->body, res->body_len, &res->code,
+                          &res->message);
+}
+
+/* A page is the last one unless it says it is truncated and names where
+ * the next one starts. */
+static const char *next_marker(apr_pool_t *p, const apr_xml_elem *root,
+                               const char *name)
+{
+    const char *truncated = xml_find(p, root, "IsTruncated");
+    const char *m = xml_find(p, root, name);
+    if (!truncated || strcmp(truncated, "true") != 0 || !m || !*m)
+        return NULL;
+    return m;
+}
+
+apr_status_t ocireg_s3_parse_list(apr_pool_t *p, const char *body,
+                                  apr_size_t len, const char *prefix,
+                                  apr_array_header_t *entries,
+                                  int *truncated, const char **next_token)
+{
+    apr_xml_doc *doc = xml_parse(p, body, len);
+    apr_size_t plen = strlen(prefix);
+    const apr_xml_elem *e;
+    const char *t;
+    *truncated = 0;
+    *next_token = NULL;
+    if (!doc || !doc->root)
+        return OCIREG_S3_EREFUSED;
+    for (e = doc->root->first_child; e; e = e->next) {
+        ocireg_s3_list_entry en = { NULL, 0 };
+        if (strcmp(e->name, "Contents") == 0)
+            en.key = xml_find(p, e, "Key");
+        else if (strcmp(e->name, "CommonPrefixes") == 0) {
+            en.key = xml_find(p, e, "Prefix");
+            en.is_prefix = 1;
+        }
+        /* Only what lies under the listed prefix: a confused or hostile
+         * server's other keys are not ours to hand on. */
+        if (!en.key || strlen(en.key) <= plen
+            || strncmp(en.key, prefix, plen) != 0)
+            continue;
+        en.key += plen;
+        APR_ARRAY_PUSH(entries, ocireg_s3_list_entry) = en;
+    }
+    t = xml_find(p, doc->root, "IsTruncated");
+    *truncated = t && strcmp(t, "true") == 0;
+    *next_token = next_marker(p, doc->root, "NextContinuationToken");
+    return APR_SUCCESS;
+}
+
+const char *ocireg_s3_parse_upload_id(apr_pool_t *p, const char *body,
+                                      apr_size_t len)
+{
+    apr_xml_doc *doc = xml_parse(p, body, len);
+    const char *id = doc && doc->root ? xml_find(p, doc->root, "UploadId")
+                                      : NULL;
+    return id && *id ? id : NULL;
+}
+
+apr_status_t ocireg_s3_parse_parts(apr_pool_t *p, const char *body,
+                                   apr_size_t len, apr_array_header_t *parts,
+                                   const char **next)
+{
+    apr_xml_doc *doc = xml_parse(p, body, len);
+    const apr_xml_elem *e;
+    *next = NULL;
+    if (!doc || !doc->root)
+        return OCIREG_S3_EREFUSED;
+    for (e = doc->root->first_child; e; e = e->next) {
+        ocireg_s3_part *pt;
+        const char *num, *size, *etag;
+        if (strcmp(e->name, "Part") != 0)
+            continue;
+        num = xml_find(p, e, "PartNumber");
+        size = xml_find(p, e, "Size");
+        etag = xml_find(p, e, "ETag");
+        /* Complete names every part by number and ETag. */
+        if (!num || !etag)
+            continue;
+        pt = apr_array_push(parts);
+        pt->number = atoi(num);
+        pt->etag = etag;
+        pt->size = size ? apr_atoi64(size) : 0;
+    }
+    *next = next_marker(p, doc->root, "NextPartNumberMarker");
+    return APR_SUCCESS;
+}
+
+apr_status_t ocireg_s3_parse_uploads(apr_pool_t *p, const char *body,
+                                     apr_size_t len,
+                                     apr_array_header_t *uploads,
+                                     const char **next_key,
+                                     const char **next_id)
+{
+    apr_xml_doc *doc = xml_parse(p, body, len);
+    const apr_xml_elem *e;
+    *next_key = *next_id = NULL;
+    if (!doc || !doc->root)
+        return OCIREG_S3_EREFUSED;
+    for (e = doc->root->first_child; e; e = e->next) {
+        ocireg_s3_upload *u;
+        const char *key, *id;
+        if (strcmp(e->name, "Upload") != 0)
+            continue;
+        key = xml_find(p, e, "Key");
+        id = xml_find(p, e, "UploadId");
+        /* Callers compare and abort by key and id. */
+        if (!key || !id)
+            continue;
+        u = apr_array_push(uploads);
+        u->key = key;
+        u->upload_id = id;
+        u->initiated = xml_find(p, e, "Initiated");
+    }
+    *next_key = next_marker(p, doc->root, "NextKeyMarker");
+    if (*next_key)
+        *next_id = xml_find(p, doc->root, "NextUploadIdMarker");
+    return APR_SUCCESS;
 }
 
 static apr_status_t status_of(long status)
@@ -592,7 +716,6 @@ apr_status_t ocireg_s3_list_pages(ocireg_s3 *s3, apr_pool_t *p,
                                   const ocireg_s3_list_args *a,
                                   ocireg_s3_list_fn fn, void *ctx, int *more)
 {
-    apr_size_t plen = strlen(a->prefix);
     int max_keys = a->max_keys > 0 && a->max_keys < OCIREG_S3_LIST_PAGE
                        ? a->max_keys
                        : OCIREG_S3_LIST_PAGE;
@@ -607,10 +730,9 @@ apr_status_t ocireg_s3_list_pages(ocireg_s3 *s3, apr_pool_t *p,
     for (;;) {
         ocireg_s3_result res;
         s3_req rq;
-        apr_xml_doc *doc;
-        const apr_xml_elem *e;
-        const char *truncated, *next;
-        int is_truncated;
+        apr_array_header_t *entries;
+        const char *next;
+        int is_truncated, i;
 
         apr_pool_clear(page);
         init_req(&rq, page, &res, NULL, "GET", NULL);
@@ -634,36 +756,17 @@ apr_status_t ocireg_s3_list_pages(ocireg_s3 *s3, apr_pool_t *p,
         rv = perform(s3, &rq);
         if (rv != APR_SUCCESS)
             break;
-        doc = xml_parse(page, res.body, res.body_len);
-        if (!doc || !doc->root) {
-            rv = OCIREG_S3_EREFUSED;
-            break;
+        entries = apr_array_make(page, 64, sizeof(ocireg_s3_list_entry));
+        rv = ocireg_s3_parse_list(page, res.body, res.body_len, a->prefix,
+                                  entries, &is_truncated, &next);
+        for (i = 0; rv == APR_SUCCESS && i < entries->nelts; i++) {
+            const ocireg_s3_list_entry *en =
+                &APR_ARRAY_IDX(entries, i, ocireg_s3_list_entry);
+            rv = fn(ctx, page, en->key, en->is_prefix);
+            if (rv == OCIREG_S3_LIST_STOP && more)
+                *more = is_truncated || i + 1 < entries->nelts;
         }
-        truncated = xml_find(page, doc->root, "IsTruncated");
-        is_truncated = truncated && strcmp(truncated, "true") == 0;
-        next = xml_find(page, doc->root, "NextContinuationToken");
-        for (e = doc->root->first_child; e && rv == APR_SUCCESS;
-             e = e->next) {
-            const char *k = NULL;
-            int is_prefix = 0;
-            if (strcmp(e->name, "Contents") == 0)
-                k = xml_find(page, e, "Key");
-            else if (strcmp(e->name, "CommonPrefixes") == 0) {
-                k = xml_find(page, e, "Prefix");
-                is_prefix = 1;
-            }
-            if (!k || strlen(k) <= plen || strncmp(k, a->prefix, plen) != 0)
-                continue;
-            rv = fn(ctx, page, k + plen, is_prefix);
-            if (rv == OCIREG_S3_LIST_STOP && more) {
-                const apr_xml_elem *f;
-                *more = is_truncated;
-                for (f = e->next; f && !*more; f = f->next)
-                    *more = strcmp(f->name, "Contents") == 0
-                            || strcmp(f->name, "CommonPrefixes") == 0;
-            }
-        }
-        if (rv != APR_SUCCESS || !is_truncated || !next || !*next)
+        if (rv != APR_SUCCESS || !next)
             break;
         /* The token outlives the page's pool. */
         token = strdup(next);
@@ -709,7 +812,6 @@ apr_status_t ocireg_s3_mpu_create(ocireg_s3 *s3, apr_pool_t *p,
 {
     ocireg_s3_result res;
     s3_req rq;
-    apr_xml_doc *doc;
     apr_status_t rv;
     init_req(&rq, p, &res, NULL, "POST", key);
     rq.query = "uploads";
@@ -717,15 +819,24 @@ apr_status_t ocireg_s3_mpu_create(ocireg_s3 *s3, apr_pool_t *p,
     rv = perform(s3, &rq);
     if (rv != APR_SUCCESS)
         return rv;
-    doc = xml_parse(p, res.body, res.body_len);
-    *upload_id = doc && doc->root ? xml_find(p, doc->root, "UploadId") : NULL;
-    return *upload_id && **upload_id ? APR_SUCCESS : OCIREG_S3_EREFUSED;
+    *upload_id = ocireg_s3_parse_upload_id(p, res.body, res.body_len);
+    return *upload_id ? APR_SUCCESS : OCIREG_S3_EREFUSED;
 }
 
+/* By comparison, not subtraction: numbers come from the server and their
+ * difference can overflow an int. */
 static int cmp_part(const void *a, const void *b)
 {
-    return ((const ocireg_s3_part *)a)->number
-           - ((const ocireg_s3_part *)b)->number;
+    int x = ((const ocireg_s3_part *)a)->number;
+    int y = ((const ocireg_s3_part *)b)->number;
+    return (x > y) - (x < y);
+}
+
+void ocireg_s3_sort_parts(apr_array_header_t *parts)
+{
+    if (parts->nelts > 1)
+        qsort(parts->elts, (size_t)parts->nelts, sizeof(ocireg_s3_part),
+              cmp_part);
 }
 
 apr_status_t ocireg_s3_mpu_list_parts(ocireg_s3 *s3, apr_pool_t *p,
@@ -737,41 +848,26 @@ apr_status_t ocireg_s3_mpu_list_parts(ocireg_s3 *s3, apr_pool_t *p,
     for (;;) {
         ocireg_s3_result res;
         s3_req rq;
-        apr_xml_doc *doc;
-        const apr_xml_elem *e;
-        const char *truncated;
         apr_status_t rv;
         init_req(&rq, p, &res, NULL, "GET", key);
         rq.collect_max = 16 * 1024 * 1024;
         rq.query = apr_pstrcat(p, "uploadId=",
                                ocireg_sigv4_uri_encode(p, upload_id, 0),
                                marker ? "&part-number-marker=" : "",
-                               marker ? marker : "", NULL);
+                               marker ? ocireg_sigv4_uri_encode(p, marker, 0)
+                                      : "",
+                               NULL);
         rv = perform(s3, &rq);
         if (rv != APR_SUCCESS)
             return rv;
-        doc = xml_parse(p, res.body, res.body_len);
-        if (!doc || !doc->root)
-            return OCIREG_S3_EREFUSED;
-        for (e = doc->root->first_child; e; e = e->next) {
-            ocireg_s3_part *pt;
-            const char *num, *size;
-            if (strcmp(e->name, "Part") != 0)
-                continue;
-            num = xml_find(p, e, "PartNumber");
-            size = xml_find(p, e, "Size");
-            pt = apr_array_push(*parts);
-            pt->number = num ? atoi(num) : 0;
-            pt->etag = xml_find(p, e, "ETag");
-            pt->size = size ? apr_atoi64(size) : 0;
-        }
-        truncated = xml_find(p, doc->root, "IsTruncated");
-        marker = xml_find(p, doc->root, "NextPartNumberMarker");
-        if (!truncated || strcmp(truncated, "true") != 0 || !marker)
+        rv = ocireg_s3_parse_parts(p, res.body, res.body_len, *parts,
+                                   &marker);
+        if (rv != APR_SUCCESS)
+            return rv;
+        if (!marker)
             break;
     }
-    qsort((*parts)->elts, (size_t)(*parts)->nelts, sizeof(ocireg_s3_part),
-          cmp_part);
+    ocireg_s3_sort_parts(*parts);
     return APR_SUCCESS;
 }
 
@@ -836,9 +932,6 @@ apr_status_t ocireg_s3_mpu_list(ocireg_s3 *s3, apr_pool_t *p,
     for (;;) {
         ocireg_s3_result res;
         s3_req rq;
-        apr_xml_doc *doc;
-        const apr_xml_elem *e;
-        const char *truncated;
         apr_status_t rv;
         init_req(&rq, p, &res, NULL, "GET", NULL);
         rq.collect_max = 16 * 1024 * 1024;
@@ -851,23 +944,10 @@ apr_status_t ocireg_s3_mpu_list(ocireg_s3 *s3, apr_pool_t *p,
         rv = perform(s3, &rq);
         if (rv != APR_SUCCESS)
             return rv;
-        doc = xml_parse(p, res.body, res.body_len);
-        if (!doc || !doc->root)
-            return OCIREG_S3_EREFUSED;
-        for (e = doc->root->first_child; e; e = e->next) {
-            ocireg_s3_upload *u;
-            if (strcmp(e->name, "Upload") != 0)
-                continue;
-            u = apr_array_push(*uploads);
-            u->key = xml_find(p, e, "Key");
-            u->upload_id = xml_find(p, e, "UploadId");
-            u->initiated = xml_find(p, e, "Initiated");
-        }
-        truncated = xml_find(p, doc->root, "IsTruncated");
-        key_marker = xml_find(p, doc->root, "NextKeyMarker");
-        id_marker = xml_find(p, doc->root, "NextUploadIdMarker");
-        if (!truncated || strcmp(truncated, "true") != 0 || !key_marker)
-            return APR_SUCCESS;
+        rv = ocireg_s3_parse_uploads(p, res.body, res.body_len, *uploads,
+                                     &key_marker, &id_marker);
+        if (rv != APR_SUCCESS || !key_marker)
+            return rv;
     }
 }
 

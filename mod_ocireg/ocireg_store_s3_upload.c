@@ -711,6 +711,11 @@ static apr_time_t iso8601(const char *s)
     int y, mo, d, h, mi, sec;
     if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6)
         return 0;
+    /* The server's text: out of range reads as unknown, never as an
+     * overflowed year. */
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31
+        || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
+        return 0;
     memset(&t, 0, sizeof(t));
     t.tm_year = y - 1900;
     t.tm_mon = mo - 1;

@@ -616,6 +616,64 @@ static void test_query_escape_roundtrip(void **st)
     assert_string_equal(d, all);
 }
 
+/* Found by fuzz_ranges: an end of INT64_MAX parsed, and the handler's
+ * end - start + 1 overflowed. */
+static void test_content_range_end_max(void **st)
+{
+    (void)st;
+    cr_bad("0-9223372036854775807");
+    cr_bad("bytes 9223372036854775807-9223372036854775807");
+    cr_bad("bytes 0-9223372036854775807/*");
+}
+
+/* ------------------------------------------------------------ blob Range */
+
+static void range_ok(const char *h, apr_off_t size, apr_off_t start,
+                     apr_off_t len)
+{
+    apr_off_t a = -1, n = -1;
+    int sat = 0;
+    if (!ocireg_range_parse(h, size, &a, &n, &sat) || !sat)
+        fail_msg("range %s of %" APR_OFF_T_FMT " refused", h, size);
+    if (a != start || n != len)
+        fail_msg("range %s of %" APR_OFF_T_FMT ": %" APR_OFF_T_FMT
+                 "+%" APR_OFF_T_FMT, h, size, a, n);
+}
+
+static void test_range_parse(void **st)
+{
+    apr_off_t a, n;
+    int sat = 1;
+    (void)st;
+    range_ok("bytes=0-9", 100, 0, 10);
+    range_ok("bytes=90-", 100, 90, 10);
+    range_ok("bytes=-10", 100, 90, 10);
+    range_ok("bytes=-1000", 100, 0, 100);
+    range_ok("bytes=50-1000", 100, 50, 50);
+    range_ok("bytes=0-1000000000000", 100, 0, 100);
+    range_ok("bytes=-1000000000000", 100, 0, 100);
+    assert_true(ocireg_range_parse("bytes=100-", 100, &a, &n, &sat));
+    assert_false(sat);
+    assert_true(ocireg_range_parse("bytes=1000000000000-", 100, &a, &n,
+                                   &sat));
+    assert_false(sat);
+    assert_true(ocireg_range_parse("bytes=-0", 100, &a, &n, &sat));
+    assert_false(sat);
+    assert_true(ocireg_range_parse("bytes=-5", 0, &a, &n, &sat));
+    assert_false(sat);
+    assert_false(ocireg_range_parse(NULL, 100, &a, &n, &sat));
+    assert_false(ocireg_range_parse("bytes=0-1,3-4", 100, &a, &n, &sat));
+    assert_false(ocireg_range_parse("bytes=5-4", 100, &a, &n, &sat));
+    assert_false(ocireg_range_parse("bytes=-", 100, &a, &n, &sat));
+    assert_false(ocireg_range_parse("bytes 0-1", 100, &a, &n, &sat));
+    assert_false(ocireg_range_parse("bytes=0-9223372036854775808", 100, &a,
+                                    &n, &sat));
+    assert_false(ocireg_range_parse("bytes=99999999999999999999-", 100, &a,
+                                    &n, &sat));
+    assert_false(ocireg_range_parse(
+        "bytes=000000000000000000000000000000001-", 100, &a, &n, &sat));
+}
+
 static int setup(void **st)
 {
     (void)st;
@@ -659,6 +717,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_query_arg_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_escape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_escape_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_range_end_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_range_parse, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     apr_terminate();
