@@ -348,38 +348,29 @@ static const char *cmd_upload_slots(cmd_parms *cmd, void *dconf,
     return err;
 }
 
-static const char *cmd_upload_expiry(cmd_parms *cmd, void *dconf,
-                                     const char *arg)
+/* The global directives that take a number of seconds: where each goes
+ * and its largest value. */
+typedef struct {
+    apr_interval_time_t *target;
+    apr_off_t max;
+} seconds_setting;
+
+static seconds_setting upload_expiry = {&ocireg_conf_upload_expiry,
+                                        365 * 86400};
+static seconds_setting upload_lease = {&ocireg_conf_upload_lease, 86400};
+static seconds_setting upload_empty_expiry = {
+    &ocireg_conf_upload_empty_expiry, 365 * 86400};
+
+static const char *cmd_global_seconds(cmd_parms *cmd, void *dconf,
+                                      const char *arg)
 {
+    const seconds_setting *setting = cmd->info;
     apr_off_t n;
-    const char *err = global_number(cmd, arg, 1, 365 * 86400, "of seconds ",
+    const char *err = global_number(cmd, arg, 1, setting->max, "of seconds ",
                                     &n);
     (void)dconf;
     if (!err)
-        ocireg_conf_upload_expiry = apr_time_from_sec(n);
-    return err;
-}
-
-static const char *cmd_upload_lease(cmd_parms *cmd, void *dconf,
-                                    const char *arg)
-{
-    apr_off_t n;
-    const char *err = global_number(cmd, arg, 1, 86400, "of seconds ", &n);
-    (void)dconf;
-    if (!err)
-        ocireg_conf_upload_lease = apr_time_from_sec(n);
-    return err;
-}
-
-static const char *cmd_upload_empty_expiry(cmd_parms *cmd, void *dconf,
-                                           const char *arg)
-{
-    apr_off_t n;
-    const char *err = global_number(cmd, arg, 1, 365 * 86400, "of seconds ",
-                                    &n);
-    (void)dconf;
-    if (!err)
-        ocireg_conf_upload_empty_expiry = apr_time_from_sec(n);
+        *setting->target = apr_time_from_sec(n);
     return err;
 }
 
@@ -461,13 +452,16 @@ const command_rec ocireg_cmds[] = {
                   "s3 <endpoint URL>"),
     AP_INIT_TAKE1("OCIRegUploadSlots", cmd_upload_slots, NULL, RSRC_CONF,
                   "upload sessions held in shared memory at once"),
-    AP_INIT_TAKE1("OCIRegUploadExpiry", cmd_upload_expiry, NULL, RSRC_CONF,
+    AP_INIT_TAKE1("OCIRegUploadExpiry", cmd_global_seconds, &upload_expiry,
+                  RSRC_CONF,
                   "seconds after which an idle upload is aborted "
                   "(default 86400)"),
-    AP_INIT_TAKE1("OCIRegUploadLease", cmd_upload_lease, NULL, RSRC_CONF,
+    AP_INIT_TAKE1("OCIRegUploadLease", cmd_global_seconds, &upload_lease,
+                  RSRC_CONF,
                   "seconds a host that stopped answering keeps an upload "
                   "locked against other hosts (default: httpd's Timeout + 60)"),
-    AP_INIT_TAKE1("OCIRegUploadEmptyExpiry", cmd_upload_empty_expiry, NULL,
+    AP_INIT_TAKE1("OCIRegUploadEmptyExpiry", cmd_global_seconds,
+                  &upload_empty_expiry,
                   RSRC_CONF,
                   "seconds after which an upload that never received a byte "
                   "is aborted (default 300)"),
