@@ -7,6 +7,8 @@ and are listed in order."""
 
 import hashlib
 import re
+import sys
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin
 
@@ -17,7 +19,9 @@ import conftest
 from conftest import BACKENDS
 from httpd_harness import HttpdError, HttpdInstance, bad_log_lines, module_path
 from ocireg_client import MT_OCI_MANIFEST, Registry, assert_error, random_digest
-from s3_counting_proxy import CountingProxy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from faultproxy import FaultProxy  # noqa: E402
 
 pytestmark = pytest.mark.skipif("s3" not in BACKENDS,
                                 reason="OCIREG_BACKENDS does not include s3")
@@ -47,7 +51,7 @@ class Counted:
         self.reg = Registry(inst.base_url)
 
     def s3(self):
-        return self.proxy.requests()
+        return self.proxy.s3_requests()
 
 
 def start_counted(rgw, base_dir, name):
@@ -55,7 +59,7 @@ def start_counted(rgw, base_dir, name):
         pytest.fail(f"{module_path()} does not exist; run `make build` first",
                     pytrace=False)
     host, port = rgw.endpoint.split("//", 1)[1].split(":")
-    proxy = CountingProxy((host, int(port)))
+    proxy = FaultProxy((host, int(port)))
     storage = rgw.storage(base_dir, name)
     storage["endpoint"] = proxy.endpoint
     inst = HttpdInstance(name, base_dir, storage=storage)
