@@ -1,15 +1,15 @@
-"""The S3 endpoint answers slowly. A delaying TCP proxy (real sockets, real
-RGW behind it) sits between httpd and the bucket and holds back every
-answer: a little, and the push is slow but right; longer than the
+"""The S3 endpoint answers slowly. A proxy (tests/fixtures/faultproxy.py:
+real sockets, real RGW behind it) sits between httpd and the bucket and
+holds back every answer: a little, and the push is slow but right; longer than the
 configured timeouts, and the client gets 503 with an OCI JSON body in
 bounded time, nothing half-written shows, and once the backend is quick
 again the same upload finishes with the right digest."""
 
 import hashlib
 import os
-import socket
-import threading
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -18,83 +18,17 @@ from httpd_harness import HttpdInstance, bad_log_lines
 from ocireg_client import (MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_MANIFEST,
                            assert_error, descriptor, oci_manifest)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from faultproxy import FaultProxy  # noqa: E402
+
 MIB = 1024 * 1024
 STALL = 3  # OCIRegS3Timeouts' stall seconds for this instance
-
-
-class SlowProxy:
-    """Forwards TCP to the RGW; an answer that follows a request is held
-    back `delay` seconds (latency, not bandwidth)."""
-
-    def __init__(self, target):
-        self.target = target
-        self.delay = 0.0
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.port = self.lsock.getsockname()[1]
-        self.closing = False
-        self.socks = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.closing:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            try:
-                u = socket.create_connection(self.target)
-            except OSError:
-                c.close()
-                continue
-            for s in (c, u):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.socks += [c, u]
-            asked = threading.Event()
-            threading.Thread(target=self._pump, args=(c, u, asked, False),
-                             daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, asked, True),
-                             daemon=True).start()
-
-    def _pump(self, src, dst, asked, answers):
-        try:
-            while True:
-                data = src.recv(256 * 1024)
-                if not data:
-                    break
-                if answers:
-                    if asked.is_set() and self.delay:
-                        time.sleep(self.delay)
-                    asked.clear()
-                else:
-                    asked.set()
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.closing = True
-        self.lsock.close()
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
 
 
 @pytest.fixture(scope="module")
 def slow(rgw, base_dir):
     host, port = rgw.endpoint.split("//", 1)[1].split(":")
-    proxy = SlowProxy((host, int(port)))
+    proxy = FaultProxy((host, int(port)))
     storage = rgw.storage(base_dir, "s3-slow", part_size="5M",
                           extra=[f"OCIRegS3Timeouts 2 {STALL}", "OCIRegS3Retries 1"])
     storage["endpoint"] = f"http://127.0.0.1:{proxy.port}"
