@@ -21,24 +21,13 @@ import time
 import pytest
 import requests
 
-from httpd_harness import HttpdInstance, bad_log_lines
+from httpd_harness import HttpdInstance, bad_log_lines, wait_for
 from ocireg_client import assert_error, check_error_body, raw_request, path_of
 
 MIB = 1024 * 1024
 # Short, for the test's sake, yet long enough that no session expires while
 # a loaded machine is still flooding the table.
 EMPTY_EXPIRY = 15
-
-
-def wait_for(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 class Client:

@@ -285,14 +285,10 @@ FINALIZE = [
 ]
 
 
-@pytest.mark.parametrize("name, method, target", FINALIZE, ids=[f[0] for f in FINALIZE])
-def test_child_killed_at_finalize_step(lossy, name, method, target):
-    inst, proxy, rgw = lossy
-    data = os.urandom(sum(PATCHES))
-    push = Push(inst, f"killed/{name}", data)
-    push.post()
-    for n in PATCHES:
-        push.patch(n)
+def kill_closing_put_at(inst, proxy, push, method, target):
+    """Sends the closing PUT, holds the S3 answer to the request matching
+    method and target, kills the child serving the PUT meanwhile, and then
+    drops the held answer."""
     rule = proxy.hold(method, target)
     c = RawConnection(inst.port, timeout=120)
     try:
@@ -304,6 +300,17 @@ def test_child_killed_at_finalize_step(lossy, name, method, target):
         rule.release(drop=True)
         c.close()
         proxy.clear()
+
+
+@pytest.mark.parametrize("name, method, target", FINALIZE, ids=[f[0] for f in FINALIZE])
+def test_child_killed_at_finalize_step(lossy, name, method, target):
+    inst, proxy, rgw = lossy
+    data = os.urandom(sum(PATCHES))
+    push = Push(inst, f"killed/{name}", data)
+    push.post()
+    for n in PATCHES:
+        push.patch(n)
+    kill_closing_put_at(inst, proxy, push, method, target)
     push.failures.append(("PUT", "killed"))
     push.put()
     push.check(rgw, inst.storage["prefix"])
@@ -319,17 +326,7 @@ def test_child_killed_after_complete_then_upload_cancelled(lossy):
     push.post()
     for n in PATCHES:
         push.patch(n)
-    rule = proxy.hold("POST", r"/data/[^?]+\?uploadId=")
-    c = RawConnection(inst.port, timeout=120)
-    try:
-        c.send_head("PUT", path_of(push.loc) + ("&" if "?" in push.loc else "?")
-                    + "digest=" + push.digest, {"Content-Length": "0"})
-        assert rule.fired.wait(60), f"{rule} never matched: {proxy.requests()[-20:]}"
-        kill_child_serving(inst, c.sock)
-    finally:
-        rule.release(drop=True)
-        c.close()
-        proxy.clear()
+    kill_closing_put_at(inst, proxy, push, "POST", r"/data/[^?]+\?uploadId=")
     prefix = inst.storage["prefix"]
     uuid = path_of(push.loc).split("?")[0].rsplit("/", 1)[1]
     # the data object is complete, and no pointer names it yet
