@@ -64,6 +64,14 @@ apr_status_t ocireg_s3_put_stream(ocireg_s3 *s3, apr_pool_t *p,
                                   const char *key, const char *query,
                                   apr_off_t len, ocireg_s3_reader read,
                                   void *ctx, ocireg_s3_result *res);
+/* As ocireg_s3_put_stream, with metadata and optionally create-only
+ * (If-None-Match: *). Not retried: the caller rewinds its reader. */
+apr_status_t ocireg_s3_put_stream_meta(ocireg_s3 *s3, apr_pool_t *p,
+                                       const char *key, apr_off_t len,
+                                       ocireg_s3_reader read, void *ctx,
+                                       const apr_table_t *meta,
+                                       int if_none_match,
+                                       ocireg_s3_result *res);
 apr_status_t ocireg_s3_head(ocireg_s3 *s3, apr_pool_t *p, const char *key,
                             ocireg_s3_result *res);
 /* GET of a whole small object (at most max bytes) into res->body. */

@@ -124,37 +124,50 @@ typedef struct {
                               apr_array_header_t **names, int *more);
 
     /* Uploads. `state` is the driver's OCIREG_DRIVER_STATE_SIZE bytes kept
-     * with the session. */
+     * with the session; `version` is the number of the session's record
+     * that state was read from (see state_put): a driver may keep bytes
+     * with its records. */
     apr_status_t (*upload_create)(ocireg_store *s, apr_pool_t *p,
                                   const char *uuid, unsigned char *state);
     /* Opens the upload for appending at `offset`; bytes beyond it (left by
      * a request that failed half-way) are discarded. `expected` is how
-     * many bytes the request announced, or -1 when it did not say. */
+     * many bytes the request announced, or -1 when it did not say. `lock`
+     * is the session's (upload_lock), or NULL for an upload no one else
+     * knows yet: a driver may take it only once it must change what other
+     * records share (an object store, once a part must go out). */
     apr_status_t (*upload_open)(ocireg_store *s, apr_pool_t *p,
                                 const char *uuid, unsigned char *state,
-                                apr_off_t offset, apr_off_t expected,
+                                apr_uint64_t version, apr_off_t offset,
+                                apr_off_t expected, ocireg_upload_lock *lock,
                                 ocireg_upload_writer **w);
     apr_status_t (*upload_write)(ocireg_upload_writer *w, const char *buf,
                                  apr_size_t len);
-    /* Makes everything written durable and updates `state`. After a failed
-     * close the session's previous offset stays the truth, and `state`
-     * describes the session at that offset (it may name resources this
-     * request created, so that they are reused or freed later, never
-     * leaked): the caller keeps it. */
+    /* Makes everything written durable, or ready to be with the next
+     * record (state_put with this writer), and updates `state`. After a
+     * failed close the session's previous offset stays the truth, and
+     * `state` is the state it had. The writer lives as long as its pool. */
     apr_status_t (*upload_close)(ocireg_upload_writer *w,
                                  unsigned char *state);
-    /* Makes the upload visible as blob `digest` of `size` bytes, without
-     * copying. If the blob already exists the upload is dropped. */
+    /* Makes the upload visible as blob `digest` of `size` bytes, moving no
+     * bytes through this server that a record or part already holds. `w`
+     * is this request's closed writer, or NULL when it brought no bytes.
+     * If the blob already exists the upload is dropped. */
     apr_status_t (*upload_commit)(ocireg_store *s, apr_pool_t *p,
                                   const char *uuid, unsigned char *state,
+                                  apr_uint64_t version,
+                                  ocireg_upload_writer *w,
                                   const char *digest, apr_off_t size);
+    /* `digest` is the digest of the session's bytes when they are all
+     * there (NULL otherwise): a driver that made the blob's data before a
+     * crash can tell whether a blob now names it. */
     apr_status_t (*upload_abort)(ocireg_store *s, apr_pool_t *p,
-                                 const char *uuid, unsigned char *state);
+                                 const char *uuid, unsigned char *state,
+                                 apr_uint64_t version, const char *digest);
     /* After a commit, once the client has its answer: frees what the
-     * upload kept (records, locks, leftovers of failed requests). What
-     * it misses, the sweep finds. */
+     * upload kept (records, locks). What it misses (leftovers of failed
+     * requests), the sweep finds. */
     void (*upload_cleanup)(ocireg_store *s, apr_pool_t *p, const char *uuid,
-                           const unsigned char *state);
+                           const unsigned char *state, apr_uint64_t version);
 
     /* Smallest chunk worth sending, advertised as OCI-Chunk-Min-Length. */
     apr_off_t (*chunk_min_length)(ocireg_store *s);
@@ -166,31 +179,41 @@ typedef struct {
                                  apr_time_t before,
                                  int (*live)(void *ctx, const char *uuid),
                                  void *ctx, int *swept);
-    /* After the session's new state is saved: frees what only the state
-     * before it needed (an older tail). */
+    /* After record `version + 1` is saved and the client answered: frees
+     * what only record `version` (state `before`) needed. */
     apr_status_t (*upload_settle)(ocireg_store *s, apr_pool_t *p,
-                                  const char *uuid,
+                                  const char *uuid, apr_uint64_t version,
                                   const unsigned char *before,
                                   const unsigned char *after);
     /* The durable record of an upload session, so that any process, on
      * any host sharing the store, or httpd after a stop, continues it.
      * Records are numbered: `version` is written once (APR_EEXIST when that
      * version is already there: another request got there first), and
-     * replaces the record before it. Removed with the upload by
-     * upload_commit and upload_abort. */
+     * supersedes the record before it. `w` is the closed writer of the
+     * request that moved the session on (the driver may keep bytes it
+     * holds with the record), or NULL when the state keeps no such bytes.
+     * Removed with the upload by upload_cleanup and upload_abort. */
     apr_status_t (*state_put)(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, apr_uint64_t version,
-                              const void *data, apr_size_t len);
-    /* The latest record and its version. */
+                              const void *data, apr_size_t len,
+                              ocireg_upload_writer *w);
+    /* The latest record and its version. `hint` (0: none) is the version
+     * the caller believes latest: a driver may read it directly instead of
+     * looking for the latest, so the answer may be older than the latest;
+     * state_put tells (APR_EEXIST). */
     apr_status_t (*state_get)(ocireg_store *s, apr_pool_t *p,
-                              const char *uuid, apr_uint64_t *version,
-                              void **data, apr_size_t *len);
+                              const char *uuid, apr_uint64_t hint,
+                              apr_uint64_t *version, void **data,
+                              apr_size_t *len);
     /* Takes the session for changing it from record `version`, across
      * every process and host sharing the store. APR_EBUSY while another
      * holder has it (see ocireg_lock.h), OCIREG_STORE_ESTALE when a later
      * record exists, APR_ENOENT when the session is gone. `me->expires`
      * sets the lease, which upload_lock_keep extends by as much. The lock
-     * goes with upload_unlock, or with pool p. */
+     * goes with upload_unlock, or with pool p. A driver may defer taking
+     * it until a writer opened with it needs it (upload_open), so that a
+     * request that changes nothing shared costs no store request; those
+     * answers then come from the writer. */
     apr_status_t (*upload_lock)(ocireg_store *s, apr_pool_t *p,
                                 const char *uuid, apr_uint64_t version,
                                 const ocireg_lock_owner *me,

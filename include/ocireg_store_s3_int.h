@@ -35,27 +35,24 @@ typedef struct {
 /* What a session remembers between requests; lives in the session slot
  * and in the session's records, so it is checked (s3_state_check) before
  * any use: a record read back from a shared bucket is input too. */
-#define S3_STATE_MAGIC 0x33537432u   /* "3St2": this layout */
-#define S3_TAIL_TOKEN 32             /* hex characters of a tail's name */
+#define S3_STATE_MAGIC 0x33537433u   /* "3St3": this layout */
 #define S3_MAX_PARTS 10000           /* S3 and R2 take no more */
 typedef struct {
     apr_uint64_t part_size;      /* fixed when the session starts */
     apr_uint32_t magic;
     apr_uint32_t parts;          /* full parts uploaded */
-    apr_uint64_t tail;           /* bytes in the tail object (< part_size) */
+    /* Bytes after the full parts (at most one part): the body of the
+     * record object of this state (uploads/<uuid>/state.<version>). */
+    apr_uint64_t tail;
     /* SHA-256 chained over the ETags of the full parts, in order: what
      * Complete is about to join must be what this session's requests sent,
      * never parts a racing request (one that lost its lease) rewrote. */
     unsigned char etags[32];
-    /* SHA-256 of the full parts' bytes (the running state at the last part
-     * boundary): finishing hashes the tail on top of it and refuses a blob
-     * whose bytes are not the digest's. */
-    ocireg_hash_state midstate;
-    /* The tail object's name, uploads/<uuid>/tail.<token>: random, so
-     * that no other request, even one racing on this session, ever writes
-     * the object this state names. Empty when tail is 0. */
-    char tail_token[S3_TAIL_TOKEN + 1];
-    char upload_id[OCIREG_DRIVER_STATE_SIZE - 184 - (S3_TAIL_TOKEN + 1)];
+    /* MD5 of the tail: the record object's ETag, so that copying the tail
+     * into the blob (x-amz-copy-source-if-match) takes exactly these
+     * bytes and nothing a writer of the bucket put there since. */
+    unsigned char tail_md5[16];
+    char upload_id[OCIREG_DRIVER_STATE_SIZE - 72];
 } s3_state;
 
 typedef char s3_state_fits[sizeof(s3_state) <= OCIREG_DRIVER_STATE_SIZE
@@ -103,45 +100,63 @@ static inline apr_status_t exists(ocireg_store *s, apr_pool_t *p, const char *k)
 /* Creates k with If-None-Match: * and a random token in its metadata
  * (META_TOKEN). APR_EEXIST only when the object is someone else's: one
  * that carries our token is our own earlier attempt, whose answer was lost
- * and which the S3 client retried. */
+ * and which the S3 client retried. With `body`, the object's bytes are
+ * read from it (len of them, from its start) instead of data. */
 apr_status_t s3_create_only(ocireg_store *s, apr_pool_t *p, const char *k,
                             const void *data, apr_size_t len,
                             const apr_table_t *meta);
+apr_status_t s3_create_only_file(ocireg_store *s, apr_pool_t *p,
+                                 const char *k, apr_file_t *body,
+                                 apr_off_t len, const apr_table_t *meta);
 const char *s3_state_key(ocireg_store *s, apr_pool_t *p, const char *uuid,
                       apr_uint64_t version);
 apr_status_t s3_latest_state(ocireg_store *s, apr_pool_t *p, const char *uuid,
                           apr_uint64_t *version);
 apr_status_t s3_state_put(ocireg_store *s, apr_pool_t *p, const char *uuid,
                           apr_uint64_t version, const void *data,
-                          apr_size_t len);
+                          apr_size_t len, ocireg_upload_writer *w);
 apr_status_t s3_state_get(ocireg_store *s, apr_pool_t *p, const char *uuid,
-                          apr_uint64_t *version, void **data,
-                          apr_size_t *len);
+                          apr_uint64_t hint, apr_uint64_t *version,
+                          void **data, apr_size_t *len);
 apr_status_t s3_upload_lock(ocireg_store *s, apr_pool_t *p, const char *uuid,
                             apr_uint64_t version, const ocireg_lock_owner *me,
                             ocireg_upload_lock **out);
+/* Takes the lock s3_upload_lock deferred (nothing when it is held): the
+ * lock object, then the check that no later record exists. */
+apr_status_t s3_lock_acquire(ocireg_upload_lock *l);
 apr_status_t s3_claim_period(ocireg_store *s, apr_pool_t *p, const char *what,
                              apr_int64_t period);
 void s3_upload_lock_keep(ocireg_upload_lock *l);
 void s3_upload_unlock(ocireg_upload_lock *l);
 void s3_upload_lock_drop(ocireg_upload_lock *l);
 
+/* Reads a spool file for a PUT body. */
+apr_ssize_t s3_spool_reader(void *ctx, char *buf, apr_size_t n);
+apr_status_t s3_spool_rewind(apr_file_t *f);
+
 /* ocireg_store_s3_upload.c: upload sessions */
 apr_status_t s3_upload_create(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, unsigned char *state);
 apr_status_t s3_upload_open(ocireg_store *s, apr_pool_t *p, const char *uuid,
-                            unsigned char *state, apr_off_t offset,
-                            apr_off_t expected, ocireg_upload_writer **out);
+                            unsigned char *state, apr_uint64_t version,
+                            apr_off_t offset, apr_off_t expected,
+                            ocireg_upload_lock *lock,
+                            ocireg_upload_writer **out);
 apr_status_t s3_upload_write(ocireg_upload_writer *w, const char *buf,
                              apr_size_t len);
 apr_status_t s3_upload_close(ocireg_upload_writer *w, unsigned char *state);
+/* The closed writer's tail, for its record: the spool and its length. */
+apr_status_t s3_writer_tail(ocireg_upload_writer *w, apr_file_t **spool,
+                            apr_off_t *len);
 apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, unsigned char *state,
+                              apr_uint64_t version, ocireg_upload_writer *w,
                               const char *digest, apr_off_t size);
 apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
-                             const char *uuid, unsigned char *state);
+                             const char *uuid, unsigned char *state,
+                             apr_uint64_t version, const char *digest);
 void s3_upload_cleanup(ocireg_store *s, apr_pool_t *p, const char *uuid,
-                       const unsigned char *state);
+                       const unsigned char *state, apr_uint64_t version);
 apr_off_t s3_chunk_min_length(ocireg_store *s);
 apr_off_t s3_max_blob_size(ocireg_store *s);
 apr_status_t s3_upload_sweep(ocireg_store *s, apr_pool_t *p,
@@ -149,7 +164,8 @@ apr_status_t s3_upload_sweep(ocireg_store *s, apr_pool_t *p,
                              int (*live)(void *ctx, const char *uuid),
                              void *ctx, int *swept);
 apr_status_t s3_upload_settle(ocireg_store *s, apr_pool_t *p,
-                              const char *uuid, const unsigned char *before,
+                              const char *uuid, apr_uint64_t version,
+                              const unsigned char *before,
                               const unsigned char *after);
 
 #endif

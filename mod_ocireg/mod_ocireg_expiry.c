@@ -94,7 +94,7 @@ static int alive_elsewhere(ocireg_server_conf *sc, apr_pool_t *p,
     apr_uint64_t version;
     void *data;
     apr_size_t len;
-    return st->ops->state_get(st, p, idle->uuid, &version, &data, &len)
+    return st->ops->state_get(st, p, idle->uuid, 0, &version, &data, &len)
                == APR_SUCCESS
            && ocireg_session_decode(data, len, sc->record_key,
                                     sc->record_keylen, &latest)
@@ -116,9 +116,15 @@ static int expire_one(server_rec *s, ocireg_uploads *u,
         ocireg_uploads_remove(u, idle->uuid);
         return 1;
     }
-    if (sc)
+    if (sc) {
+        /* The digest of what it holds: a blob the session completed
+         * before a crash would be named by it. */
+        char digest[80];
+        ocireg_hash_digest(&idle->hash, digest);
         rv = sc->store->ops->upload_abort(sc->store, p, idle->uuid,
-                                          (unsigned char *)idle->driver);
+                                          (unsigned char *)idle->driver,
+                                          idle->version, digest);
+    }
     if (rv != APR_SUCCESS && rv != APR_ENOENT) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "OCIREG00030: could not abort idle upload %s: %s",

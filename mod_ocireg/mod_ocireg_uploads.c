@@ -150,7 +150,8 @@ static int try_mount(ocireg_req *q, const char *digest, const char *from)
 /* Verifies and publishes an upload whose bytes are all in: the digest
  * must match the running hash, and only then does the blob appear. */
 static int finish_upload(ocireg_req *q, const char *uuid,
-                         ocireg_upload_session *s, const char *digest)
+                         ocireg_upload_session *s, const char *digest,
+                         ocireg_upload_writer *w)
 {
     request_rec *r = q->r;
     char actual[72];
@@ -159,7 +160,8 @@ static int finish_upload(ocireg_req *q, const char *uuid,
 
     ocireg_hash_digest(&s->hash, actual);
     if (strcmp(actual, digest) != 0) {
-        q->store->ops->upload_abort(q->store, r->pool, uuid, s->driver);
+        q->store->ops->upload_abort(q->store, r->pool, uuid, s->driver,
+                                    s->version, NULL);
         session_forget(q, uuid);
         return ocireg_respond_error(r, HTTP_BAD_REQUEST, OCIREG_E_DIGEST_INVALID,
                             "the uploaded content does not match the digest",
@@ -167,7 +169,7 @@ static int finish_upload(ocireg_req *q, const char *uuid,
                                          digest, actual));
     }
     rv = q->store->ops->upload_commit(q->store, r->pool, uuid, s->driver,
-                                      digest, s->offset);
+                                      s->version, w, digest, s->offset);
     if (rv == APR_SUCCESS)
         rv = q->store->ops->blob_link(q->store, r->pool, q->route.name,
                                       digest);
@@ -177,7 +179,8 @@ static int finish_upload(ocireg_req *q, const char *uuid,
                       "what the session sent (a racing request, or a "
                       "change in the bucket); the upload is dropped",
                       uuid);
-        q->store->ops->upload_abort(q->store, r->pool, uuid, s->driver);
+        q->store->ops->upload_abort(q->store, r->pool, uuid, s->driver,
+                                    s->version, NULL);
         session_forget(q, uuid);
         return ocireg_respond_error(r, HTTP_BAD_REQUEST,
                                     OCIREG_E_BLOB_UPLOAD_INVALID,
@@ -194,14 +197,18 @@ static int finish_upload(ocireg_req *q, const char *uuid,
     /* The blob is visible: the client hears so now, and what the upload
      * kept goes after. */
     ap_rflush(r);
-    q->store->ops->upload_cleanup(q->store, r->pool, uuid, s->driver);
+    q->store->ops->upload_cleanup(q->store, r->pool, uuid, s->driver,
+                                  s->version);
     return status;
 }
 
 static apr_status_t session_save(ocireg_req *q, ocireg_upload_session *s,
-                                 const ocireg_upload_session *before);
+                                 const ocireg_upload_session *before,
+                                 ocireg_upload_writer *w);
 static int session_busy(ocireg_req *q, const ocireg_upload_session *s,
                         const char *why);
+
+#define WRITING_ELSEWHERE "another request is writing to this upload"
 
 /* A blob the store could never hold is refused before its data is read,
  * whenever the request tells how big it will be. */
@@ -226,9 +233,11 @@ static int refuse_too_big(ocireg_req *q)
 }
 
 /* Appends the request body to an acquired session. Returns DECLINED when
- * the session advanced (s updated), or the finished error response. The
- * session is released on error. */
-static int append_body(ocireg_req *q, ocireg_upload_session *s)
+ * the session advanced (s updated; *wp the closed writer, whose bytes the
+ * next record or the commit takes, or NULL when there was no body), or
+ * the finished error response. The session is released on error. */
+static int append_body(ocireg_req *q, ocireg_upload_session *s,
+                       ocireg_upload_writer **wp)
 {
     request_rec *r = q->r;
     const char *cr = apr_table_get(r->headers_in, "Content-Range");
@@ -275,11 +284,13 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
         session_release(q, s->uuid, NULL);
         return refuse_too_big(q);
     }
+    *wp = NULL;
     if (!ap_request_has_body(r))
         return DECLINED;
 
     rv = q->store->ops->upload_open(q->store, r->pool, s->uuid, next.driver,
-                                    s->offset, length, &w);
+                                    s->version, s->offset, length, q->lock,
+                                    &w);
     if (rv != APR_SUCCESS) {
         session_release(q, s->uuid, NULL);
         return ocireg_store_failure(r, rv, "opening the upload");
@@ -289,26 +300,27 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s)
      * the session says so: the client resumes from the Range it reads. */
     rv = q->store->ops->upload_close(w, next.driver);
     if (rv != APR_SUCCESS) {
-        /* The old offset and hash stand; the driver's fallback state is
-         * kept with them. */
+        /* The old offset, hash and record stand; this host's copy keeps
+         * the driver's fallback state (what this request started, to be
+         * reused here; elsewhere the sweep frees it). */
         ocireg_upload_session keep = *s;
         memcpy(keep.driver, next.driver, sizeof(keep.driver));
-        /* Best effort: the record learns of what this request started. */
-        if (session_save(q, &keep, s) == APR_SUCCESS)
-            set_session_headers(q, &keep, r->err_headers_out);
         session_release(q, s->uuid, &keep);
+        if (rv == APR_EBUSY || rv == OCIREG_STORE_ESTALE)
+            return session_busy(q, &keep, WRITING_ELSEWHERE);
         return ocireg_store_failure(r, rv, "closing the upload");
     }
     next.offset += res.received;
     next.touched = apr_time_now();
     if (!res.status && !(cr && res.received != end - start + 1)) {
         *s = next; /* still held: the caller answers or finishes */
+        *wp = w;
         return DECLINED;
     }
     /* What arrived is kept: saved like any progress. */
-    if (session_save(q, &next, s) == APR_SUCCESS)
-        q->store->ops->upload_settle(q->store, r->pool, s->uuid, s->driver,
-                                     next.driver);
+    if (session_save(q, &next, s, w) == APR_SUCCESS)
+        q->store->ops->upload_settle(q->store, r->pool, s->uuid, s->version,
+                                     s->driver, next.driver);
     else
         next = *s;
     session_release(q, s->uuid, &next);
@@ -338,7 +350,6 @@ static int session_busy(ocireg_req *q, const ocireg_upload_session *s,
                         OCIREG_E_BLOB_UPLOAD_INVALID, why, NULL);
 }
 
-#define WRITING_ELSEWHERE "another request is writing to this upload"
 
 /* Who opened a session, for OCIRegUploadsPerClient: the authenticated
  * user, else the address (mod_remoteip's, when it is loaded). */
@@ -409,13 +420,14 @@ static void warn_bad_record(ocireg_req *q, const char *uuid, apr_status_t rv)
  * shared-memory copy of this host may be behind another host's, or gone
  * with a stop. */
 static apr_status_t session_read(ocireg_req *q, const char *uuid,
+                                 apr_uint64_t hint,
                                  ocireg_upload_session *out)
 {
     void *data;
     apr_size_t len;
     apr_uint64_t version;
     apr_status_t rv = q->store->ops->state_get(q->store, q->r->pool, uuid,
-                                               &version, &data, &len);
+                                               hint, &version, &data, &len);
     if (rv == APR_SUCCESS) {
         apr_status_t drv = ocireg_session_decode(data, len,
                                                  q->conf->record_key,
@@ -447,6 +459,19 @@ static void lock_owner(ocireg_req *q, ocireg_lock_owner *me)
     me->expires = apr_time_now() + ocireg_conf_upload_lease;
 }
 
+/* The record version the client's Location names (0: none), which is
+ * the one to read: a client that follows the Locations it is given names
+ * the latest. */
+static apr_uint64_t location_version(ocireg_req *q)
+{
+    int bad = 0;
+    const char *v = ocireg_query_arg(q->r->pool, q->r->args, "_state", &bad);
+    apr_off_t n;
+    if (!v || bad || !ocireg_off_parse(v, &n) || n <= 0)
+        return 0;
+    return (apr_uint64_t)n;
+}
+
 /* Takes the session for changing it: this host's slot in shared memory
  * (its cache, and the lock among its processes), then the store's lock,
  * which reaches every host and tells whether the cached copy is the
@@ -457,6 +482,7 @@ static int session_take(ocireg_req *q, const char *uuid,
 {
     request_rec *r = q->r;
     ocireg_lock_owner me;
+    apr_uint64_t hint = location_version(q);
     apr_status_t rv = ocireg_uploads_acquire(q->uploads, uuid, s);
     int attempt;
 
@@ -464,10 +490,18 @@ static int session_take(ocireg_req *q, const char *uuid,
         return session_busy(q, NULL, WRITING_ELSEWHERE);
     if (rv == APR_SUCCESS) {
         q->held_slot = 1;
+        /* The client names a record newer than this host's copy: another
+         * host moved the session on. */
+        if (hint > s->version) {
+            ocireg_upload_session fresh;
+            rv = session_read(q, uuid, hint, &fresh);
+            if (rv == APR_SUCCESS && fresh.version > s->version)
+                *s = fresh;
+        }
     }
     else {
         /* Not known here yet (another host, a restart). */
-        rv = session_read(q, uuid, s);
+        rv = session_read(q, uuid, hint, s);
         if (rv == APR_ENOENT)
             return upload_unknown(q);
         if (rv != APR_SUCCESS)
@@ -491,7 +525,7 @@ static int session_take(ocireg_req *q, const char *uuid,
         if (rv != OCIREG_STORE_ESTALE || attempt == 3)
             break;
         /* Another host moved the session on: its record is the truth. */
-        rv = session_read(q, uuid, s);
+        rv = session_read(q, uuid, 0, s);
         if (rv != APR_SUCCESS)
             break;
     }
@@ -512,7 +546,8 @@ static int session_take(ocireg_req *q, const char *uuid,
  * client hears 2xx. APR_EEXIST: another request (on a host that took over
  * this one's lease) saved that version first. */
 static apr_status_t session_save(ocireg_req *q, ocireg_upload_session *s,
-                                 const ocireg_upload_session *before)
+                                 const ocireg_upload_session *before,
+                                 ocireg_upload_writer *w)
 {
     ocireg_upload_session next = *s;
     apr_size_t len;
@@ -524,7 +559,7 @@ static apr_status_t session_save(ocireg_req *q, ocireg_upload_session *s,
     data = ocireg_session_encode(q->r->pool, &next, q->conf->record_key,
                                  q->conf->record_keylen, &len);
     rv = q->store->ops->state_put(q->store, q->r->pool, s->uuid,
-                                  next.version, data, len);
+                                  next.version, data, len, w);
     if (rv == APR_SUCCESS) {
         s->version = next.version;
         s->moved = next.moved;
@@ -564,7 +599,9 @@ int ocireg_handle_upload(ocireg_req *q)
         return status;
 
     if (m == M_GET) {
-        rv = session_read(q, uuid, &s);
+        /* The latest, whatever the client's Location says: this is how
+         * a client that lost track finds where to resume. */
+        rv = session_read(q, uuid, 0, &s);
         /* With the store away, this host's copy still tells the client
          * where to resume. */
         if (rv != APR_SUCCESS && rv != APR_ENOENT
@@ -593,7 +630,8 @@ int ocireg_handle_upload(ocireg_req *q)
     case M_GET:
         return session_answer(q, &s, HTTP_NO_CONTENT);
     case M_DELETE:
-        rv = q->store->ops->upload_abort(q->store, r->pool, uuid, s.driver);
+        rv = q->store->ops->upload_abort(q->store, r->pool, uuid, s.driver,
+                                         s.version, NULL);
         if (rv != APR_SUCCESS && rv != APR_ENOENT) {
             session_release(q, uuid, NULL);
             return ocireg_store_failure(r, rv, "aborting the upload");
@@ -602,24 +640,43 @@ int ocireg_handle_upload(ocireg_req *q)
         return ocireg_respond(r, HTTP_NO_CONTENT, NULL, NULL, 0);
     case M_PATCH: {
         ocireg_upload_session before = s;
-        if ((status = append_body(q, &s)) != DECLINED)
+        ocireg_upload_writer *w;
+        if ((status = append_body(q, &s, &w)) != DECLINED)
             return status;
-        rv = session_save(q, &s, &before);
+        /* Nothing came: nothing to record. */
+        if (!w) {
+            session_release(q, uuid, &s);
+            return session_answer(q, &s, HTTP_ACCEPTED);
+        }
+        rv = session_save(q, &s, &before, w);
         if (rv != APR_SUCCESS) {
+            if (rv == APR_EEXIST) {
+                /* Another request moved the session on from the same
+                 * record (this host's copy was behind): the store's
+                 * latest is what this host and the client go on from. */
+                ocireg_upload_session latest;
+                int fresh = session_read(q, uuid, 0, &latest) == APR_SUCCESS;
+                session_release(q, uuid, fresh ? &latest : NULL);
+                return session_busy(q, fresh ? &latest : NULL,
+                                    WRITING_ELSEWHERE);
+            }
             session_release(q, uuid, NULL);
-            if (rv == APR_EEXIST)
-                return session_busy(q, NULL, WRITING_ELSEWHERE);
             return ocireg_store_failure(r, rv, "saving the upload state");
         }
-        q->store->ops->upload_settle(q->store, r->pool, uuid, before.driver,
-                                     s.driver);
         session_release(q, uuid, &s);
-        return session_answer(q, &s, HTTP_ACCEPTED);
+        status = session_answer(q, &s, HTTP_ACCEPTED);
+        /* The record it supersedes goes once the client has its answer. */
+        ap_rflush(r);
+        q->store->ops->upload_settle(q->store, r->pool, uuid, before.version,
+                                     before.driver, s.driver);
+        return status;
     }
-    default: /* M_PUT */
-        if ((status = append_body(q, &s)) != DECLINED)
+    default: { /* M_PUT */
+        ocireg_upload_writer *w;
+        if ((status = append_body(q, &s, &w)) != DECLINED)
             return status;
-        return finish_upload(q, uuid, &s, digest);
+        return finish_upload(q, uuid, &s, digest, w);
+    }
     }
 }
 
@@ -648,21 +705,22 @@ static int monolithic_upload(ocireg_req *q, const char *digest)
     rv = q->store->ops->upload_create(q->store, r->pool, uuid, s.driver);
     if (rv == APR_SUCCESS)
         rv = q->store->ops->upload_open(
-            q->store, r->pool, uuid, s.driver, 0,
-            request_length(r), &w);
+            q->store, r->pool, uuid, s.driver, 0, 0,
+            request_length(r), NULL, &w);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "starting an upload");
     ocireg_body_stream(r, q->store, w, NULL, &s.hash, &res);
     rv = q->store->ops->upload_close(w, s.driver);
     if (res.status || rv != APR_SUCCESS) {
-        q->store->ops->upload_abort(q->store, r->pool, uuid, s.driver);
+        q->store->ops->upload_abort(q->store, r->pool, uuid, s.driver, 0,
+                                    NULL);
         if (rv != APR_SUCCESS || res.status == HTTP_INTERNAL_SERVER_ERROR)
             return ocireg_store_failure(r, rv, "writing the upload");
         return ocireg_respond_error(r, res.status, OCIREG_E_BLOB_UPLOAD_INVALID,
                             "the request body could not be read", NULL);
     }
     s.offset = res.received;
-    return finish_upload(q, uuid, &s, digest);
+    return finish_upload(q, uuid, &s, digest, w);
 }
 
 /* POST /v2/<name>/blobs/uploads/ : new session, monolithic upload, mount */
@@ -723,9 +781,10 @@ int ocireg_handle_uploads(ocireg_req *q)
         ocireg_uploads_remove(q->uploads, s.uuid);
         return ocireg_store_failure(r, rv, "creating an upload");
     }
-    rv = session_save(q, &s, NULL);
+    rv = session_save(q, &s, NULL, NULL);
     if (rv != APR_SUCCESS) {
-        q->store->ops->upload_abort(q->store, r->pool, s.uuid, s.driver);
+        q->store->ops->upload_abort(q->store, r->pool, s.uuid, s.driver, 0,
+                                    NULL);
         ocireg_uploads_remove(q->uploads, s.uuid);
         return ocireg_store_failure(r, rv, "creating an upload");
     }

@@ -651,6 +651,33 @@ apr_status_t ocireg_s3_put_stream(ocireg_s3 *s3, apr_pool_t *p,
     return perform(s3, &rq);
 }
 
+apr_status_t ocireg_s3_put_stream_meta(ocireg_s3 *s3, apr_pool_t *p,
+                                       const char *key, apr_off_t len,
+                                       ocireg_s3_reader read, void *ctx,
+                                       const apr_table_t *meta,
+                                       int if_none_match,
+                                       ocireg_s3_result *res)
+{
+    ocireg_s3_result scratch;
+    s3_req rq;
+    init_req(&rq, p, res, &scratch, "PUT", key);
+    rq.reader = read;
+    rq.reader_ctx = ctx;
+    rq.reader_len = len;
+    rq.stream = 1;
+    if (meta) {
+        const apr_array_header_t *a = apr_table_elts(meta);
+        const apr_table_entry_t *e = (const apr_table_entry_t *)a->elts;
+        int i;
+        for (i = 0; i < a->nelts; i++)
+            add_signed(&rq, apr_pstrcat(p, "x-amz-meta-", e[i].key, NULL),
+                       e[i].val);
+    }
+    if (if_none_match)
+        add_signed(&rq, "if-none-match", "*");
+    return perform(s3, &rq);
+}
+
 apr_status_t ocireg_s3_head(ocireg_s3 *s3, apr_pool_t *p, const char *key,
                             ocireg_s3_result *res)
 {

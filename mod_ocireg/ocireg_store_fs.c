@@ -573,12 +573,16 @@ static apr_status_t writer_cleanup(void *data)
 
 static apr_status_t fs_upload_open(ocireg_store *s, apr_pool_t *p,
                                    const char *uuid, unsigned char *state,
-                                   apr_off_t offset, apr_off_t expected,
+                                   apr_uint64_t version, apr_off_t offset,
+                                   apr_off_t expected,
+                                   ocireg_upload_lock *lock,
                                    ocireg_upload_writer **w)
 {
     ocireg_upload_writer *wr = apr_pcalloc(p, sizeof(*wr));
     (void)state;
+    (void)version;
     (void)expected;
+    (void)lock; /* taken at upload_lock: the file is written in place */
     wr->path = upload_file(s, p, uuid);
     wr->fd = open(wr->path, O_WRONLY | O_CLOEXEC);
     if (wr->fd < 0)
@@ -625,6 +629,8 @@ static apr_status_t fs_upload_close(ocireg_upload_writer *w,
 
 static apr_status_t fs_upload_commit(ocireg_store *s, apr_pool_t *p,
                                      const char *uuid, unsigned char *state,
+                                     apr_uint64_t version,
+                                     ocireg_upload_writer *w,
                                      const char *digest, apr_off_t size)
 {
     const char *from = upload_file(s, p, uuid);
@@ -632,6 +638,8 @@ static apr_status_t fs_upload_commit(ocireg_store *s, apr_pool_t *p,
     struct stat st;
     apr_status_t rv;
     (void)state;
+    (void)version;
+    (void)w;
     if (stat(from, &st) != 0)
         return errno_status();
     if (st.st_size < size)
@@ -653,9 +661,12 @@ static apr_status_t fs_upload_commit(ocireg_store *s, apr_pool_t *p,
 }
 
 static apr_status_t fs_upload_abort(ocireg_store *s, apr_pool_t *p,
-                                    const char *uuid, unsigned char *state)
+                                    const char *uuid, unsigned char *state,
+                                    apr_uint64_t version, const char *digest)
 {
     (void)state;
+    (void)version;
+    (void)digest;
     unlink(state_file(s, p, uuid));
     unlink(lock_file(s, p, uuid));
     return remove_file(p, upload_file(s, p, uuid));
@@ -696,11 +707,11 @@ static apr_status_t fs_upload_sweep(ocireg_store *s, apr_pool_t *p,
 }
 
 static apr_status_t fs_upload_settle(ocireg_store *s, apr_pool_t *p,
-                                     const char *uuid,
+                                     const char *uuid, apr_uint64_t version,
                                      const unsigned char *before,
                                      const unsigned char *after)
 {
-    (void)s, (void)p, (void)uuid, (void)before, (void)after;
+    (void)s, (void)p, (void)uuid, (void)version, (void)before, (void)after;
     return APR_SUCCESS;
 }
 
@@ -711,9 +722,11 @@ static apr_status_t fs_upload_settle(ocireg_store *s, apr_pool_t *p,
 
 static apr_status_t fs_state_put(ocireg_store *s, apr_pool_t *p,
                                  const char *uuid, apr_uint64_t version,
-                                 const void *data, apr_size_t len)
+                                 const void *data, apr_size_t len,
+                                 ocireg_upload_writer *w)
 {
     char *buf = apr_palloc(p, STATE_HEADER + len);
+    (void)w; /* the bytes are in the upload's file already */
     apr_snprintf(buf, STATE_HEADER + 1, "%015" APR_UINT64_T_FMT "\n",
                  version);
     memcpy(buf + STATE_HEADER, data, len);
@@ -722,10 +735,12 @@ static apr_status_t fs_state_put(ocireg_store *s, apr_pool_t *p,
 }
 
 static apr_status_t fs_state_get(ocireg_store *s, apr_pool_t *p,
-                                 const char *uuid, apr_uint64_t *version,
-                                 void **data, apr_size_t *len)
+                                 const char *uuid, apr_uint64_t hint,
+                                 apr_uint64_t *version, void **data,
+                                 apr_size_t *len)
 {
     char *d, *end;
+    (void)hint; /* one record file: it is the latest */
     apr_size_t n;
     apr_status_t rv = read_small(p, state_file(s, p, uuid), 64 * 1024, &d,
                                  &n);
@@ -781,7 +796,7 @@ static apr_status_t fs_upload_lock(ocireg_store *s, apr_pool_t *p,
         apr_pool_cleanup_run(p, l, close_lock);
         return rv;
     }
-    rv = fs_state_get(s, p, uuid, &latest, &data, &len);
+    rv = fs_state_get(s, p, uuid, 0, &latest, &data, &len);
     if (rv == APR_SUCCESS && latest != version)
         rv = OCIREG_STORE_ESTALE;
     if (rv != APR_SUCCESS) {
@@ -828,11 +843,12 @@ static void fs_upload_lock_drop(ocireg_upload_lock *l)
 }
 
 static void fs_upload_cleanup(ocireg_store *s, apr_pool_t *p,
-                              const char *uuid, const unsigned char *state)
+                              const char *uuid, const unsigned char *state,
+                              apr_uint64_t version)
 {
     /* The commit removed everything already: renames and unlinks are
      * cheap. */
-    (void)s, (void)p, (void)uuid, (void)state;
+    (void)s, (void)p, (void)uuid, (void)state, (void)version;
 }
 
 static apr_off_t fs_max_blob_size(ocireg_store *s)

@@ -1,6 +1,7 @@
 /* The S3 store: session records, locks and sweep claims. */
 #include <string.h>
 #include <apr_strings.h>
+#include <apr_base64.h>
 #include "ocireg_store_s3_int.h"
 
 /* Records and locks carry zero-padded versions, so that a listing sorts
@@ -43,38 +44,81 @@ apr_status_t s3_latest_state(ocireg_store *s, apr_pool_t *p,
     return rv;
 }
 
-apr_status_t s3_create_only(ocireg_store *s, apr_pool_t *p, const char *k,
-                            const void *data, apr_size_t len,
-                            const apr_table_t *meta)
+static apr_status_t new_token(char *token, apr_size_t size)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char r[16];
-    char token[sizeof(r) * 2 + 1];
-    apr_table_t *m = meta ? apr_table_copy(p, meta) : apr_table_make(p, 1);
-    ocireg_s3_result res;
-    const char *theirs;
     apr_size_t i;
     apr_status_t rv = apr_generate_random_bytes(r, sizeof(r));
-    if (rv != APR_SUCCESS)
-        return rv;
+    if (rv != APR_SUCCESS || size < sizeof(r) * 2 + 1)
+        return rv != APR_SUCCESS ? rv : APR_EINVAL;
     for (i = 0; i < sizeof(r); i++) {
         token[2 * i] = hex[r[i] >> 4];
         token[2 * i + 1] = hex[r[i] & 15];
     }
-    token[sizeof(token) - 1] = '\0';
-    apr_table_set(m, META_TOKEN, token);
-    rv = ocireg_s3_put(S3(s)->s3, p, k, data, len, m, 1, NULL);
-    if (rv != APR_EEXIST)
-        return rv;
+    token[sizeof(r) * 2] = '\0';
+    return APR_SUCCESS;
+}
+
+/* After a 412: whether the object is our own earlier attempt. */
+static apr_status_t ours_or_theirs(ocireg_store *s, apr_pool_t *p,
+                                   const char *k, const char *token)
+{
+    ocireg_s3_result res;
+    const char *theirs;
     /* The client retries a PUT whose answer it lost; the retry then meets
      * the object its first attempt created. */
-    rv = ocireg_s3_head(S3(s)->s3, p, k, &res);
+    apr_status_t rv = ocireg_s3_head(S3(s)->s3, p, k, &res);
     if (rv == APR_ENOENT)
         return APR_EEXIST;   /* there, and already replaced */
     if (rv != APR_SUCCESS)
         return rv;
     theirs = apr_table_get(res.meta, META_TOKEN);
     return theirs && strcmp(theirs, token) == 0 ? APR_SUCCESS : APR_EEXIST;
+}
+
+apr_status_t s3_create_only(ocireg_store *s, apr_pool_t *p, const char *k,
+                            const void *data, apr_size_t len,
+                            const apr_table_t *meta)
+{
+    char token[33];
+    apr_table_t *m = meta ? apr_table_copy(p, meta) : apr_table_make(p, 1);
+    apr_status_t rv = new_token(token, sizeof(token));
+    if (rv != APR_SUCCESS)
+        return rv;
+    apr_table_set(m, META_TOKEN, token);
+    rv = ocireg_s3_put(S3(s)->s3, p, k, data, len, m, 1, NULL);
+    if (rv != APR_EEXIST)
+        return rv;
+    return ours_or_theirs(s, p, k, token);
+}
+
+apr_status_t s3_create_only_file(ocireg_store *s, apr_pool_t *p,
+                                 const char *k, apr_file_t *body,
+                                 apr_off_t len, const apr_table_t *meta)
+{
+    char token[33];
+    apr_table_t *m = meta ? apr_table_copy(p, meta) : apr_table_make(p, 1);
+    apr_status_t rv = new_token(token, sizeof(token));
+    int attempt;
+    if (rv != APR_SUCCESS)
+        return rv;
+    apr_table_set(m, META_TOKEN, token);
+    /* A body from a file is sent again from its start on a retry, which
+     * the S3 client cannot do for a reader. */
+    for (attempt = 0;; attempt++) {
+        rv = s3_spool_rewind(body);
+        if (rv == APR_SUCCESS)
+            rv = ocireg_s3_put_stream_meta(S3(s)->s3, p, k, len,
+                                           s3_spool_reader, body, m, 1,
+                                           NULL);
+        if (rv != OCIREG_S3_EUNAVAILABLE || attempt >= S3(s)->retries)
+            break;
+        apr_sleep(apr_time_from_msec(100) << attempt);
+    }
+    if (rv != APR_EEXIST)
+        return rv;
+    return ours_or_theirs(s, p, k, token);
 }
 
 /* Creates `k` unless it exists (APR_EEXIST), then removes `previous`
@@ -89,38 +133,90 @@ static apr_status_t create_replacing(ocireg_store *s, apr_pool_t *p,
     return rv;
 }
 
+/* A record is one object, uploads/<uuid>/state.<version>: the session
+ * record (encoded by the caller) in its metadata, the state's tail bytes
+ * as its body. So a request that adds less than a part writes one object,
+ * and the record and the bytes it counts can never disagree. Create-only:
+ * of two writers of one version (a holder whose lease ran out, and its
+ * successor; two requests racing from one record), exactly one succeeds.
+ * Superseded records go after the answer (upload_settle) or with the
+ * upload (upload_cleanup). */
+#define META_SESSION "ocireg-session"
+
 apr_status_t s3_state_put(ocireg_store *s, apr_pool_t *p,
                                  const char *uuid, apr_uint64_t version,
-                                 const void *data, apr_size_t len)
+                                 const void *data, apr_size_t len,
+                                 ocireg_upload_writer *w)
 {
-    /* Create-only: of two writers of one version (a holder whose lease ran
-     * out, and its successor), exactly one succeeds. */
-    return create_replacing(
-        s, p, s3_state_key(s, p, uuid, version),
-        version > 1 ? s3_state_key(s, p, uuid, version - 1) : NULL, data, len);
+    apr_table_t *meta = apr_table_make(p, 2);
+    char *text = apr_palloc(p, apr_base64_encode_len((int)len));
+    const char *k = s3_state_key(s, p, uuid, version);
+    apr_file_t *tail = NULL;
+    apr_off_t tail_len = 0;
+    apr_status_t rv;
+
+    if (len > 16 * 1024)
+        return APR_EINVAL;
+    apr_base64_encode(text, data, (int)len);
+    apr_table_setn(meta, META_SESSION, text);
+    if (w) {
+        rv = s3_writer_tail(w, &tail, &tail_len);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    if (tail_len > 0)
+        return s3_create_only_file(s, p, k, tail, tail_len, meta);
+    return s3_create_only(s, p, k, "", 0, meta);
+}
+
+static apr_status_t read_record(ocireg_store *s, apr_pool_t *p,
+                                const char *uuid, apr_uint64_t version,
+                                void **data, apr_size_t *len)
+{
+    ocireg_s3_result res;
+    const char *text;
+    int n;
+    apr_status_t rv = ocireg_s3_head(S3(s)->s3, p,
+                                     s3_state_key(s, p, uuid, version), &res);
+    if (rv != APR_SUCCESS)
+        return rv;
+    text = apr_table_get(res.meta, META_SESSION);
+    /* A record without one (another layout) is no session of ours. */
+    if (!text || strlen(text) > 32 * 1024)
+        return APR_ENOENT;
+    *data = apr_palloc(p, apr_base64_decode_len(text));
+    n = apr_base64_decode(*data, text);
+    if (n <= 0)
+        return APR_ENOENT;
+    *len = (apr_size_t)n;
+    return APR_SUCCESS;
 }
 
 apr_status_t s3_state_get(ocireg_store *s, apr_pool_t *p,
-                                 const char *uuid, apr_uint64_t *version,
-                                 void **data, apr_size_t *len)
+                                 const char *uuid, apr_uint64_t hint,
+                                 apr_uint64_t *version, void **data,
+                                 apr_size_t *len)
 {
-    ocireg_s3_result res;
     apr_status_t rv;
     int attempt;
-    /* A record listed may be replaced before it is read: list again. */
+    /* The version the client's Location names is the one to read: one
+     * request. Without one, or when it is gone (superseded and settled),
+     * the listing finds the latest. */
+    if (hint > 0) {
+        rv = read_record(s, p, uuid, hint, data, len);
+        if (rv != APR_ENOENT) {
+            *version = hint;
+            return rv;
+        }
+    }
+    /* A record listed may be settled before it is read: list again. */
     for (attempt = 0; attempt < 5; attempt++) {
         rv = s3_latest_state(s, p, uuid, version);
         if (rv != APR_SUCCESS)
             return rv;
-        rv = ocireg_s3_get_small(S3(s)->s3, p,
-                                 s3_state_key(s, p, uuid, *version), 64 * 1024,
-                                 &res);
+        rv = read_record(s, p, uuid, *version, data, len);
         if (rv != APR_ENOENT)
             break;
-    }
-    if (rv == APR_SUCCESS) {
-        *data = res.body;
-        *len = res.body_len;
     }
     return rv;
 }
@@ -200,23 +296,37 @@ static void keep_while_waiting(void *ctx)
     s3_upload_lock_keep(ctx);
 }
 
+/* Nothing is asked of the store yet: most requests (a chunk smaller than
+ * a part, a closing PUT) change nothing another request could overwrite,
+ * and their create-only record is all the exclusion they need. The lock
+ * is taken (s3_lock_acquire) by a writer about to send a part. */
 apr_status_t s3_upload_lock(ocireg_store *s, apr_pool_t *p,
                                    const char *uuid, apr_uint64_t version,
                                    const ocireg_lock_owner *me,
                                    ocireg_upload_lock **out)
 {
     ocireg_upload_lock *l = apr_pcalloc(p, sizeof(*l));
-    apr_uint64_t latest;
-    apr_status_t rv = APR_EBUSY;
-    int retries = 0, stale;
-
     l->s = s;
     l->p = p;
     l->uuid = uuid;
     l->version = version;
     l->me = *me;
+    l->lease = me->expires - apr_time_now();
+    *out = l;
+    return APR_SUCCESS;
+}
+
+apr_status_t s3_lock_acquire(ocireg_upload_lock *l)
+{
+    ocireg_store *s = l->s;
+    apr_pool_t *p = l->p;
+    apr_status_t rv = APR_EBUSY;
+    int retries = 0, stale;
+
+    if (l->held)
+        return APR_SUCCESS;
     l->renewed = apr_time_now();
-    l->lease = me->expires - l->renewed;
+    l->me.expires = l->renewed + l->lease;
     for (l->attempt = 0; l->attempt < LOCK_ATTEMPTS; l->attempt++) {
         rv = put_lock(l, 1);
         if (rv == APR_SUCCESS)
@@ -240,17 +350,18 @@ apr_status_t s3_upload_lock(ocireg_store *s, apr_pool_t *p,
     /* A request waiting on S3 (slow answers, retries) is at work too. */
     ocireg_s3_while_waiting(keep_while_waiting, l);
     /* The lock is ours; is the record it changes still the latest? A
-     * holder saves its record before it lets go of the lock, so what is
-     * listed now is all there is. */
-    rv = s3_latest_state(s, p, uuid, &latest);
-    if (rv == APR_SUCCESS && latest != version)
+     * holder that sends parts saves its record before it lets go of the
+     * lock, and every other writer's record is create-only at the next
+     * version: if that one is not there now, no part this holder sends
+     * can overwrite one a later record counts. */
+    rv = exists(s, p, s3_state_key(s, p, l->uuid, l->version + 1));
+    if (rv == APR_SUCCESS)
         rv = OCIREG_STORE_ESTALE;
-    if (rv != APR_SUCCESS) {
+    else if (rv == APR_ENOENT)
+        rv = APR_SUCCESS;
+    if (rv != APR_SUCCESS)
         s3_upload_unlock(l);
-        return rv;
-    }
-    *out = l;
-    return APR_SUCCESS;
+    return rv;
 }
 
 static const char *claim_key(ocireg_store *s, apr_pool_t *p,
@@ -269,9 +380,9 @@ apr_status_t s3_claim_period(ocireg_store *s, apr_pool_t *p,
 
 void s3_upload_lock_drop(ocireg_upload_lock *l)
 {
+    /* The upload's cleanup takes only its records: a lock object this
+     * request holds still goes when the request ends, after the answer. */
     ocireg_s3_while_waiting_clear(l);
-    l->held = 0;
-    apr_pool_cleanup_kill(l->p, l, unlock_cleanup);
 }
 
 void s3_upload_lock_keep(ocireg_upload_lock *l)

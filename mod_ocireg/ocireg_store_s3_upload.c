@@ -1,57 +1,94 @@
-/* The S3 store: upload sessions (parts, tails, spool, finishing, sweep). */
+/* The S3 store: upload sessions (parts, tails, finishing, sweep).
+ *
+ * A session's bytes are in two places: full parts of one multipart upload
+ * (data/<uuid>), every part exactly part_size bytes as R2 wants them, and
+ * the tail, the bytes after the last full part, which is the body of the
+ * session's latest record object (uploads/<uuid>/state.<version>,
+ * ocireg_store_s3_records.c). So a request that adds less than a part
+ * costs one PUT, its record, and no multipart upload exists until a part
+ * does.
+ *
+ * A request that fills parts receives each part into a local spool and,
+ * once it is full and more bytes come, hands it to a thread that uploads
+ * it while the next part is received into a second spool: the client's
+ * bytes keep flowing while S3 answers, and the disk holds at most two
+ * parts per request.
+ *
+ * Finishing moves no byte through this server that S3 already has: the
+ * tail is copied server-side, as the blob itself (CopyObject) for a blob
+ * smaller than a part, or as the last part (UploadPartCopy) before
+ * Complete. */
 #include <string.h>
 #include <stdlib.h>
 #include <apr_strings.h>
 #include <apr_lib.h>
+#include <apr_thread_proc.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_cond.h>
 #include <openssl/evp.h>
 #include <apr_file_io.h>
 #include "ocireg_store_s3_int.h"
 
-#define IO_BUFFER (256 * 1024)
+/* A part upload (from a spool) or copy (of a record's tail), run by a
+ * thread of its own so that the request thread goes on receiving. */
+typedef struct {
+    ocireg_s3 *s3;
+    const char *key;             /* data/<uuid> */
+    const char *upload_id;
+    int part;
+    apr_file_t *spool;           /* upload: part bytes from its start */
+    apr_off_t len;
+    const char *copy_src;        /* copy: this object's bytes */
+    const char *copy_if_match;
+    int retries;
+    int counted;                 /* a full part the state then counts */
+    apr_status_t rv;
+    char etag[160];
+    apr_thread_mutex_t *mutex;
+    apr_thread_cond_t *cond;
+    int done;
+    apr_thread_t *thread;
+    apr_pool_t *pool;            /* the thread's: its own allocator */
+} part_job;
 
 struct ocireg_upload_writer {
     ocireg_store *s;
     s3_store *st;
     apr_pool_t *p;
     const char *uuid;
+    apr_uint64_t version;        /* of the record the writer started from */
+    ocireg_upload_lock *lock;    /* taken before the first part goes */
     s3_state state;
-    s3_state opened;            /* the state at open: the fallback */
-    apr_status_t failed;        /* a write failed: nothing more is kept */
-    apr_file_t *spool;          /* bytes of the current, unfinished part */
-    apr_off_t cur;              /* how many */
-    ocireg_hash_state running;  /* midstate plus the spool's bytes */
-    apr_off_t expected;         /* still to come in this request, or -1 */
-    int changed;                /* the tail object must be rewritten */
-    ocireg_s3_stream *part;     /* part being sent, or NULL */
-    char *buf;
+    s3_state opened;             /* the state at open: the fallback */
+    apr_status_t failed;         /* a write failed: nothing more is kept */
+    apr_file_t *spool[2];        /* filling, and the part being sent */
+    int fill;
+    apr_off_t cur;               /* bytes in spool[fill] */
+    EVP_MD_CTX *md5;             /* of spool[fill]'s bytes */
+    apr_off_t expected;
+    part_job *job;               /* in flight, or NULL */
+    part_job jobs[2];
+    int closed;
 };
 
 /* Uploads */
 
-/* A tail is named by a random token its state records, so no other
- * request (a failed one, or one racing on the session after a lost lease)
- * ever writes the tail a saved state points at. */
-static const char *tail_key(ocireg_store *s, apr_pool_t *p, const char *uuid,
-                            const s3_state *st)
+static const char *data_key(ocireg_store *s, apr_pool_t *p, const char *uuid)
 {
-    return key(s, p, "uploads/", uuid,
-               apr_pstrcat(p, "/tail.", st->tail_token, NULL));
+    return key(s, p, "data/", uuid, "");
 }
 
-static apr_status_t new_tail_token(s3_state *st)
+static const char *md5_hex(apr_pool_t *p, const unsigned char *md5)
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char r[S3_TAIL_TOKEN / 2];
-    apr_status_t rv = apr_generate_random_bytes(r, sizeof(r));
-    apr_size_t i;
-    if (rv != APR_SUCCESS)
-        return rv;
-    for (i = 0; i < sizeof(r); i++) {
-        st->tail_token[2 * i] = hex[r[i] >> 4];
-        st->tail_token[2 * i + 1] = hex[r[i] & 15];
+    char *out = apr_palloc(p, 33);
+    int i;
+    for (i = 0; i < 16; i++) {
+        out[2 * i] = hex[md5[i] >> 4];
+        out[2 * i + 1] = hex[md5[i] & 15];
     }
-    st->tail_token[S3_TAIL_TOKEN] = '\0';
-    return APR_SUCCESS;
+    out[32] = '\0';
+    return out;
 }
 
 apr_status_t s3_state_check(const unsigned char *state)
@@ -62,46 +99,14 @@ apr_status_t s3_state_check(const unsigned char *state)
         || memchr(st->upload_id, '\0', sizeof(st->upload_id)) == NULL
         || st->part_size == 0
         || st->part_size > (apr_uint64_t)5 * 1024 * 1024 * 1024
-        || st->tail >= st->part_size || st->parts > S3_MAX_PARTS
-        || (st->parts > 0 && !st->upload_id[0])
-        || !ocireg_hash_state_valid(&st->midstate,
-                                    (apr_uint64_t)st->parts * st->part_size))
+        || st->tail > st->part_size || st->parts > S3_MAX_PARTS
+        || (st->parts > 0 && !st->upload_id[0]))
         return S3_EBADSTATE;
     /* The upload id goes into a query string: printable, no separators. */
     for (i = 0; st->upload_id[i]; i++)
         if (!apr_isgraph(st->upload_id[i]) || st->upload_id[i] == '&')
             return S3_EBADSTATE;
-    if (st->tail == 0)
-        return st->tail_token[0] == '\0' ? APR_SUCCESS : S3_EBADSTATE;
-    for (i = 0; i < S3_TAIL_TOKEN; i++)
-        if (!apr_isxdigit(st->tail_token[i]) || apr_isupper(st->tail_token[i]))
-            return S3_EBADSTATE;
-    return st->tail_token[S3_TAIL_TOKEN] == '\0' ? APR_SUCCESS
-                                                 : S3_EBADSTATE;
-}
-
-/* Removes everything an upload kept under uploads/<uuid>/: tails of
- * failed requests included. */
-static apr_status_t delete_upload_objects(ocireg_store *s, apr_pool_t *p,
-                                          const char *uuid)
-{
-    const char *prefix = key(s, p, "uploads/", uuid, "/");
-    apr_array_header_t *keys;
-    apr_status_t rv = ocireg_s3_list(S3(s)->s3, p, prefix, NULL, &keys);
-    int i;
-    for (i = 0; rv == APR_SUCCESS && i < keys->nelts; i++)
-        rv = ocireg_s3_delete(S3(s)->s3, p,
-                              apr_pstrcat(p, prefix,
-                                          APR_ARRAY_IDX(keys, i,
-                                                        const char *),
-                                          NULL),
-                              NULL);
-    return rv;
-}
-
-static const char *data_key(ocireg_store *s, apr_pool_t *p, const char *uuid)
-{
-    return key(s, p, "data/", uuid, "");
+    return APR_SUCCESS;
 }
 
 apr_status_t s3_upload_create(ocireg_store *s, apr_pool_t *p,
@@ -115,29 +120,22 @@ apr_status_t s3_upload_create(ocireg_store *s, apr_pool_t *p,
      * smaller than one part never needs one. */
     st->magic = S3_STATE_MAGIC;
     st->part_size = (apr_uint64_t)S3(s)->part_size;
-    ocireg_hash_init(&st->midstate);
     return APR_SUCCESS;
 }
 
-typedef struct {
-    apr_file_t *f;
-    ocireg_hash_state *hash;
-} spool_fill;
-
-static apr_status_t spool_sink(void *ctx, const char *buf, apr_size_t n)
-{
-    spool_fill *fill = ctx;
-    ocireg_hash_update(fill->hash, buf, n);
-    return apr_file_write_full(fill->f, buf, n, NULL);
-}
-
-static apr_ssize_t spool_reader(void *ctx, char *buf, apr_size_t n)
+apr_ssize_t s3_spool_reader(void *ctx, char *buf, apr_size_t n)
 {
     apr_size_t got = n;
     apr_status_t rv = apr_file_read((apr_file_t *)ctx, buf, &got);
     if (rv == APR_EOF)
         return 0;
     return rv == APR_SUCCESS ? (apr_ssize_t)got : -1;
+}
+
+apr_status_t s3_spool_rewind(apr_file_t *f)
+{
+    apr_off_t zero = 0;
+    return apr_file_seek(f, APR_SET, &zero);
 }
 
 static apr_status_t spool_open(ocireg_store *s, apr_pool_t *p,
@@ -161,47 +159,86 @@ static apr_status_t spool_open(ocireg_store *s, apr_pool_t *p,
     return rv;
 }
 
-static apr_status_t spool_rewind(apr_file_t *f)
+typedef struct {
+    apr_file_t *f;
+    EVP_MD_CTX *md5;
+} spool_fill;
+
+static apr_status_t spool_sink(void *ctx, const char *buf, apr_size_t n)
 {
-    apr_off_t zero = 0;
-    return apr_file_seek(f, APR_SET, &zero);
+    spool_fill *fill = ctx;
+    EVP_DigestUpdate(fill->md5, buf, n);
+    return apr_file_write_full(fill->f, buf, n, NULL);
 }
 
-/* Loads the tail object into a fresh spool: a bounded copy on local disk,
- * never in memory. *hash goes on from the state's midstate over the tail's
- * bytes. */
-static apr_status_t load_tail(ocireg_store *s, apr_pool_t *p,
-                              const char *uuid, const s3_state *st,
-                              apr_file_t **spool, ocireg_hash_state *hash)
+/* The tail the writer starts from: the body of the record it opened. */
+static apr_status_t load_tail(ocireg_upload_writer *w)
 {
-    apr_status_t rv = spool_open(s, p, spool);
-    apr_off_t got = 0, len = (apr_off_t)st->tail;
+    ocireg_store *s = w->s;
+    unsigned char md5[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    ocireg_s3_result res;
     spool_fill fill;
-    *hash = st->midstate;
-    if (rv != APR_SUCCESS || len == 0)
-        return rv;
-    fill.f = *spool;
-    fill.hash = hash;
-    rv = ocireg_s3_get_stream(S3(s)->s3, p, tail_key(s, p, uuid, st),
-                              0, -1, spool_sink, &fill, NULL);
+    EVP_MD_CTX *ctx;
+    apr_off_t got = 0;
+    apr_status_t rv;
+
+    if (w->state.tail == 0)
+        return APR_SUCCESS;
+    fill.f = w->spool[w->fill];
+    fill.md5 = w->md5;
+    rv = ocireg_s3_get_stream(w->st->s3, w->p,
+                              s3_state_key(s, w->p, w->uuid, w->version), 0,
+                              -1, spool_sink, &fill, &res);
     if (rv == APR_SUCCESS)
-        rv = apr_file_seek(*spool, APR_CUR, &got);
-    if (rv == APR_SUCCESS && got != len)
-        rv = APR_EGENERAL;
-    return rv;
+        rv = apr_file_seek(w->spool[w->fill], APR_CUR, &got);
+    if (rv != APR_SUCCESS)
+        return rv;
+    /* The bytes the record counts, or the record is not ours. */
+    ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        return APR_ENOMEM;
+    EVP_MD_CTX_copy_ex(ctx, w->md5);
+    EVP_DigestFinal_ex(ctx, md5, &n);
+    EVP_MD_CTX_free(ctx);
+    if (got != (apr_off_t)w->state.tail
+        || memcmp(md5, w->state.tail_md5, 16) != 0)
+        return OCIREG_STORE_ECONFLICT;
+    w->cur = got;
+    return APR_SUCCESS;
+}
+
+static apr_status_t job_wait(ocireg_upload_writer *w);
+
+static apr_status_t writer_cleanup(void *data)
+{
+    ocireg_upload_writer *w = data;
+    /* A request that ends early (an error, an aborted connection) still
+     * waits for its part thread: the thread reads a spool of this pool. */
+    job_wait(w);
+    if (w->md5)
+        EVP_MD_CTX_free(w->md5);
+    w->md5 = NULL;
+    return APR_SUCCESS;
 }
 
 apr_status_t s3_upload_open(ocireg_store *s, apr_pool_t *p,
                                    const char *uuid, unsigned char *state,
-                                   apr_off_t offset, apr_off_t expected,
+                                   apr_uint64_t version, apr_off_t offset,
+                                   apr_off_t expected,
+                                   ocireg_upload_lock *lock,
                                    ocireg_upload_writer **out)
 {
     ocireg_upload_writer *w = apr_pcalloc(p, sizeof(*w));
     apr_status_t rv;
+    int i;
     w->s = s;
     w->st = S3(s);
     w->p = p;
     w->uuid = uuid;
+    w->version = version;
+    w->lock = lock;
+    w->expected = expected;
     rv = s3_state_check(state);
     if (rv != APR_SUCCESS)
         return rv;
@@ -210,12 +247,23 @@ apr_status_t s3_upload_open(ocireg_store *s, apr_pool_t *p,
     if ((apr_off_t)(w->state.parts * w->state.part_size + w->state.tail)
         != offset)
         return APR_EGENERAL;
-    rv = load_tail(s, p, uuid, &w->state, &w->spool, &w->running);
+    for (i = 0; i < 2; i++) {
+        rv = spool_open(s, p, &w->spool[i]);
+        if (rv == APR_SUCCESS)
+            rv = apr_thread_mutex_create(&w->jobs[i].mutex,
+                                         APR_THREAD_MUTEX_DEFAULT, p);
+        if (rv == APR_SUCCESS)
+            rv = apr_thread_cond_create(&w->jobs[i].cond, p);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    w->md5 = EVP_MD_CTX_new();
+    if (!w->md5 || !EVP_DigestInit_ex(w->md5, EVP_md5(), NULL))
+        return APR_ENOMEM;
+    apr_pool_cleanup_register(p, w, writer_cleanup, apr_pool_cleanup_null);
+    rv = load_tail(w);
     if (rv != APR_SUCCESS)
         return rv;
-    w->cur = w->state.tail;
-    w->expected = expected;
-    w->buf = apr_palloc(p, IO_BUFFER);
     *out = w;
     return APR_SUCCESS;
 }
@@ -239,67 +287,176 @@ static void chain_etag(unsigned char *etags, const char *etag)
     EVP_MD_CTX_free(ctx);
 }
 
-/* Starts sending the current part: what the spool holds goes first, the
- * rest of the part follows as the body arrives. */
-static apr_status_t start_part(ocireg_upload_writer *w)
+static void *APR_THREAD_FUNC part_thread(apr_thread_t *t, void *data)
 {
-    ocireg_store *s = w->s;
-    ocireg_s3 *s3 = w->st->s3;
-    apr_status_t rv;
-    apr_off_t sent = 0;
+    part_job *j = data;
+    apr_status_t rv = APR_EGENERAL;
+    int attempt;
+    for (attempt = 0;; attempt++) {
+        const char *etag = NULL;
+        if (j->copy_src) {
+            rv = ocireg_s3_part_copy(j->s3, j->pool, j->key, j->upload_id,
+                                     j->part, j->copy_src, j->copy_if_match,
+                                     &etag);
+        }
+        else {
+            ocireg_s3_result res;
+            rv = s3_spool_rewind(j->spool);
+            if (rv == APR_SUCCESS)
+                rv = ocireg_s3_put_stream(
+                    j->s3, j->pool, j->key,
+                    apr_psprintf(j->pool, "partNumber=%d&uploadId=%s",
+                                 j->part, j->upload_id),
+                    j->len, s3_spool_reader, j->spool, &res);
+            etag = res.etag;
+        }
+        if (rv == APR_SUCCESS) {
+            apr_cpystrn(j->etag, etag ? etag : "", sizeof(j->etag));
+            break;
+        }
+        /* From the spool, a part is sent again without the client. */
+        if (rv != OCIREG_S3_EUNAVAILABLE || attempt >= j->retries)
+            break;
+        apr_sleep(apr_time_from_msec(200) << attempt);
+    }
+    apr_thread_mutex_lock(j->mutex);
+    j->rv = rv;
+    j->done = 1;
+    apr_thread_cond_signal(j->cond);
+    apr_thread_mutex_unlock(j->mutex);
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
 
-    if (!w->state.upload_id[0]) {
-        const char *id;
-        rv = ocireg_s3_mpu_create(s3, w->p, data_key(s, w->p, w->uuid), &id);
-        if (rv != APR_SUCCESS)
-            return rv;
-        if (strlen(id) >= sizeof(w->state.upload_id))
-            return APR_ENAMETOOLONG;
-        strcpy(w->state.upload_id, id);
+static apr_status_t job_start(part_job *j, ocireg_s3 *s3, const char *key,
+                              const char *upload_id, int retries)
+{
+    apr_status_t rv;
+    j->s3 = s3;
+    j->key = key;
+    j->upload_id = upload_id;
+    j->retries = retries;
+    j->done = 0;
+    j->rv = APR_EGENERAL;
+    j->etag[0] = '\0';
+    /* The thread allocates only from a pool with an allocator of its own:
+     * the request's pools are not for two threads. */
+    rv = apr_pool_create_unmanaged_ex(&j->pool, NULL, NULL);
+    if (rv != APR_SUCCESS)
+        return rv;
+    rv = apr_thread_create(&j->thread, NULL, part_thread, j, j->pool);
+    if (rv != APR_SUCCESS)
+        apr_pool_destroy(j->pool);
+    return rv;
+}
+
+/* Waits for a job, renewing the lease (if any) meanwhile. */
+static apr_status_t job_join(part_job *j, ocireg_upload_lock *lock)
+{
+    apr_status_t trv;
+    apr_thread_mutex_lock(j->mutex);
+    while (!j->done) {
+        apr_thread_cond_timedwait(j->cond, j->mutex, apr_time_from_sec(1));
+        if (!j->done && lock) {
+            apr_thread_mutex_unlock(j->mutex);
+            s3_upload_lock_keep(lock);
+            apr_thread_mutex_lock(j->mutex);
+        }
     }
-    rv = ocireg_s3_part_start(s3, w->p, data_key(s, w->p, w->uuid),
-                              w->state.upload_id, (int)w->state.parts + 1,
-                              (apr_off_t)w->state.part_size, &w->part);
-    if (rv == APR_SUCCESS)
-        rv = spool_rewind(w->spool);
-    while (rv == APR_SUCCESS && sent < w->cur) {
-        apr_size_t n = IO_BUFFER;
-        if ((apr_off_t)n > w->cur - sent)
-            n = (apr_size_t)(w->cur - sent);
-        rv = apr_file_read_full(w->spool, w->buf, n, NULL);
-        if (rv == APR_SUCCESS)
-            rv = ocireg_s3_part_write(w->part, w->buf, n);
-        sent += (apr_off_t)n;
-    }
-    if (rv != APR_SUCCESS && w->part) {
-        ocireg_s3_part_abort(w->part);
-        w->part = NULL;
+    apr_thread_mutex_unlock(j->mutex);
+    apr_thread_join(&trv, j->thread);
+    apr_pool_destroy(j->pool);
+    return j->rv;
+}
+
+/* Waits for the writer's part in flight; a full part uploaded joins the
+ * state. */
+static apr_status_t job_wait(ocireg_upload_writer *w)
+{
+    part_job *j = w->job;
+    apr_status_t rv;
+    if (!j)
+        return APR_SUCCESS;
+    rv = job_join(j, w->lock);
+    w->job = NULL;
+    if (rv == APR_SUCCESS && j->counted) {
+        chain_etag(w->state.etags, j->etag);
+        w->state.parts++;
     }
     return rv;
 }
 
-/* A part whose transfer failed is sent again from the spool, which holds
- * every byte of it received so far: nothing is asked of the client. */
-static apr_status_t restart_part(ocireg_upload_writer *w, apr_status_t rv)
+/* The filling spool is a whole part and more bytes come: it goes out, and
+ * the other spool (free once its part is answered) takes the bytes. */
+static apr_status_t send_full_spool(ocireg_upload_writer *w)
 {
-    int attempt;
-    for (attempt = 0; rv == OCIREG_S3_EUNAVAILABLE
-                      && attempt < w->st->retries; attempt++) {
-        if (w->part)
-            ocireg_s3_part_abort(w->part);
-        w->part = NULL;
-        apr_sleep(apr_time_from_msec(200) << attempt);
-        rv = start_part(w);
+    part_job *j;
+    apr_status_t rv = APR_SUCCESS;
+    if (w->lock)
+        rv = s3_lock_acquire(w->lock);
+    if (rv == APR_SUCCESS && !w->state.upload_id[0]) {
+        const char *id;
+        rv = ocireg_s3_mpu_create(w->st->s3, w->p,
+                                  data_key(w->s, w->p, w->uuid), &id);
+        if (rv == APR_SUCCESS && strlen(id) >= sizeof(w->state.upload_id))
+            rv = APR_ENAMETOOLONG;
+        if (rv == APR_SUCCESS)
+            strcpy(w->state.upload_id, id);
     }
-    if (rv != APR_SUCCESS && w->part) {
-        ocireg_s3_part_abort(w->part);
-        w->part = NULL;
-    }
+    if (rv == APR_SUCCESS)
+        rv = job_wait(w);
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (w->state.parts >= S3_MAX_PARTS)
+        return APR_ENOSPC;
+    j = &w->jobs[w->fill];
+    j->copy_src = NULL;
+    j->counted = 1;
+    j->spool = w->spool[w->fill];
+    j->len = w->cur;
+    j->part = (int)w->state.parts + 1;
+    rv = job_start(j, w->st->s3, data_key(w->s, w->p, w->uuid),
+                   apr_pstrdup(w->p, w->state.upload_id), w->st->retries);
+    if (rv != APR_SUCCESS)
+        return rv;
+    w->job = j;
+    w->fill = 1 - w->fill;
+    w->cur = 0;
+    EVP_DigestInit_ex(w->md5, EVP_md5(), NULL);
+    rv = apr_file_trunc(w->spool[w->fill], 0);
+    if (rv == APR_SUCCESS)
+        rv = s3_spool_rewind(w->spool[w->fill]);
     return rv;
 }
 
 static apr_status_t write_some(ocireg_upload_writer *w, const char *buf,
-                               apr_size_t len);
+                               apr_size_t len)
+{
+    apr_off_t psize = (apr_off_t)w->state.part_size;
+    apr_status_t rv;
+
+    while (len > 0) {
+        apr_size_t n = len;
+        /* A full spool becomes a part only when more bytes come: a body
+         * that ends there leaves it as the tail, which finishing copies
+         * server-side. */
+        if (w->cur == psize) {
+            rv = send_full_spool(w);
+            if (rv != APR_SUCCESS)
+                return rv;
+        }
+        if ((apr_off_t)n > psize - w->cur)
+            n = (apr_size_t)(psize - w->cur);
+        rv = apr_file_write_full(w->spool[w->fill], buf, n, NULL);
+        if (rv != APR_SUCCESS)
+            return rv;
+        EVP_DigestUpdate(w->md5, buf, n);
+        w->cur += (apr_off_t)n;
+        buf += n;
+        len -= n;
+    }
+    return APR_SUCCESS;
+}
 
 /* The caller counts a buffer as written only when all of it was; after a
  * failure the spool may hold part of it, so the request keeps nothing and
@@ -312,143 +469,74 @@ apr_status_t s3_upload_write(ocireg_upload_writer *w, const char *buf,
     return w->failed;
 }
 
-static apr_status_t write_some(ocireg_upload_writer *w, const char *buf,
-                               apr_size_t len)
-{
-    apr_off_t psize = (apr_off_t)w->state.part_size;
-    apr_status_t rv;
-
-    while (len > 0) {
-        apr_size_t n = len;
-        if ((apr_off_t)n > psize - w->cur)
-            n = (apr_size_t)(psize - w->cur);
-        rv = apr_file_write_full(w->spool, buf, n, NULL);
-        if (rv != APR_SUCCESS)
-            return restart_part(w, rv);
-        ocireg_hash_update(&w->running, buf, n);
-        w->changed = 1;
-        w->cur += (apr_off_t)n;
-        if (w->expected >= 0)
-            w->expected -= (apr_off_t)n;
-        /* A part goes out only when it can be filled: with the request's
-         * length known that is certain; without it we start anyway and
-         * fall back to the tail if the body ends first. Starting sends
-         * the spool, these bytes included. */
-        if (!w->part && (w->expected < 0 || w->cur + w->expected >= psize))
-            rv = restart_part(w, start_part(w));
-        else if (w->part)
-            rv = restart_part(w, ocireg_s3_part_write(w->part, buf, n));
-        if (rv != APR_SUCCESS)
-            return rv;
-        buf += n;
-        len -= n;
-        if (w->cur == psize) {
-            const char *etag = NULL;
-            int attempt;
-            rv = ocireg_s3_part_finish(w->part, &etag);
-            w->part = NULL;
-            for (attempt = 0; rv == OCIREG_S3_EUNAVAILABLE
-                              && attempt < w->st->retries; attempt++) {
-                apr_sleep(apr_time_from_msec(200) << attempt);
-                rv = start_part(w);
-                if (rv == APR_SUCCESS)
-                    rv = ocireg_s3_part_finish(w->part, &etag);
-                w->part = NULL;
-            }
-            if (rv != APR_SUCCESS)
-                return rv;
-            chain_etag(w->state.etags, etag ? etag : "");
-            w->state.parts++;
-            w->state.midstate = w->running;
-            w->cur = 0;
-            rv = apr_file_trunc(w->spool, 0);
-            if (rv == APR_SUCCESS)
-                rv = spool_rewind(w->spool);
-            if (rv != APR_SUCCESS)
-                return rv;
-        }
-    }
-    return APR_SUCCESS;
-}
-
 apr_status_t s3_upload_close(ocireg_upload_writer *w,
                                     unsigned char *state)
 {
-    ocireg_store *s = w->s;
-    apr_status_t rv = w->failed;
-
-    if (w->part) {
-        /* The body ended inside a part: that part is not created; its
-         * bytes are in the spool and become the tail. */
-        ocireg_s3_part_abort(w->part);
-        w->part = NULL;
-        /* A multipart upload without parts is not kept waiting: the
-         * next full part starts a new one. */
-        if (rv == APR_SUCCESS && w->state.parts == 0
-            && w->state.upload_id[0]) {
-            ocireg_s3_mpu_abort(w->st->s3, w->p, data_key(s, w->p, w->uuid),
-                                w->state.upload_id);
-            w->state.upload_id[0] = '\0';
-            w->changed = 1;
-        }
-    }
-    if (rv == APR_SUCCESS && w->changed) {
-        w->state.tail_token[0] = '\0';
-        if (w->cur > 0) {
-            rv = new_tail_token(&w->state);
-            if (rv == APR_SUCCESS)
-                rv = spool_rewind(w->spool);
-            if (rv == APR_SUCCESS)
-                rv = ocireg_s3_put_stream(
-                    w->st->s3, w->p, tail_key(s, w->p, w->uuid, &w->state),
-                    NULL, w->cur, spool_reader, w->spool, NULL);
-        }
-        /* The previous tail goes once the new state is saved
-         * (upload_settle): until then it is what that state names. */
-        w->state.tail = (apr_uint64_t)w->cur;
-    }
-    apr_file_close(w->spool);
+    apr_status_t rv = w->failed, jrv = job_wait(w);
+    if (rv == APR_SUCCESS)
+        rv = jrv;
     if (rv != APR_SUCCESS) {
-        /* Back to the state at open, which the old tail object still
-         * matches; parts sent since are overwritten on the retry. The
-         * multipart upload, if this request started it, is kept in the
-         * state so that it is continued or aborted, not lost. */
+        /* Back to the state at open, which its record still holds. A
+         * multipart upload this request started is kept in the state, so
+         * that this host's copy reuses it; parts sent since are
+         * overwritten on the retry, or ignored. */
         s3_state fallback = w->opened;
         memcpy(fallback.upload_id, w->state.upload_id,
                sizeof(fallback.upload_id));
         memcpy(state, &fallback, sizeof(fallback));
         return rv;
     }
+    {
+        unsigned char md5[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        if (!ctx)
+            return APR_ENOMEM;
+        EVP_MD_CTX_copy_ex(ctx, w->md5);
+        EVP_DigestFinal_ex(ctx, md5, &n);
+        EVP_MD_CTX_free(ctx);
+        memcpy(w->state.tail_md5, md5, 16);
+    }
+    w->state.tail = (apr_uint64_t)w->cur;
+    w->closed = 1;
     memcpy(state, &w->state, sizeof(w->state));
     return APR_SUCCESS;
 }
 
-/* Multipart uploads of this session that its state does not name: a
- * process killed after starting one, before any record could say so. */
-static void abort_strays(ocireg_store *s, apr_pool_t *p, const char *uuid,
-                         const char *keep)
+apr_status_t s3_writer_tail(ocireg_upload_writer *w, apr_file_t **spool,
+                            apr_off_t *len)
 {
-    const char *dk = data_key(s, p, uuid);
-    apr_array_header_t *mpus;
+    if (!w->closed)
+        return APR_EGENERAL;
+    *spool = w->spool[w->fill];
+    *len = w->cur;
+    return APR_SUCCESS;
+}
+
+/* Removes everything an upload kept under uploads/<uuid>/: records,
+ * locks and what failed requests left. */
+static apr_status_t delete_upload_objects(ocireg_store *s, apr_pool_t *p,
+                                          const char *uuid)
+{
+    const char *prefix = key(s, p, "uploads/", uuid, "/");
+    apr_array_header_t *keys;
+    apr_status_t rv = ocireg_s3_list(S3(s)->s3, p, prefix, NULL, &keys);
     int i;
-    if (ocireg_s3_mpu_list(S3(s)->s3, p, dk, &mpus) != APR_SUCCESS)
-        return;
-    for (i = 0; i < mpus->nelts; i++) {
-        const ocireg_s3_upload *u = &APR_ARRAY_IDX(mpus, i, ocireg_s3_upload);
-        if (strcmp(u->key, dk) == 0 && strcmp(u->upload_id, keep) != 0)
-            ocireg_s3_mpu_abort(S3(s)->s3, p, dk, u->upload_id);
-    }
+    for (i = 0; rv == APR_SUCCESS && i < keys->nelts; i++)
+        APR_ARRAY_IDX(keys, i, const char *) =
+            apr_pstrcat(p, prefix, APR_ARRAY_IDX(keys, i, const char *),
+                        NULL);
+    if (rv == APR_SUCCESS && keys->nelts > 0)
+        rv = ocireg_s3_delete_many(S3(s)->s3, p, keys);
+    return rv;
 }
 
 /* data/<uuid> that a Complete made but no pointer names (a process killed
  * between the two, and the client gave up): it goes with the session,
- * unless the pointer of the session's own digest names it (a process
- * killed after the pointer). That digest is the state's midstate over the
- * tail; `bk` is the pointer when the caller knows it. Whatever cannot be
- * told is kept. */
+ * unless the pointer of the session's digest names it (a process killed
+ * after the pointer). Whatever cannot be told is kept. */
 static void drop_unnamed_data(ocireg_store *s, apr_pool_t *p,
-                              const char *uuid, const s3_state *st,
-                              const char *bk)
+                              const char *uuid, const char *digest)
 {
     ocireg_s3 *s3 = S3(s)->s3;
     const char *dk = data_key(s, p, uuid), *named;
@@ -456,21 +544,9 @@ static void drop_unnamed_data(ocireg_store *s, apr_pool_t *p,
     apr_status_t rv;
     if (ocireg_s3_head(s3, p, dk, NULL) != APR_SUCCESS)
         return; /* the usual case: nothing completed */
-    if (!bk) {
-        apr_file_t *spool = NULL;
-        ocireg_hash_state hash;
-        char digest[80];
-        if (s3_state_check((const unsigned char *)st) != APR_SUCCESS)
-            return;
-        rv = load_tail(s, p, uuid, st, &spool, &hash);
-        if (spool)
-            apr_file_close(spool);
-        if (rv != APR_SUCCESS)
-            return;
-        ocireg_hash_digest(&hash, digest);
-        bk = blob_key(s, p, digest);
-    }
-    rv = ocireg_s3_head(s3, p, bk, &res);
+    if (!digest)
+        return;
+    rv = ocireg_s3_head(s3, p, blob_key(s, p, digest), &res);
     if (rv == APR_SUCCESS) {
         named = apr_table_get(res.meta, META_DATA);
         if (named && strcmp(named, dk) == 0)
@@ -482,74 +558,62 @@ static void drop_unnamed_data(ocireg_store *s, apr_pool_t *p,
     ocireg_s3_delete(s3, p, dk, NULL);
 }
 
-static apr_status_t abort_session(ocireg_store *s, apr_pool_t *p,
-                                  const char *uuid, s3_state *st,
-                                  const char *bk)
+apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
+                             const char *uuid, unsigned char *state,
+                             apr_uint64_t version, const char *digest)
 {
+    s3_state *st = (s3_state *)state;
     apr_status_t rv = APR_SUCCESS;
-    drop_unnamed_data(s, p, uuid, st, bk);
-    /* Whatever the state holds, the session's uploads all go below. */
-    if (memchr(st->upload_id, '\0', sizeof(st->upload_id)) && st->upload_id[0]) {
+    int have_id = memchr(st->upload_id, '\0', sizeof(st->upload_id))
+                  && st->upload_id[0];
+    (void)version;
+    /* Only a session with parts can have completed. */
+    if (have_id && st->parts > 0)
+        drop_unnamed_data(s, p, uuid, digest);
+    if (have_id) {
         rv = ocireg_s3_mpu_abort(S3(s)->s3, p, data_key(s, p, uuid),
                                  st->upload_id);
         if (rv == APR_ENOENT)
             rv = APR_SUCCESS;
     }
-    if (rv == APR_SUCCESS) {
-        abort_strays(s, p, uuid, "");
+    if (rv == APR_SUCCESS)
         rv = delete_upload_objects(s, p, uuid);
-    }
     return rv;
 }
 
-apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
-                             const char *uuid, unsigned char *state)
-{
-    return abort_session(s, p, uuid, (s3_state *)state, NULL);
-}
-
 apr_status_t s3_upload_settle(ocireg_store *s, apr_pool_t *p,
-                                     const char *uuid,
+                                     const char *uuid, apr_uint64_t version,
                                      const unsigned char *before,
                                      const unsigned char *after)
 {
     const s3_state *b = (const s3_state *)before;
-    const s3_state *a = (const s3_state *)after;
-    if (s3_state_check(before) != APR_SUCCESS
-        || s3_state_check(after) != APR_SUCCESS || b->tail == 0
-        || strcmp(b->tail_token, a->tail_token) == 0)
+    (void)after;
+    /* A record whose body holds bytes goes as soon as it is superseded;
+     * an empty one waits for the upload's cleanup, which takes them all
+     * in one request. */
+    if (s3_state_check(before) != APR_SUCCESS || b->tail == 0
+        || version == 0)
         return APR_SUCCESS;
-    return ocireg_s3_delete(S3(s)->s3, p, tail_key(s, p, uuid, b), NULL);
+    return ocireg_s3_delete(S3(s)->s3, p, s3_state_key(s, p, uuid, version),
+                            NULL);
 }
 
-
+/* After the commit, off the client's time: the records 1..version (those
+ * settled are gone already; deleting them again is free of effect) in one
+ * DeleteObjects per thousand. Leftovers of failed requests (records they
+ * could not supersede, locks of dead holders, multipart uploads nobody
+ * recorded) are the sweep's. */
 void s3_upload_cleanup(ocireg_store *s, apr_pool_t *p,
-                              const char *uuid, const unsigned char *state)
+                              const char *uuid, const unsigned char *state,
+                              apr_uint64_t version)
 {
-    const s3_state *st = (const s3_state *)state;
-    abort_strays(s, p, uuid,
-                 memchr(st->upload_id, '\0', sizeof(st->upload_id))
-                     ? st->upload_id : "");
-    delete_upload_objects(s, p, uuid);
-}
-
-
-/* Uploads a spooled tail of len bytes to key, as an object or (with an
- * upload id) as part `part`. */
-static apr_status_t upload_spool(ocireg_store *s, apr_pool_t *p,
-                                 apr_file_t *spool, apr_off_t len,
-                                 const char *k, const char *upload_id,
-                                 int part)
-{
-    const char *query =
-        upload_id ? apr_psprintf(p, "partNumber=%d&uploadId=%s", part,
-                                 upload_id)
-                  : NULL;
-    apr_status_t rv = spool_rewind(spool);
-    if (rv != APR_SUCCESS)
-        return rv;
-    return ocireg_s3_put_stream(S3(s)->s3, p, k, query, len, spool_reader,
-                                spool, NULL);
+    apr_array_header_t *keys = apr_array_make(p, 4, sizeof(const char *));
+    apr_uint64_t v;
+    (void)state;
+    for (v = 1; v <= version && v <= 100000; v++)
+        APR_ARRAY_PUSH(keys, const char *) = s3_state_key(s, p, uuid, v);
+    if (keys->nelts > 0)
+        ocireg_s3_delete_many(S3(s)->s3, p, keys);
 }
 
 /* Whether data/<uuid> is what an earlier Complete of this session made,
@@ -608,18 +672,47 @@ static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+/* A blob smaller than a part: its bytes are the tail. From this request's
+ * spool they go straight to the blob's key; from a record, S3 copies them
+ * (only if the record still holds exactly the bytes its state counts). A
+ * blob already there is simply written again with the same bytes. */
+static apr_status_t commit_small(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, const s3_state *st,
+                                 apr_uint64_t version,
+                                 ocireg_upload_writer *w, const char *bk)
+{
+    ocireg_s3 *s3 = S3(s)->s3;
+    apr_status_t rv;
+    int attempt;
+    if (!w && st->tail > 0)
+        return ocireg_s3_copy(s3, p, s3_state_key(s, p, uuid, version), bk,
+                              NULL, md5_hex(p, st->tail_md5), NULL);
+    if (!w || st->tail == 0)
+        return ocireg_s3_put(s3, p, bk, "", 0, NULL, 0, NULL);
+    for (attempt = 0;; attempt++) {
+        rv = s3_spool_rewind(w->spool[w->fill]);
+        if (rv == APR_SUCCESS)
+            rv = ocireg_s3_put_stream(s3, p, bk, NULL, (apr_off_t)st->tail,
+                                      s3_spool_reader, w->spool[w->fill],
+                                      NULL);
+        if (rv != OCIREG_S3_EUNAVAILABLE || attempt >= S3(s)->retries)
+            return rv;
+        apr_sleep(apr_time_from_msec(100) << attempt);
+    }
+}
+
 apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, unsigned char *state,
+                              apr_uint64_t version, ocireg_upload_writer *w,
                               const char *digest, apr_off_t size)
 {
     s3_state *st = (s3_state *)state;
     ocireg_s3 *s3 = S3(s)->s3;
     const char *bk = blob_key(s, p, digest), *dk = data_key(s, p, uuid);
-    apr_array_header_t *parts;
-    apr_file_t *spool = NULL;
-    ocireg_hash_state hash;
-    char actual[80];
-    apr_status_t rv;
+    apr_array_header_t *parts = NULL, *complete;
+    const char *last_etag = NULL;
+    apr_status_t rv, lrv;
+    part_job *job = NULL, local;
     int i;
 
     rv = s3_state_check(state);
@@ -627,64 +720,84 @@ apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
         return rv;
     if ((apr_off_t)(st->parts * st->part_size + st->tail) != size)
         return APR_EGENERAL;
-    /* Already stored (another repository, a race, or this very session
-     * before a lost answer): keep one copy. */
-    if (exists(s, p, bk) == APR_SUCCESS)
-        return abort_session(s, p, uuid, st, bk);
-
-    rv = load_tail(s, p, uuid, st, &spool, &hash);
-    if (rv != APR_SUCCESS)
-        goto leave;
-    /* The full parts' hash and the tail's bytes must make the digest: a
-     * tail or midstate that another writer left is refused here. */
-    ocireg_hash_digest(&hash, actual);
-    if (strcmp(actual, digest) != 0) {
-        rv = OCIREG_STORE_ECONFLICT;
-        goto leave;
-    }
+    if (w && !w->closed)
+        return APR_EGENERAL;
     if (st->parts == 0) {
-        /* Smaller than one part: one PutObject, no multipart at all. */
-        rv = upload_spool(s, p, spool, (apr_off_t)st->tail, bk, NULL, 0);
-        if (rv == APR_SUCCESS && st->upload_id[0])
-            ocireg_s3_mpu_abort(s3, p, dk, st->upload_id);
-        goto leave;
+        rv = commit_small(s, p, uuid, st, version, w, bk);
+        if (rv == OCIREG_S3_ECHANGED)
+            rv = OCIREG_STORE_ECONFLICT;
+        return rv;
     }
+
+    /* The tail becomes the last part, in a thread, while the parts are
+     * listed here: from this request's spool, or copied from the record
+     * that holds it. Its ETag is not chained (the state does not count
+     * it), only given to Complete. */
     if (st->tail > 0) {
-        rv = upload_spool(s, p, spool, (apr_off_t)st->tail, dk,
-                          st->upload_id, (int)st->parts + 1);
+        job = w ? &w->jobs[w->fill] : &local;
+        if (!w) {
+            memset(&local, 0, sizeof(local));
+            rv = apr_thread_mutex_create(&local.mutex,
+                                         APR_THREAD_MUTEX_DEFAULT, p);
+            if (rv == APR_SUCCESS)
+                rv = apr_thread_cond_create(&local.cond, p);
+            if (rv != APR_SUCCESS)
+                return rv;
+            local.copy_src = s3_state_key(s, p, uuid, version);
+            local.copy_if_match = md5_hex(p, st->tail_md5);
+        }
+        else {
+            job->copy_src = NULL;
+            job->spool = w->spool[w->fill];
+            job->len = (apr_off_t)st->tail;
+        }
+        job->counted = 0;
+        job->part = (int)st->parts + 1;
+        rv = job_start(job, s3, dk, st->upload_id, S3(s)->retries);
         if (rv != APR_SUCCESS)
-            goto completed;
+            return rv;
+        lrv = ocireg_s3_mpu_list_parts(s3, p, dk, st->upload_id, &parts);
+        rv = job_join(job, w ? w->lock : NULL);
+        last_etag = apr_pstrdup(p, job->etag);
+        if (rv == APR_SUCCESS)
+            rv = lrv;
     }
-    rv = ocireg_s3_mpu_list_parts(s3, p, dk, st->upload_id, &parts);
+    else {
+        rv = ocireg_s3_mpu_list_parts(s3, p, dk, st->upload_id, &parts);
+    }
+    if (rv == OCIREG_S3_ECHANGED)
+        rv = OCIREG_STORE_ECONFLICT;
     if (rv != APR_SUCCESS)
         goto completed;
-    /* Refuse to complete anything R2 would reject, or a gap. */
-    for (i = 0; i < parts->nelts; i++) {
-        ocireg_s3_part *pt = &APR_ARRAY_IDX(parts, i, ocireg_s3_part);
-        if (pt->number != i + 1
-            || (i + 1 < parts->nelts
-                && pt->size != (apr_off_t)st->part_size)) {
-            rv = APR_EGENERAL;
-            goto leave;
-        }
-    }
-    if ((apr_uint32_t)parts->nelts != st->parts + (st->tail > 0 ? 1 : 0)) {
+    /* The parts the state counts, in order and of the size R2 wants; a
+     * part past them is a leftover of a failed request and is not
+     * joined. */
+    if (parts->nelts < (int)st->parts) {
         rv = APR_EGENERAL;
-        goto leave;
+        return rv;
     }
+    complete = apr_array_make(p, (int)st->parts + 1, sizeof(ocireg_s3_part));
     {
         unsigned char etags[32];
         memset(etags, 0, sizeof(etags));
-        for (i = 0; i < (int)st->parts; i++)
-            chain_etag(etags,
-                       APR_ARRAY_IDX(parts, i, ocireg_s3_part).etag ?
-                       APR_ARRAY_IDX(parts, i, ocireg_s3_part).etag : "");
-        if (memcmp(etags, st->etags, sizeof(etags)) != 0) {
-            rv = OCIREG_STORE_ECONFLICT;
-            goto leave;
+        for (i = 0; i < (int)st->parts; i++) {
+            ocireg_s3_part *pt = &APR_ARRAY_IDX(parts, i, ocireg_s3_part);
+            if (pt->number != i + 1
+                || pt->size != (apr_off_t)st->part_size)
+                return APR_EGENERAL;
+            chain_etag(etags, pt->etag ? pt->etag : "");
+            APR_ARRAY_PUSH(complete, ocireg_s3_part) = *pt;
         }
+        if (memcmp(etags, st->etags, sizeof(etags)) != 0)
+            return OCIREG_STORE_ECONFLICT;
     }
-    rv = ocireg_s3_mpu_complete(s3, p, dk, st->upload_id, parts);
+    if (st->tail > 0) {
+        ocireg_s3_part *last = apr_array_push(complete);
+        last->number = (int)st->parts + 1;
+        last->etag = last_etag;
+        last->size = (apr_off_t)st->tail;
+    }
+    rv = ocireg_s3_mpu_complete(s3, p, dk, st->upload_id, complete);
 completed:
     /* NoSuchUpload: an earlier Complete of this session went through and
      * only its answer (or the process) was lost. */
@@ -692,9 +805,6 @@ completed:
         rv = APR_SUCCESS;
     if (rv == APR_SUCCESS)
         rv = write_pointer(s, p, bk, dk, size);
-leave:
-    if (spool)
-        apr_file_close(spool);
     return rv;
 }
 

@@ -647,7 +647,7 @@ static void upload_write_at(const char *uuid, unsigned char *state,
                             apr_off_t off, const char *data, size_t len)
 {
     ocireg_upload_writer *w = NULL;
-    assert_int_equal(ops->upload_open(s, pool, uuid, state, off, -1, &w),
+    assert_int_equal(ops->upload_open(s, pool, uuid, state, 0, off, -1, NULL, &w),
                      APR_SUCCESS);
     assert_non_null(w);
     if (len)
@@ -670,7 +670,7 @@ static void test_upload_two_chunks(void **st)
     upload_write_at(UUID1, state2, 6, "world", 5);
 
     const char *d = sha("hello world", 11);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state2, d, 11),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state2, 0, NULL, d, 11),
                      APR_SUCCESS);
     read_blob_is(d, "hello world", 11);
     assert_int_equal(count_paths_containing(UUID1), 0);
@@ -692,8 +692,8 @@ static void test_upload_many_writes(void **st)
     size_t cuts[] = { 0, 100000, 700001, total };
     for (int r = 0; r < 3; r++) {
         ocireg_upload_writer *w = NULL;
-        assert_int_equal(ops->upload_open(s, pool, UUID1, state,
-                                          (apr_off_t)cuts[r], -1, &w),
+        assert_int_equal(ops->upload_open(s, pool, UUID1, state, 0,
+                                          (apr_off_t)cuts[r], -1, NULL, &w),
                          APR_SUCCESS);
         for (size_t off = cuts[r]; off < cuts[r + 1];) {
             size_t n = 8191;
@@ -705,7 +705,7 @@ static void test_upload_many_writes(void **st)
         assert_int_equal(ops->upload_close(w, state), APR_SUCCESS);
     }
     const char *d = sha(data, total);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d,
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d,
                                         (apr_off_t)total), APR_SUCCESS);
     char *back = NULL;
     apr_size_t len = 0;
@@ -726,7 +726,7 @@ static void test_upload_truncates_tail(void **st)
     upload_write_at(UUID1, state, 0, "0123456789", 10);
     upload_write_at(UUID1, state, 4, "XY", 2);
     const char *d = sha("0123XY", 6);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d, 6),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 6),
                      APR_SUCCESS);
     read_blob_is(d, "0123XY", 6);
     assert_int_equal(count_paths_containing(UUID1), 0);
@@ -741,7 +741,7 @@ static void test_upload_commit_drops_tail(void **st)
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
     upload_write_at(UUID1, state, 0, "0123456789", 10);
     const char *d = sha("012345", 6);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d, 6),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 6),
                      APR_SUCCESS);
     read_blob_is(d, "012345", 6);
     assert_int_equal(count_paths_containing(UUID1), 0);
@@ -767,7 +767,7 @@ static void test_no_temp_leftovers(void **st)
     memset(state, 0, sizeof state);
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
     upload_write_at(UUID1, state, 0, "y", 1);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, sha("y", 1), 1),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, sha("y", 1), 1),
                      APR_SUCCESS);
     assert_int_equal(count_tmp_files(), 0);
     assert_int_equal(count_upload_files(), 0);
@@ -784,7 +784,7 @@ static void test_upload_open_without_write(void **st)
     upload_write_at(UUID1, state, 0, "", 0);
     upload_write_at(UUID1, state, 0, "xyz", 3);
     const char *d = sha("xyz", 3);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d, 3),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 3),
                      APR_SUCCESS);
     read_blob_is(d, "xyz", 3);
 }
@@ -796,7 +796,7 @@ static void test_upload_empty_blob(void **st)
     memset(state, 0, sizeof state);
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
     const char *d = sha("", 0);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d, 0),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 0),
                      APR_SUCCESS);
     read_blob_is(d, "", 0);
     assert_int_equal(count_paths_containing(UUID1), 0);
@@ -810,7 +810,7 @@ static void test_upload_abort(void **st)
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
     upload_write_at(UUID1, state, 0, "data", 4);
     assert_int_equal(count_paths_containing(UUID1) > 0, 1);
-    assert_int_equal(ops->upload_abort(s, pool, UUID1, state), APR_SUCCESS);
+    assert_int_equal(ops->upload_abort(s, pool, UUID1, state, 0, NULL), APR_SUCCESS);
     assert_int_equal(count_paths_containing(UUID1), 0);
     assert_int_equal(count_upload_files(), 0);
     /* nothing became a blob */
@@ -819,7 +819,7 @@ static void test_upload_abort(void **st)
                                                     &size)));
     /* and it cannot be continued */
     ocireg_upload_writer *w = NULL;
-    assert_int_not_equal(ops->upload_open(s, pool, UUID1, state, 4, -1, &w),
+    assert_int_not_equal(ops->upload_open(s, pool, UUID1, state, 0, 4, -1, NULL, &w),
                          APR_SUCCESS);
 }
 
@@ -833,7 +833,7 @@ static void test_upload_commit_existing_blob(void **st)
     memset(state, 0, sizeof state);
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
     upload_write_at(UUID1, state, 0, "hello world", 11);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, d, 11),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 11),
                      APR_SUCCESS);
     read_blob_is(d, "hello world", 11);
     assert_int_equal(count_files_containing(d + 7), 1);
@@ -844,7 +844,7 @@ static void test_upload_commit_existing_blob(void **st)
     memset(state, 0, sizeof state);
     assert_int_equal(ops->upload_create(s, pool, UUID2, state), APR_SUCCESS);
     upload_write_at(UUID2, state, 0, "hello world", 11);
-    assert_int_equal(ops->upload_commit(s, pool, UUID2, state, d, 11),
+    assert_int_equal(ops->upload_commit(s, pool, UUID2, state, 0, NULL, d, 11),
                      APR_SUCCESS);
     read_blob_is(d, "hello world", 11);
     assert_int_equal(count_files_containing(d + 7), 1);
@@ -864,9 +864,9 @@ static void test_two_uploads_interleaved(void **st)
     upload_write_at(UUID1, s1, 4, "first", 5);
     upload_write_at(UUID2, s2, 4, "second", 6);
     const char *d1 = sha("one-first", 9), *d2 = sha("two-second", 10);
-    assert_int_equal(ops->upload_commit(s, pool, UUID2, s2, d2, 10),
+    assert_int_equal(ops->upload_commit(s, pool, UUID2, s2, 0, NULL, d2, 10),
                      APR_SUCCESS);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, s1, d1, 9),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, s1, 0, NULL, d1, 9),
                      APR_SUCCESS);
     read_blob_is(d1, "one-first", 9);
     read_blob_is(d2, "two-second", 10);
@@ -886,12 +886,12 @@ static void test_upload_survives_new_store_handle(void **st)
     apr_pool_create(&p2, pool);
     assert_int_equal(ocireg_store_fs_create(p2, root, &other), APR_SUCCESS);
     ocireg_upload_writer *w = NULL;
-    assert_int_equal(other->ops->upload_open(other, p2, UUID1, state, 6, -1, &w),
+    assert_int_equal(other->ops->upload_open(other, p2, UUID1, state, 0, 6, -1, NULL, &w),
                      APR_SUCCESS);
     assert_int_equal(other->ops->upload_write(w, "world", 5), APR_SUCCESS);
     assert_int_equal(other->ops->upload_close(w, state), APR_SUCCESS);
     const char *d = sha("hello world", 11);
-    assert_int_equal(other->ops->upload_commit(other, p2, UUID1, state, d, 11),
+    assert_int_equal(other->ops->upload_commit(other, p2, UUID1, state, 0, NULL, d, 11),
                      APR_SUCCESS);
     read_blob_is(d, "hello world", 11);
     assert_true(other->id == s->id);
@@ -908,19 +908,19 @@ static void test_state_versions(void **st)
     void *data;
     apr_size_t len;
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
-    assert_int_equal(ops->state_get(s, pool, UUID1, &v, &data, &len),
+    assert_int_equal(ops->state_get(s, pool, UUID1, 0, &v, &data, &len),
                      APR_ENOENT);
-    assert_int_equal(ops->state_put(s, pool, UUID1, 1, "one", 3),
+    assert_int_equal(ops->state_put(s, pool, UUID1, 1, "one", 3, NULL),
                      APR_SUCCESS);
-    assert_int_equal(ops->state_put(s, pool, UUID1, 2, "second", 6),
+    assert_int_equal(ops->state_put(s, pool, UUID1, 2, "second", 6, NULL),
                      APR_SUCCESS);
-    assert_int_equal(ops->state_get(s, pool, UUID1, &v, &data, &len),
+    assert_int_equal(ops->state_get(s, pool, UUID1, 0, &v, &data, &len),
                      APR_SUCCESS);
     assert_int_equal(v, 2);
     assert_int_equal(len, 6);
     assert_memory_equal(data, "second", 6);
-    assert_int_equal(ops->upload_abort(s, pool, UUID1, state), APR_SUCCESS);
-    assert_int_equal(ops->state_get(s, pool, UUID1, &v, &data, &len),
+    assert_int_equal(ops->upload_abort(s, pool, UUID1, state, 0, NULL), APR_SUCCESS);
+    assert_int_equal(ops->state_get(s, pool, UUID1, 0, &v, &data, &len),
                      APR_ENOENT);
 }
 
@@ -942,14 +942,14 @@ static void test_lock_excludes_and_checks_version(void **st)
     assert_int_equal(ops->upload_lock(s, pool, UUID1, 1, &me, &l1),
                      APR_ENOENT);
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
-    assert_int_equal(ops->state_put(s, pool, UUID1, 1, "r", 1), APR_SUCCESS);
+    assert_int_equal(ops->state_put(s, pool, UUID1, 1, "r", 1, NULL), APR_SUCCESS);
     assert_int_equal(ops->upload_lock(s, pool, UUID1, 1, &me, &l1),
                      APR_SUCCESS);
     /* flock(2) locks belong to the open file: a second open is refused */
     assert_int_equal(ops->upload_lock(s, pool, UUID1, 1, &me, &l2),
                      APR_EBUSY);
     ops->upload_lock_keep(l1);
-    assert_int_equal(ops->state_put(s, pool, UUID1, 2, "r2", 2), APR_SUCCESS);
+    assert_int_equal(ops->state_put(s, pool, UUID1, 2, "r2", 2, NULL), APR_SUCCESS);
     ops->upload_unlock(l1);
     ops->upload_unlock(l1); /* twice is harmless */
     /* a taker that read version 1 learns that it is behind */
@@ -958,7 +958,7 @@ static void test_lock_excludes_and_checks_version(void **st)
     assert_int_equal(ops->upload_lock(s, pool, UUID1, 2, &me, &l2),
                      APR_SUCCESS);
     /* committing or aborting removes the lock file with the session */
-    assert_int_equal(ops->upload_abort(s, pool, UUID1, state), APR_SUCCESS);
+    assert_int_equal(ops->upload_abort(s, pool, UUID1, state, 0, NULL), APR_SUCCESS);
     ops->upload_unlock(l2);
     assert_int_equal(ops->upload_lock(s, pool, UUID1, 2, &me, &l2),
                      APR_ENOENT);
