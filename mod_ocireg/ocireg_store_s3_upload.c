@@ -531,6 +531,24 @@ static apr_status_t delete_upload_objects(ocireg_store *s, apr_pool_t *p,
     return rv;
 }
 
+/* Multipart uploads of this session that its state does not name: a
+ * request that failed (or a process killed) after starting one, before any
+ * record could say so. */
+static void abort_strays(ocireg_store *s, apr_pool_t *p, const char *uuid,
+                         const char *keep)
+{
+    const char *dk = data_key(s, p, uuid);
+    apr_array_header_t *mpus;
+    int i;
+    if (ocireg_s3_mpu_list(S3(s)->s3, p, dk, &mpus) != APR_SUCCESS)
+        return;
+    for (i = 0; i < mpus->nelts; i++) {
+        const ocireg_s3_upload *u = &APR_ARRAY_IDX(mpus, i, ocireg_s3_upload);
+        if (strcmp(u->key, dk) == 0 && strcmp(u->upload_id, keep) != 0)
+            ocireg_s3_mpu_abort(S3(s)->s3, p, dk, u->upload_id);
+    }
+}
+
 /* data/<uuid> that a Complete made but no pointer names (a process killed
  * between the two, and the client gave up): it goes with the session,
  * unless the pointer of the session's digest names it (a process killed
@@ -576,8 +594,10 @@ apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
         if (rv == APR_ENOENT)
             rv = APR_SUCCESS;
     }
-    if (rv == APR_SUCCESS)
+    if (rv == APR_SUCCESS) {
+        abort_strays(s, p, uuid, "");
         rv = delete_upload_objects(s, p, uuid);
+    }
     return rv;
 }
 
@@ -607,9 +627,14 @@ void s3_upload_cleanup(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, const unsigned char *state,
                               apr_uint64_t version)
 {
+    const s3_state *st = (const s3_state *)state;
     apr_array_header_t *keys = apr_array_make(p, 4, sizeof(const char *));
     apr_uint64_t v;
-    (void)state;
+    /* A session that had parts may have started a multipart upload its
+     * records never named (a request that failed after starting one). */
+    if (memchr(st->upload_id, '\0', sizeof(st->upload_id))
+        && st->upload_id[0])
+        abort_strays(s, p, uuid, st->upload_id);
     for (v = 1; v <= version && v <= 100000; v++)
         APR_ARRAY_PUSH(keys, const char *) = s3_state_key(s, p, uuid, v);
     if (keys->nelts > 0)

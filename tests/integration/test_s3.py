@@ -1,5 +1,5 @@
 """What only the S3 store has: multipart parts of exactly the part size, the
-tail object, pointer objects, one copy of a blob pushed twice, aborted
+tail kept in the session's record object, pointer objects, one copy of a blob pushed twice, aborted
 multipart uploads, presigned redirects, a refusing backend (wrong secret)
 and a backend that stops answering in the middle of a PATCH.
 
@@ -178,11 +178,15 @@ def data_key(inst, uid):
 
 
 def tail_keys(s3c, rgw, inst, uid):
-    """The session's tail objects: uploads/<uuid>/tail.<32 hex>, a random
-    name the session's state records."""
-    tails = [k for k in upload_objects(s3c, rgw, inst, uid) if k.startswith("tail")]
+    """The session's records that hold bytes: the tail (the bytes after the
+    last full part) is the body of the latest record,
+    uploads/<uuid>/state.<20-digit version>; a superseded record that held
+    bytes goes once its successor is saved."""
+    objs = s3c.list_objects_v2(Bucket=rgw.bucket,
+                               Prefix=inst.prefix + f"uploads/{uid}/").get("Contents", [])
+    tails = [o["Key"].rsplit("/", 1)[1] for o in objs if o["Size"] > 0]
     for k in tails:
-        assert re.fullmatch(r"tail\.[0-9a-f]{32}", k), k
+        assert re.fullmatch(r"state\.[0-9]{20}", k), k
     return tails
 
 
@@ -240,10 +244,11 @@ def start_session(reg, repo):
 
 def assert_parts_before_put(rgw, s3c, inst, uid, sent):
     """While the session is open: one multipart upload holding exactly the
-    full parts so far, each exactly PART bytes, and the rest in the tail
-    object; none at all before the first full part."""
+    full parts so far, each exactly PART bytes, and the rest (1 to PART
+    bytes: a full spool becomes a part only when more bytes come) in the
+    latest record; no multipart upload before the first part."""
     mpus = rgw.multipart_uploads(data_key(inst, uid))
-    full = sent // PART
+    full = max(0, -(-sent // PART) - 1)
     if full == 0:
         assert mpus == [], f"{sent} bytes sent, no full part, yet {mpus}"
     else:
@@ -252,13 +257,13 @@ def assert_parts_before_put(rgw, s3c, inst, uid, sent):
         assert k == data_key(inst, uid)
         assert sizes == [PART] * full, f"{sent} bytes sent: part sizes {sizes}"
     tails = tail_keys(s3c, rgw, inst, uid)
-    if sent % PART:
+    if sent:
         # earlier tails are gone once the state moved past them
         assert len(tails) == 1, (sent, tails)
         t = head(s3c, rgw, inst.prefix + f"uploads/{uid}/{tails[0]}")
-        assert t is not None and t["ContentLength"] == sent % PART, (sent, t)
+        assert t is not None and t["ContentLength"] == sent - full * PART, (sent, t)
     else:
-        assert tails == [], f"{sent} bytes sent (whole parts) but tail objects: {tails}"
+        assert tails == [], f"nothing sent but records with bytes: {tails}"
 
 
 def upload_gone_after_201(rgw, s3c, inst, uid):
@@ -273,14 +278,14 @@ def upload_gone_after_201(rgw, s3c, inst, uid):
 
 
 def assert_stored(rgw, s3c, inst, uid, digest, size):
-    """After the closing PUT: no multipart upload or tail of the session;
-    a plain object for a blob under one part, else a pointer to the data
-    object whose completed parts are PART bytes but the last."""
+    """After the closing PUT: no multipart upload or record of the session;
+    a plain object for a blob of at most one part, else a pointer to the
+    data object whose completed parts are PART bytes but the last."""
     upload_gone_after_201(rgw, s3c, inst, uid)
     h = head(s3c, rgw, blob_key(inst, digest))
     assert h is not None, f"no object for {digest}"
     meta = h.get("Metadata", {})
-    if size < PART:
+    if size <= PART:
         assert h["ContentLength"] == size and "ocireg-data" not in meta, h
         return
     assert h["ContentLength"] == 0, h
