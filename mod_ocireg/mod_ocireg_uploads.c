@@ -210,6 +210,21 @@ static int session_busy(ocireg_req *q, const ocireg_upload_session *s,
 
 #define WRITING_ELSEWHERE "another request is writing to this upload"
 
+static apr_status_t session_read(ocireg_req *q, const char *uuid,
+                                 apr_uint64_t hint,
+                                 ocireg_upload_session *out);
+
+/* Another request moved the session on from the record this one started
+ * from (this host's copy was behind, or the client raced itself): the
+ * store's latest is what this host and the client go on from. */
+static int moved_elsewhere(ocireg_req *q, const char *uuid)
+{
+    ocireg_upload_session latest;
+    int fresh = session_read(q, uuid, 0, &latest) == APR_SUCCESS;
+    session_release(q, uuid, fresh ? &latest : NULL);
+    return session_busy(q, fresh ? &latest : NULL, WRITING_ELSEWHERE);
+}
+
 /* A blob the store could never hold is refused before its data is read,
  * whenever the request tells how big it will be. */
 static int too_big(ocireg_req *q, apr_off_t final_size)
@@ -305,9 +320,9 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s,
          * reused here; elsewhere the sweep frees it). */
         ocireg_upload_session keep = *s;
         memcpy(keep.driver, next.driver, sizeof(keep.driver));
-        session_release(q, s->uuid, &keep);
         if (rv == APR_EBUSY || rv == OCIREG_STORE_ESTALE)
-            return session_busy(q, &keep, WRITING_ELSEWHERE);
+            return moved_elsewhere(q, s->uuid);
+        session_release(q, s->uuid, &keep);
         return ocireg_store_failure(r, rv, "closing the upload");
     }
     next.offset += res.received;
@@ -630,8 +645,15 @@ int ocireg_handle_upload(ocireg_req *q)
     case M_GET:
         return session_answer(q, &s, HTTP_NO_CONTENT);
     case M_DELETE:
-        rv = q->store->ops->upload_abort(q->store, r->pool, uuid, s.driver,
-                                         s.version, NULL);
+        {
+            /* The digest of what the session holds: if a crash left its
+             * blob's data complete, the driver can tell whether a blob
+             * names it. */
+            char held[80];
+            ocireg_hash_digest(&s.hash, held);
+            rv = q->store->ops->upload_abort(q->store, r->pool, uuid,
+                                             s.driver, s.version, held);
+        }
         if (rv != APR_SUCCESS && rv != APR_ENOENT) {
             session_release(q, uuid, NULL);
             return ocireg_store_failure(r, rv, "aborting the upload");
@@ -650,16 +672,8 @@ int ocireg_handle_upload(ocireg_req *q)
         }
         rv = session_save(q, &s, &before, w);
         if (rv != APR_SUCCESS) {
-            if (rv == APR_EEXIST) {
-                /* Another request moved the session on from the same
-                 * record (this host's copy was behind): the store's
-                 * latest is what this host and the client go on from. */
-                ocireg_upload_session latest;
-                int fresh = session_read(q, uuid, 0, &latest) == APR_SUCCESS;
-                session_release(q, uuid, fresh ? &latest : NULL);
-                return session_busy(q, fresh ? &latest : NULL,
-                                    WRITING_ELSEWHERE);
-            }
+            if (rv == APR_EEXIST)
+                return moved_elsewhere(q, uuid);
             session_release(q, uuid, NULL);
             return ocireg_store_failure(r, rv, "saving the upload state");
         }

@@ -91,6 +91,30 @@ static const char *md5_hex(apr_pool_t *p, const unsigned char *md5)
     return out;
 }
 
+/* Whether an ETag (quoted or not) is this MD5: what a server-side copy of
+ * a tail answers must be the bytes the record counts, whether or not the
+ * server honoured the copy's condition. */
+static int etag_is(const char *etag, const unsigned char *md5)
+{
+    static const char digits[] = "0123456789abcdef";
+    char hex[33];
+    apr_size_t len;
+    int i;
+    if (!etag)
+        return 0;
+    len = strlen(etag);
+    if (len >= 2 && etag[0] == '"' && etag[len - 1] == '"') {
+        etag++;
+        len -= 2;
+    }
+    for (i = 0; i < 16; i++) {
+        hex[2 * i] = digits[md5[i] >> 4];
+        hex[2 * i + 1] = digits[md5[i] & 15];
+    }
+    hex[32] = '\0';
+    return len == 32 && strncasecmp(etag, hex, 32) == 0;
+}
+
 apr_status_t s3_state_check(const unsigned char *state)
 {
     const s3_state *st = (const s3_state *)state;
@@ -709,9 +733,18 @@ static apr_status_t commit_small(ocireg_store *s, apr_pool_t *p,
     ocireg_s3 *s3 = S3(s)->s3;
     apr_status_t rv;
     int attempt;
-    if (!w && st->tail > 0)
-        return ocireg_s3_copy(s3, p, s3_state_key(s, p, uuid, version), bk,
-                              NULL, md5_hex(p, st->tail_md5), NULL);
+    if (!w && st->tail > 0) {
+        ocireg_s3_result res;
+        rv = ocireg_s3_copy(s3, p, s3_state_key(s, p, uuid, version), bk,
+                            NULL, md5_hex(p, st->tail_md5), &res);
+        if (rv == APR_SUCCESS && !etag_is(res.etag, st->tail_md5)) {
+            /* A server that ignored the condition copied other bytes: a
+             * missing blob is better than a wrong one. */
+            ocireg_s3_delete(s3, p, bk, NULL);
+            rv = OCIREG_S3_ECHANGED;
+        }
+        return rv;
+    }
     if (!w || st->tail == 0)
         return ocireg_s3_put(s3, p, bk, "", 0, NULL, 0, NULL);
     for (attempt = 0;; attempt++) {
@@ -784,6 +817,8 @@ apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
         lrv = ocireg_s3_mpu_list_parts(s3, p, dk, st->upload_id, &parts);
         rv = job_join(job, w ? w->lock : NULL);
         last_etag = apr_pstrdup(p, job->etag);
+        if (rv == APR_SUCCESS && !w && !etag_is(last_etag, st->tail_md5))
+            rv = OCIREG_S3_ECHANGED;
         if (rv == APR_SUCCESS)
             rv = lrv;
     }

@@ -5,6 +5,7 @@ record key) is an unknown session: 404 BLOB_UPLOAD_UNKNOWN, a warning in
 the log, never a crash. A record made by another program to the documented
 format (include/ocireg_uploads.h) is read like the module's own."""
 
+import base64
 import hashlib
 import hmac
 import os
@@ -51,8 +52,12 @@ class Records:
             f.write_bytes(b"%015d\n" % version + data)
             f.chmod(0o644)
         else:
+            # On S3 a record is an object whose metadata holds the record
+            # (base64) and whose body holds the session's tail bytes.
             key = f"{self.inst.storage['prefix']}uploads/{uid}/state.{version:020d}"
-            self.rgw.client().put_object(Bucket=self.rgw.bucket, Key=key, Body=data)
+            self.rgw.client().put_object(
+                Bucket=self.rgw.bucket, Key=key, Body=b"",
+                Metadata={"ocireg-session": base64.b64encode(data).decode()})
 
     def latest(self, uid):
         """(version, bytes) of the latest record the module wrote."""
@@ -63,8 +68,8 @@ class Records:
         prefix = f"{self.inst.storage['prefix']}uploads/{uid}/state."
         keys = sorted(o["Key"] for o in c.list_objects_v2(
             Bucket=self.rgw.bucket, Prefix=prefix).get("Contents", []))
-        body = c.get_object(Bucket=self.rgw.bucket, Key=keys[-1])["Body"].read()
-        return int(keys[-1].rsplit(".", 1)[1]), body
+        meta = c.head_object(Bucket=self.rgw.bucket, Key=keys[-1])["Metadata"]
+        return int(keys[-1].rsplit(".", 1)[1]), base64.b64decode(meta["ocireg-session"])
 
     def remove(self, uid):
         if self.backend == "filesystem":

@@ -80,9 +80,11 @@ def test_slowloris_patch(slow_srv, backend, request):
             # The spool holding the part in progress has no name: nothing
             # would be left by kill -9.
             assert list(slow_srv.data_dir.glob("ocireg-spool-*")) == []
-            # Bytes kept arriving: the lease was renewed (several times).
-            assert None not in expiries, expiries
-            assert len(set(expiries)) >= 2, expiries
+            # A chunk smaller than a part takes no lock in the bucket (its
+            # create-only record is all the exclusion it needs); this host's
+            # own slot refused the PATCHes above. The lease of a request
+            # that sends parts: test_s3_lost_answers.
+            assert expiries == [None] * len(expiries), expiries
         # Now silence: httpd's Timeout ends the request.
         try:
             res = c.read_response("PATCH")
