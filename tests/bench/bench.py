@@ -869,8 +869,16 @@ def run_latency(cfg, work, rgw, data, rtt_ms, cleanup):
 
             # the manifests' blobs go in at 0 ms, uncounted
             p.set_rtt(0)
-            for b in layers + [cfgblob]:
-                push_blob(c, "lat/img", b)
+
+            def push_some(bs):
+                pc = Conn(reg.port)
+                for b in bs:
+                    push_blob(pc, "lat/img", b)
+                pc.close()
+            blobs = layers + [cfgblob]
+            with concurrent.futures.ThreadPoolExecutor(8) as ex:
+                for f in [ex.submit(push_some, blobs[i::8]) for i in range(8)]:
+                    f.result()
             p.quiet()
             p.set_rtt(rtt_ms)
             for key, tag, man in (("m10", "m10", m10), ("m100", "m100", m100)):
@@ -1402,7 +1410,7 @@ def main():
             try:
                 r.stop()
             except Exception as e:      # keep stopping the rest
-                log(f"stopping {r.name}: {e}")
+                log(f"stopping {getattr(r, 'name', 'the S3 proxy')}: {e}")
         rgw.stop()
         for d in glob.glob(os.path.join(work, "*")):
             if os.path.basename(d) not in ("rgw",) and not d.endswith(".log"):
