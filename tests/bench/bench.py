@@ -957,7 +957,9 @@ def run_latency(cfg, work, rgw, data, rtt_ms, cleanup):
         for fsize in cfg["lat_fin_sizes"]:
             k, t = divmod(fsize, LAT_PART)
             label = (f"{fsize >> 20} MiB" if not t else
-                     f"{k} × 16 MiB + (16 MiB − 1 B)" if t == LAT_PART - 1 else f"{fsize} B")
+                     f"{(fsize + 1) >> 20} MiB − 1 B ("
+                     + (f"{k} parts + " if k else "") + "a tail of a part − 1 B)"
+                     if t == LAT_PART - 1 else f"{fsize} B")
             res.add(("L", "fin", fsize),
                     {"n": "L", "store": store, "metric": "closing PUT ms",
                      "scenario": f"finalize after 1 chunked PATCH, {label}"},
@@ -991,9 +993,10 @@ def run_latency(cfg, work, rgw, data, rtt_ms, cleanup):
         o = [r["stall_ms"] for r in runs["mod_ocireg"]]
         d = [r["stall_ms"] for r in runs["distribution"]]
         lo, hi = min(sizes) >> 20, max(sizes) >> 20
+        span = f"{lo} MiB" if lo == hi else f"{lo}–{hi} MiB"
         key = ("L", "stall", rtt)
         res.rows[key] = {"meta": {"n": "L", "store": st, "metric": "longest blocked send ms",
-                                  "scenario": f"1 chunked PATCH {lo}–{hi} MiB, SO_SNDBUF 64 KiB, {len(o)} runs"},
+                                  "scenario": f"1 chunked PATCH {span}, SO_SNDBUF 64 KiB, {len(o)} runs"},
                          "o": o, "d": d, "pairs": [a / b if b else float("nan") for a, b in zip(o, d)]}
         res.order.append(key)
         key = ("L", "stall90", rtt)
