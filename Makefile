@@ -46,9 +46,11 @@ endif
 clean:
 	rm -rf $(BUILD) build build-san
 
-# Benchmark against CNCF distribution (tests/bench/README.md); QUICK=1 for a reduced run.
+# Benchmark against CNCF distribution (tests/bench/README.md); QUICK=1 for a reduced run,
+# ONLY=latency (or scenario numbers) for some scenarios, RTT_MS for the latency scenario.
+RTT_MS ?= 40
 .PHONY: bench
 bench: deps
 	@sh tests/bench/deps.sh
 	@$(MAKE) --no-print-directory build
-	@$(PYTHON) tests/bench/bench.py $(if $(QUICK),--quick)
+	@$(PYTHON) tests/bench/bench.py $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) --rtt-ms $(RTT_MS)

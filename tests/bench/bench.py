@@ -5,9 +5,11 @@ timings, but every timed push is checked (the blob pulled back hashes to the
 digest pushed) and a failed check aborts the run.
 
 usage: bench.py [--quick] [--reps N] [--only SCENARIOS] [--stores fs,s3]
-                [--json FILE]
+                [--rtt-ms MS] [--json FILE]
 
-Prints one markdown table (stdout); progress goes to stderr. See README.md
+`--only latency` runs just the latency scenario (S3 behind a delaying
+proxy, tests/bench/rttproxy.py). Prints one markdown table (stdout), one
+more for scenario 9 and one for the latency scenario; progress goes to stderr. See README.md
 in this directory for what each row measures.
 """
 import argparse
@@ -336,18 +338,21 @@ class Registry:
 class Ocireg(Registry):
     name = "mod_ocireg"
 
-    def __init__(self, work, store, rgw):
+    def __init__(self, work, store, rgw, endpoint=None, part=PART, tag=None):
         super().__init__(work, store, rgw)
-        self.data = os.path.join(work, f"ocireg-{store}")
-        self.logpath = os.path.join(work, f"ocireg-{store}.log")
+        tag = tag or store
+        self.data = os.path.join(work, f"ocireg-{tag}")
+        self.logpath = os.path.join(work, f"ocireg-{tag}.log")
+        self.endpoint = endpoint or (rgw.endpoint if rgw else None)
+        self.part = part
 
     def start(self):
         env = dict(os.environ)
         for k in [k for k in env if k.startswith("S3_")]:
             del env[k]
         if self.store == "s3":
-            env.update(S3_ENDPOINT=self.rgw.endpoint, S3_BUCKET="ocireg", S3_ACCESS_KEY=AK,
-                       S3_SECRET_KEY=SK, S3_REGION="auto", S3_PART_SIZE="64M",
+            env.update(S3_ENDPOINT=self.endpoint, S3_BUCKET="ocireg", S3_ACCESS_KEY=AK,
+                       S3_SECRET_KEY=SK, S3_REGION="auto", S3_PART_SIZE=f"{self.part >> 20}M",
                        S3_ALLOW_INSECURE="1")  # the local RGW is plain http
         self.logf = open(self.logpath, "ab")
         self.proc = subprocess.Popen(["sh", os.path.join(REPO, "conf", "run.sh"), REPO,
@@ -378,19 +383,20 @@ class Distribution(Registry):
     name = "distribution"
     bucket = "dist"
 
-    def __init__(self, work, store, rgw):
+    def __init__(self, work, store, rgw, endpoint=None, part=PART, tag=None):
         super().__init__(work, store, rgw)
-        self.root = os.path.join(work, f"dist-{store}")
-        self.conf = os.path.join(work, f"dist-{store}.yml")
-        self.logpath = os.path.join(work, f"dist-{store}.log")
+        tag = tag or store
+        self.root = os.path.join(work, f"dist-{tag}")
+        self.conf = os.path.join(work, f"dist-{tag}.yml")
+        self.logpath = os.path.join(work, f"dist-{tag}.log")
         if store == "fs":
             st = f"  filesystem:\n    rootdirectory: {self.root}\n"
         else:
             st = ("  s3:\n"
                   f"    accesskey: {AK}\n    secretkey: {SK}\n    region: auto\n"
-                  f"    regionendpoint: {rgw.endpoint}\n    forcepathstyle: true\n"
+                  f"    regionendpoint: {endpoint or rgw.endpoint}\n    forcepathstyle: true\n"
                   f"    bucket: dist\n    secure: false\n    v4auth: true\n"
-                  f"    chunksize: {PART}\n")
+                  f"    chunksize: {part}\n")
         with open(self.conf, "w") as f:
             f.write("version: 0.1\nlog:\n  level: info\n"
                     "storage:\n" + st +
@@ -674,6 +680,373 @@ def ceiling_rgw(rgw, work, size, parallel):
     return n * PART / 1e6 / (t1 - t0)
 
 
+# ---------------------------------------------------------------- latency
+
+RTTPROXY = os.path.join(REPO, "tests", "bench", "rttproxy.py")
+LAT_PART = 16 * MiB             # part size of both registries in the latency scenario
+
+
+class RttProxy:
+    """tests/bench/rttproxy.py in its own process (so that its threads do not
+    share the client's interpreter lock while the client's send is timed):
+    delays every byte RTT/2 each way and logs each S3 request with the time
+    its answer reached the registry."""
+
+    def __init__(self, target_port, rtt_ms):
+        self.proc = subprocess.Popen(["/usr/bin/python3", RTTPROXY, str(target_port), str(rtt_ms)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline())
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.rtt_ms = rtt_ms
+
+    def cmd(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def set_rtt(self, ms):
+        self.rtt_ms = ms
+        self.cmd(f"rtt {ms}")
+
+    def quiet(self, timeout=300):
+        """Polls the proxy until its request counter is stable: no request
+        waits for its answer and no byte has crossed for a window of
+        max(0.5 s, 2 RTT) (a registry's next request follows an answer
+        within milliseconds)."""
+        window = max(0.5, 2 * self.rtt_ms / 1000.0)
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            st = self.cmd("state")
+            if st["inflight"] == 0 and st["idle_s"] >= window and st["n"] == (last or st["n"]):
+                return st["n"]
+            last = st["n"]
+            time.sleep(0.05)
+        raise RuntimeError("S3 proxy never went quiet")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def measure_s3(proxy, op):
+    """Runs op() -> (seconds, answer time or None) between two quiet points of
+    the proxy. Returns seconds, S3 requests in all, S3 requests whose answer
+    reached the registry before the client had its answer, the requests."""
+    proxy.quiet()
+    proxy.cmd("reset")
+    secs, t_answer = op()
+    proxy.quiet()
+    log_ = proxy.cmd("log")
+    before = sum(1 for r in log_ if t_answer is not None and r[4] is not None and r[4] <= t_answer)
+    return secs, len(log_), before, [[r[0], r[1], r[2]] for r in log_]
+
+
+def chunked_patch(port, repo, src, total, sndbuf=64 * 1024, piece=256 * 1024, chunk=MiB):
+    """POST and one chunked PATCH of TOTAL bytes (SRC repeated); returns the
+    longest blocked send, the connection and the session's Location."""
+    c = Conn(port, sndbuf=sndbuf)
+    r, _ = req(c, "POST", f"/v2/{repo}/blobs/uploads/", want=202)
+    loc = path_of(r.getheader("Location"))
+    c.putrequest("PATCH", loc, skip_accept_encoding=True)
+    c.putheader("Content-Type", "application/octet-stream")
+    c.putheader("Transfer-Encoding", "chunked")
+    c.endheaders()
+    sock = c.sock
+    stall = 0.0
+    prefix = b""
+    n = len(src)
+    for off in range(0, total, chunk):
+        ln = min(chunk, total - off)
+        prefix += b"%x\r\n" % ln
+        for p in range(off, off + ln, piece):
+            s = p % n
+            t = time.monotonic()
+            sendv(sock, prefix, src[s:s + min(piece, off + ln - p)])
+            stall = max(stall, time.monotonic() - t)
+            prefix = b""
+        prefix = b"\r\n"
+    t = time.monotonic()
+    sock.sendall(prefix + b"0\r\n\r\n")
+    stall = max(stall, time.monotonic() - t)
+    r = c.getresponse()
+    body = r.read()
+    if r.status != 202:
+        raise RuntimeError(f"PATCH: HTTP {r.status} {body[:300]!r}")
+    return stall, c, path_of(r.getheader("Location"))
+
+
+def push_blob(c, repo, b):
+    r, _ = req(c, "POST", f"/v2/{repo}/blobs/uploads/", want=202)
+    req(c, "PUT", with_digest(path_of(r.getheader("Location")), sha(b)), body=b, want=201,
+        headers={"Content-Type": "application/octet-stream"})
+
+
+def p90(v):
+    s = sorted(v)
+    return s[min(len(s) - 1, max(0, -(-9 * len(s) // 10) - 1))]
+
+
+def run_latency(cfg, work, rgw, data, rtt_ms, cleanup):
+    """The latency scenario: both registries on S3 (16 MiB parts), each through
+    its own delaying, counting proxy to the same RGW. Returns (Results, raw)."""
+    res = Results()
+    raw = {"rtt_ms": rtt_ms, "part": LAT_PART, "requests": [], "stall_runs": {},
+           "finalize_runs": [], "counts": []}
+    px = {"mod_ocireg": RttProxy(rgw.port, rtt_ms), "distribution": RttProxy(rgw.port, rtt_ms)}
+    cleanup.extend(px.values())
+    o_reg = Ocireg(work, "s3", rgw, px["mod_ocireg"].endpoint, LAT_PART, "lat")
+    d_reg = Distribution(work, "s3", rgw, px["distribution"].endpoint, LAT_PART, "lat")
+    cleanup.extend([o_reg, d_reg])
+    store = f"S3, RTT {rtt_ms:g} ms"
+
+    def order(rep):
+        return [o_reg, d_reg] if rep % 2 == 0 else [d_reg, o_reg]
+
+    def fresh(reg):
+        reg.restart()
+        px[reg.name].set_rtt(rtt_ms)
+
+    def settle():
+        for r in (o_reg, d_reg):
+            r.stop()
+            r.wipe()
+        rgw.gc()
+
+    # -- S3 requests per operation
+    small = os.urandom(300 * 1024)
+    layers = [os.urandom(1024) for _ in range(100)]
+    cfgblob = json.dumps({"architecture": "amd64", "os": "linux",
+                          "rootfs": {"type": "layers", "diff_ids": [sha(l) for l in layers]}}).encode()
+
+    def manifest(n):
+        return json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": sha(cfgblob), "size": len(cfgblob)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                       "digest": sha(l), "size": len(l)} for l in layers[:n]]}).encode()
+    m10, m100 = manifest(10), manifest(100)
+    for rep in range(cfg["lat_reps"]):
+        got = {}
+        for reg in order(rep):
+            fresh(reg)
+            p = px[reg.name]
+            g = got[reg.name] = {}
+            ops = []
+            c = Conn(reg.port)
+
+            def small_push():
+                t0 = time.monotonic()
+                total, _, _ = push_stream(reg.port, "lat/small", memoryview(small), sha(small),
+                                          piece=64 * 1024, chunk=64 * 1024)
+                t1 = time.monotonic()
+                return t1 - t0, t1
+            secs, n, before, rq = measure_s3(p, small_push)
+            g["push_n"], g["push_before"], g["push_ms"] = n, before, secs * 1000
+            ops.append(("small push", rq))
+
+            def get_blob():
+                t0 = time.monotonic()
+                _, body = req(c, "GET", f"/v2/lat/small/blobs/{sha(small)}", want=200)
+                t1 = time.monotonic()
+                if body != small:
+                    raise RuntimeError("CHECK FAILED: small blob pulled back differs")
+                return t1 - t0, t1
+
+            def head_blob():
+                t0 = time.monotonic()
+                r, _ = req(c, "HEAD", f"/v2/lat/small/blobs/{sha(small)}", want=200)
+                t1 = time.monotonic()
+                if r.getheader("Docker-Content-Digest") != sha(small):
+                    raise RuntimeError("CHECK FAILED: HEAD blob digest")
+                return t1 - t0, t1
+            for key, op in (("get", get_blob), ("head", head_blob)):
+                secs, n, _, rq = measure_s3(p, op)
+                g[key + "_n"], g[key + "_ms"] = n, secs * 1000
+                ops.append((key, rq))
+
+            # the manifests' blobs go in at 0 ms, uncounted
+            p.set_rtt(0)
+
+            def push_some(bs):
+                pc = Conn(reg.port)
+                for b in bs:
+                    push_blob(pc, "lat/img", b)
+                pc.close()
+            blobs = layers + [cfgblob]
+            with concurrent.futures.ThreadPoolExecutor(8) as ex:
+                for f in [ex.submit(push_some, blobs[i::8]) for i in range(8)]:
+                    f.result()
+            p.quiet()
+            p.set_rtt(rtt_ms)
+            for key, tag, man in (("m10", "m10", m10), ("m100", "m100", m100)):
+                def put_man():
+                    t0 = time.monotonic()
+                    req(c, "PUT", f"/v2/lat/img/manifests/{tag}", body=man, want=201,
+                        headers={"Content-Type": OCI_MANIFEST})
+                    t1 = time.monotonic()
+                    return t1 - t0, t1
+                secs, n, _, rq = measure_s3(p, put_man)
+                g[key + "_n"], g[key + "_ms"] = n, secs * 1000
+                ops.append((f"manifest PUT {key}", rq))
+            for key, url in (("mtag", "/v2/lat/img/manifests/m10"),
+                             ("mdig", f"/v2/lat/img/manifests/{sha(m10)}"),
+                             ("tags", "/v2/lat/img/tags/list")):
+                def get():
+                    t0 = time.monotonic()
+                    _, body = req(c, "GET", url, want=200, headers={"Accept": OCI_MANIFEST})
+                    t1 = time.monotonic()
+                    if key != "tags" and body != m10:
+                        raise RuntimeError(f"CHECK FAILED: GET {url}")
+                    if key == "tags" and sorted(json.loads(body)["tags"]) != ["m10", "m100"]:
+                        raise RuntimeError(f"CHECK FAILED: tags list {body[:200]!r}")
+                    return t1 - t0, t1
+                secs, n, _, rq = measure_s3(p, get)
+                g[key + "_n"], g[key + "_ms"] = n, secs * 1000
+                ops.append((key, rq))
+            c.close()
+            reg.stop()
+            raw["requests"].append({"registry": reg.name, "rep": rep,
+                                    "ops": [{"op": k, "requests": rq} for k, rq in ops]})
+        settle()
+        raw["counts"].append(got)
+        log(f"  latency rep {rep + 1}: S3 requests o/d: " + ", ".join(
+            f"{k[:-2]} {got['mod_ocireg'][k]}/{got['distribution'][k]}"
+            for k in got["mod_ocireg"] if k.endswith("_n")))
+        for key, meta in (
+                ("push_n", {"scenario": "small blob 300 KiB: POST, 1 chunked PATCH, PUT", "metric": "S3 requests in all (until quiet)"}),
+                ("push_before", {"scenario": "  same", "metric": "S3 requests answered before the 201"}),
+                ("push_ms", {"scenario": "  same", "metric": "ms (POST→201)"}),
+                ("get_n", {"scenario": "blob GET (300 KiB)", "metric": "S3 requests"}),
+                ("head_n", {"scenario": "blob HEAD", "metric": "S3 requests"}),
+                ("m10_n", {"scenario": "manifest PUT, 10 layers", "metric": "S3 requests"}),
+                ("m10_ms", {"scenario": "  same", "metric": "ms"}),
+                ("m100_n", {"scenario": "manifest PUT, 100 layers", "metric": "S3 requests"}),
+                ("m100_ms", {"scenario": "  same", "metric": "ms"}),
+                ("mtag_n", {"scenario": "manifest GET by tag", "metric": "S3 requests"}),
+                ("mdig_n", {"scenario": "manifest GET by digest", "metric": "S3 requests"}),
+                ("tags_n", {"scenario": "tags list (2 tags)", "metric": "S3 requests"})):
+            res.add(("L", key), dict(meta, n="L", store=store), got["mod_ocireg"][key],
+                    got["distribution"][key])
+
+    # -- finalize: the closing PUT after one chunked PATCH
+    fbuf = bytearray(max(cfg["lat_fin_sizes"]))
+    for off in range(0, len(fbuf), len(data)):
+        k = min(len(data), len(fbuf) - off)
+        fbuf[off:off + k] = data[:k]
+    fmv = memoryview(fbuf)
+    for rep in range(cfg["lat_fin_reps"]):
+        got = {}
+        for reg in order(rep):
+            fresh(reg)
+            got[reg.name] = {}
+            for fsize in cfg["lat_fin_sizes"]:
+                fbuf[:16] = os.urandom(16)      # a new blob: a pushed one is deduplicated
+                dg = sha(fmv[:fsize])
+                _, fin, _ = push_stream(reg.port, "lat/fin", fmv[:fsize], dg)
+                verify_blob(reg.port, "lat/fin", dg, fsize)
+                got[reg.name][fsize] = fin * 1000
+            reg.stop()
+        settle()
+        raw["finalize_runs"].append(got)
+        log(f"  latency finalize rep {rep + 1}: ms o/d: " + ", ".join(
+            f"{f}: {fmt(got['mod_ocireg'][f])}/{fmt(got['distribution'][f])}"
+            for f in cfg["lat_fin_sizes"]))
+        for fsize in cfg["lat_fin_sizes"]:
+            k, t = divmod(fsize, LAT_PART)
+            label = (f"{fsize >> 20} MiB" if not t else
+                     f"{(fsize + 1) >> 20} MiB − 1 B ("
+                     + (f"{k} parts + " if k else "") + "a tail of a part − 1 B)"
+                     if t == LAT_PART - 1 else f"{fsize} B")
+            res.add(("L", "fin", fsize),
+                    {"n": "L", "store": store, "metric": "closing PUT ms",
+                     "scenario": f"finalize after 1 chunked PATCH, {label}"},
+                    got["mod_ocireg"][fsize], got["distribution"][fsize])
+    del fmv, fbuf
+
+    # -- longest blocked send during one chunked PATCH
+    sizes = cfg["lat_stall_sizes"]
+    for rtt in (rtt_ms, 0):
+        runs = {"mod_ocireg": [], "distribution": []}
+        for i, size in enumerate(sizes):
+            for reg in order(i):
+                if reg.proc is None:
+                    reg.restart()
+                px[reg.name].set_rtt(rtt)
+                stall, c, loc = chunked_patch(reg.port, "lat/stall", data, size)
+                # not finalized (distribution's finalize copies the blob):
+                # the session is cancelled, and the bucket emptied anyway
+                req(c, "DELETE", loc, want=(202, 204))
+                c.close()
+                runs[reg.name].append({"size": size, "stall_ms": stall * 1000})
+                px[reg.name].quiet()
+                reg.wipe()
+            log(f"  latency stall RTT {rtt} ms, {size >> 20} MiB: ms o/d "
+                f"{runs['mod_ocireg'][-1]['stall_ms']:.0f}/{runs['distribution'][-1]['stall_ms']:.0f}")
+            if i % 3 == 2:
+                rgw.gc()
+        settle()
+        raw["stall_runs"][str(rtt)] = runs
+        st = f"S3, RTT {rtt:g} ms"
+        o = [r["stall_ms"] for r in runs["mod_ocireg"]]
+        d = [r["stall_ms"] for r in runs["distribution"]]
+        lo, hi = min(sizes) >> 20, max(sizes) >> 20
+        span = f"{lo} MiB" if lo == hi else f"{lo}–{hi} MiB"
+        key = ("L", "stall", rtt)
+        res.rows[key] = {"meta": {"n": "L", "store": st, "metric": "longest blocked send ms",
+                                  "scenario": f"1 chunked PATCH {span}, SO_SNDBUF 64 KiB, {len(o)} runs"},
+                         "o": o, "d": d, "pairs": [a / b if b else float("nan") for a, b in zip(o, d)]}
+        res.order.append(key)
+        key = ("L", "stall90", rtt)
+        res.add(key, {"n": "L", "store": st, "metric": "p90 of the runs ms", "scenario": "  same"},
+                p90(o), p90(d))
+
+    # -- skopeo: 10 layers × 0.5 MiB
+    layout = os.path.join(work, "oci-lat")
+    man_digest, img_bytes, layer_digests = build_oci_layout(layout, data, 512 * 1024, 10)
+    for rep in range(cfg["lat_skopeo_reps"]):
+        got = {}
+        for reg in order(rep):
+            fresh(reg)
+            dest = f"docker://127.0.0.1:{reg.port}/lat/img:v1"
+            t0 = time.monotonic()
+            subprocess.run(["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false",
+                            f"oci:{layout}:v1", dest], check=True, timeout=900)
+            t1 = time.monotonic()
+            c = Conn(reg.port)
+            r, _ = req(c, "HEAD", "/v2/lat/img/manifests/v1", want=200, headers={"Accept": OCI_MANIFEST})
+            if r.getheader("Docker-Content-Digest") != man_digest:
+                raise RuntimeError("CHECK FAILED: skopeo pushed another manifest")
+            for ld in layer_digests:
+                req(c, "HEAD", f"/v2/lat/img/blobs/{ld}", want=200)
+            c.close()
+            pull = os.path.join(work, "oci-lat-pull")
+            shutil.rmtree(pull, ignore_errors=True)
+            px[reg.name].quiet()
+            t2 = time.monotonic()
+            subprocess.run(["skopeo", "--insecure-policy", "copy", "-q", "--src-tls-verify=false",
+                            dest, f"oci:{pull}:v1"], check=True, timeout=900)
+            t3 = time.monotonic()
+            shutil.rmtree(pull, ignore_errors=True)
+            got[reg.name] = (t1 - t0, t3 - t2)
+            reg.stop()
+        settle()
+        log(f"  latency skopeo rep {rep + 1}: push s o/d {got['mod_ocireg'][0]:.2f}/"
+            f"{got['distribution'][0]:.2f}, pull {got['mod_ocireg'][1]:.2f}/{got['distribution'][1]:.2f}")
+        res.add(("L", "skopeo", "push"), {"n": "L", "store": store, "metric": "wall s",
+                                         "scenario": f"skopeo copy push, 10 layers × 0.5 MiB"},
+                got["mod_ocireg"][0], got["distribution"][0])
+        res.add(("L", "skopeo", "pull"), {"n": "L", "store": store, "metric": "wall s",
+                                         "scenario": "skopeo copy pull of the same"},
+                got["mod_ocireg"][1], got["distribution"][1])
+    shutil.rmtree(layout, ignore_errors=True)
+    for p in px.values():
+        p.stop()
+    return res, raw
+
+
 # ---------------------------------------------------------------- the run
 
 class Results:
@@ -718,8 +1091,8 @@ def table(res):
     return "\n".join(out)
 
 
-def build_oci_layout(path, data, layer_size):
-    """3 gzip layers (stored blocks, level 0: no compression work for skopeo
+def build_oci_layout(path, data, layer_size, n=3):
+    """N gzip layers (stored blocks, level 0: no compression work for skopeo
     or for this script; gzip so that skopeo does not compress them itself)."""
     blobs = os.path.join(path, "blobs", "sha256")
     os.makedirs(blobs, exist_ok=True)
@@ -731,7 +1104,7 @@ def build_oci_layout(path, data, layer_size):
         return "sha256:" + d
     layers = []
     diff = []
-    for i in range(3):
+    for i in range(n):
         raw = data[i * layer_size:(i + 1) * layer_size]
         gz = gzip.compress(raw, compresslevel=0, mtime=0)
         layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -757,7 +1130,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--reps", type=int)
-    ap.add_argument("--only", default="1,2,3,5,6,7,9", help="scenario numbers (4 comes with 1, 8 with 1 and 2)")
+    ap.add_argument("--only", default="1,2,3,5,6,7,9,latency",
+                    help="scenario numbers (4 comes with 1, 8 with 1 and 2) and/or latency")
+    ap.add_argument("--rtt-ms", type=float, default=40.0,
+                    help="round-trip time the latency scenario adds between registry and S3")
     ap.add_argument("--stores", default="fs,s3")
     ap.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                    "last-run.json"))
@@ -767,8 +1143,16 @@ def main():
                conc_n=8, conc_size=(16 if q else 256) * MiB, patch=50 * MiB,
                layer=(16 if q else 200) * 1000 * 1000, wrk_s=1 if q else 3,
                range_len=16 * MiB, range_reps=5,
-               fin_sizes=(64 * MiB, (512 if q else 4096) * MiB))
+               fin_sizes=(64 * MiB, (512 if q else 4096) * MiB),
+               rtt_ms=a.rtt_ms, lat_reps=1 if q else 2, lat_fin_reps=1 if q else 2,
+               lat_skopeo_reps=1 if q else 3,
+               lat_fin_sizes=(256 * MiB, LAT_PART - 1, 17 * LAT_PART - 1),
+               # 10 runs from 256 MiB to 2 GiB, mostly small: at 40 ms
+               # distribution takes about 25 s per GiB
+               lat_stall_sizes=tuple(m * MiB for m in (
+                   (256,) * 3 if q else (256, 256, 512, 256, 256, 2048, 256, 256, 512, 256))))
     only = set(a.only.split(","))
+    classic = only - {"latency"}
     stores = a.stores.split(",")
     if os.geteuid() != 0:
         sys.exit("bench.py must run as root (httpd drops to www-data; clear_refs for peak RSS)")
@@ -780,6 +1164,8 @@ def main():
     ceil = {}
     extra = {"s3_ops": []}
     regs = []
+    lat_cleanup = []
+    lat_res, lat_raw = None, None
     rgw = Rgw(work)
     try:
         log(f"work dir {work}; config {cfg}")
@@ -787,24 +1173,27 @@ def main():
         data = memoryview(bytearray(os.urandom(size)))
         big_digest = sha(data)
         cs = cfg["conc_size"]
-        step = (size - cs) // (cfg["conc_n"] - 1) & ~(MiB - 1)
-        conc = [(data[i * step:i * step + cs], sha(data[i * step:i * step + cs]))
-                for i in range(cfg["conc_n"])]
-        layout = os.path.join(work, "oci-src")
-        man_digest, img_bytes, layer_digests = build_oci_layout(layout, data, cfg["layer"])
-        getbuf = bytearray(size)
-        log(f"data ready: {size >> 20} MiB blob {big_digest[:19]}…, "
-            f"{cfg['conc_n']}×{cs >> 20} MiB, image {img_bytes / 1e6:.0f} MB")
+        if classic:
+            step = (size - cs) // (cfg["conc_n"] - 1) & ~(MiB - 1)
+            conc = [(data[i * step:i * step + cs], sha(data[i * step:i * step + cs]))
+                    for i in range(cfg["conc_n"])]
+            layout = os.path.join(work, "oci-src")
+            man_digest, img_bytes, layer_digests = build_oci_layout(layout, data, cfg["layer"])
+            getbuf = bytearray(size)
+            log(f"data ready: {size >> 20} MiB blob {big_digest[:19]}…, "
+                f"{cfg['conc_n']}×{cs >> 20} MiB, image {img_bytes / 1e6:.0f} MB")
 
-        ceil["sha256 MB/s (openssl speed -evp sha256, 16 KiB, 1 core)"] = ceiling_sha256()
-        ceil["loopback TCP copy MB/s (python sendall→recv_into)"] = ceiling_loopback(data)
-        log(f"ceilings: {ceil}")
+            ceil["sha256 MB/s (openssl speed -evp sha256, 16 KiB, 1 core)"] = ceiling_sha256()
+            ceil["loopback TCP copy MB/s (python sendall→recv_into)"] = ceiling_loopback(data)
+            log(f"ceilings: {ceil}")
         gib = (1 << 30) / size
+        if "latency" in only and "s3" not in stores:
+            log("the latency scenario needs the S3 store (--stores ...,s3): skipped")
 
         for store in stores:
             if store == "s3":
                 rgw.start("60G")
-                for par in (1, 4):
+                for par in ((1, 4) if classic else ()):
                     ceil[f"RGW raw multipart ingest MB/s ({size >> 20} MiB in 64 MiB parts, "
                          f"{par} in flight, curl)"] = ceiling_rgw(rgw, work, size, par)
                 rgw.gc()
@@ -1010,16 +1399,21 @@ def main():
                     }
                 pairs(job7)
 
+            if store == "s3" and "latency" in only:
+                log(f"s3: latency scenario: RTT {cfg['rtt_ms']:g} ms between each registry "
+                    f"and RGW, {LAT_PART >> 20} MiB parts")
+                lat_res, lat_raw = run_latency(cfg, work, rgw, data, cfg["rtt_ms"], lat_cleanup)
+
             for r in regs:
                 r.stop()
             if store == "s3":
                 rgw.stop()
     finally:
-        for r in regs:
+        for r in regs + lat_cleanup:
             try:
                 r.stop()
             except Exception as e:      # keep stopping the rest
-                log(f"stopping {r.name}: {e}")
+                log(f"stopping {getattr(r, 'name', 'the S3 proxy')}: {e}")
         rgw.stop()
         for d in glob.glob(os.path.join(work, "*")):
             if os.path.basename(d) not in ("rgw",) and not d.endswith(".log"):
@@ -1028,12 +1422,14 @@ def main():
 
     wall = time.monotonic() - wall0
     out = []
-    out.append(f"Ceilings on this machine:\n")
-    for k, v in ceil.items():
-        out.append(f"- {k}: {v:.0f}")
-    out.append("")
-    out.append(table(res))
-    out.append("")
+    if ceil:
+        out.append(f"Ceilings on this machine:\n")
+        for k, v in ceil.items():
+            out.append(f"- {k}: {v:.0f}")
+        out.append("")
+    if res.order:
+        out.append(table(res))
+        out.append("")
     if finrows:
         out.append("Scenario 9: finalize (closing PUT after one chunked PATCH) against blob size, mod_ocireg:\n")
         out.append("| store | blob | finalize ms median | min–max |")
@@ -1042,12 +1438,24 @@ def main():
             out.append(f"| {sname} | {fsize >> 20} MiB | {fmt(statistics.median(fins))} | "
                        f"{fmt(min(fins))}–{fmt(max(fins))} |")
         out.append("")
-    out.append(f"{cfg['reps']} runs per registry and row, alternating; wall time {wall:.0f} s; "
-               f"logs in {work}")
+    if lat_res is not None:
+        out.append(f"Latency scenario: S3 (RGW) {cfg['rtt_ms']:g} ms away (a proxy delays every byte "
+                   f"RTT/2 each way), {LAT_PART >> 20} MiB parts; runs per registry: "
+                   f"{cfg['lat_reps']} for the S3 request counts, {cfg['lat_fin_reps']} for "
+                   f"finalize, {len(cfg['lat_stall_sizes'])} for the blocked send, "
+                   f"{cfg['lat_skopeo_reps']} for skopeo; alternating which goes first:\n")
+        out.append(table(lat_res))
+        out.append("")
+    foot = f"wall time {wall:.0f} s; logs in {work}"
+    if classic:
+        foot = f"{cfg['reps']} runs per registry and row, alternating; " + foot
+    out.append(foot)
     print("\n".join(out))
     with open(a.json, "w") as f:
         json.dump({"config": cfg, "ceilings": ceil, "wall_s": wall, "extra": extra,
                    "finalize_by_size": finrows,
+                   "latency": lat_raw and dict(lat_raw, rows=[{"key": list(k), **lat_res.rows[k]}
+                                                             for k in lat_res.order]),
                    "rows": [{"key": list(k), **res.rows[k]} for k in res.order]}, f, indent=1)
 
 
