@@ -87,6 +87,17 @@ static void give_multi(ocireg_s3 *s3, CURLM *m)
         curl_multi_cleanup(m);
 }
 
+/* With the pool go the idle handles and the connections they keep. */
+static apr_status_t s3_cleanup(void *data)
+{
+    ocireg_s3 *s3 = data;
+    while (s3->nidle_multi > 0)
+        curl_multi_cleanup(s3->idle_multi[--s3->nidle_multi]);
+    while (s3->nidle > 0)
+        curl_easy_cleanup(s3->idle[--s3->nidle]);
+    return APR_SUCCESS;
+}
+
 apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
                               ocireg_s3 **out)
 {
@@ -111,6 +122,8 @@ apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
     rv = apr_thread_mutex_create(&s3->lock, APR_THREAD_MUTEX_DEFAULT, p);
     if (rv != APR_SUCCESS)
         return rv;
+    /* Registered after the mutex, so it runs before the mutex goes. */
+    apr_pool_cleanup_register(p, s3, s3_cleanup, apr_pool_cleanup_null);
     *out = s3;
     return APR_SUCCESS;
 }

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <curl/curl.h>
 
 #include <apr_general.h>
 #include <apr_pools.h>
@@ -176,6 +177,7 @@ int main(int argc, char **argv)
     ocireg_s3_result res;
     apr_status_t rv;
     const char *cmd;
+    int rc = 0;
 
     if (argc < 3)
         return usage();
@@ -221,7 +223,7 @@ int main(int argc, char **argv)
         print_result(rv, &res);
     }
     else if (strcmp(cmd, "part-copy") == 0 && argc >= 4 && argc <= 6) {
-        return part_copy(s3, p, argc, argv);
+        rc = part_copy(s3, p, argc, argv);
     }
     else if (strcmp(cmd, "delete-many") == 0 && argc == 4) {
         apr_array_header_t *keys = apr_array_make(p, 16, sizeof(char *));
@@ -236,12 +238,15 @@ int main(int argc, char **argv)
         printf("\n");
     }
     else if (strcmp(cmd, "run") == 0) {
-        return run_ops(s3, p, argc, argv);
+        rc = run_ops(s3, p, argc, argv);
     }
     else {
-        return usage();
+        rc = usage();
     }
+    /* Handles and connections go with the pool (the sanitizer build checks
+     * for leaks). */
     apr_pool_destroy(p);
     apr_terminate();
-    return 0;
+    curl_global_cleanup();
+    return rc;
 }
