@@ -1,7 +1,8 @@
 """The S3 client on its own against the session's RGW, through FaultProxy:
 server-side copies (with and without an ETag precondition), UploadPartCopy,
-DeleteObjects of more keys than one request takes, and batches of
-independent requests on one multi handle (ocireg_s3_run): what each costs
+DeleteObjects of more keys than one request takes, part streams, and
+batches of independent requests on one multi handle (ocireg_s3_run): what
+each costs
 in S3 requests and connections, retries of lost answers, and the
 while-waiting hook during a batch. The client is driven by
 build/tools/s3_client_ops (tests/integration/s3_client_ops.c, built by
@@ -217,3 +218,18 @@ def test_batch_calls_the_waiting_hook(client):
     assert w["ok"] == "4" and len(reqs) == 4
     # Two rounds of answers held 1.5 s each: the hook ran while waiting.
     assert int(w["hooks"]) >= 1
+
+
+def test_part_streams_share_one_connection(client):
+    key = client.key("stream/blob")
+    w, reqs, conns = client("part-stream", key, "3")
+    assert w["status"] == "ok", w
+    # Create, three parts, Complete: one after another, on one connection
+    # (each part stream takes a pooled multi handle and its idle
+    # connection instead of opening its own).
+    assert [(q.method, q.query.get("partNumber")) for q in reqs] == [
+        ("POST", None), ("PUT", ["1"]), ("PUT", ["2"]), ("PUT", ["3"]),
+        ("POST", None)]
+    assert conns == 1
+    head = client.rgw.client().head_object(Bucket=client.rgw.bucket, Key=key)
+    assert head["ContentLength"] == 2 * 5 * 1024 * 1024 + 1024
