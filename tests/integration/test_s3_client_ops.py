@@ -2,8 +2,7 @@
 server-side copies (with and without an ETag precondition), UploadPartCopy,
 DeleteObjects of more keys than one request takes, part streams, and
 batches of independent requests on one multi handle (ocireg_s3_run): what
-each costs
-in S3 requests and connections, retries of lost answers, and the
+each costs in S3 requests and connections, retries of lost answers, and the
 while-waiting hook during a batch. The client is driven by
 build/tools/s3_client_ops (tests/integration/s3_client_ops.c, built by
 `make unit`)."""
