@@ -837,20 +837,15 @@ static apr_status_t run_reqs(ocireg_s3 *s3, apr_pool_t *p, s3_req **rqs,
         rqs[i]->rv = APR_EGENERAL;
     }
     while (done < n) {
-        apr_time_t now = apr_time_now(), wake = now + apr_time_from_sec(1);
+        apr_time_t now = apr_time_now(), wake;
         CURLMsg *msg;
         int running, left;
         long wait_ms;
 
         /* Retries whose time has come go first, then new requests. */
         for (i = 0; i < next && inflight < parallel; i++) {
-            if (xs[i].state != XFER_BACKOFF)
+            if (xs[i].state != XFER_BACKOFF || xs[i].retry_at > now)
                 continue;
-            if (xs[i].retry_at > now) {
-                if (xs[i].retry_at < wake)
-                    wake = xs[i].retry_at;
-                continue;
-            }
             if (xfer_start(s3, m, &xs[i]) == APR_SUCCESS)
                 inflight++;
             else {
@@ -893,6 +888,11 @@ static apr_status_t run_reqs(ocireg_s3 *s3, apr_pool_t *p, s3_req **rqs,
         /* A request that just ended may free a slot or be due again. */
         if (next < n && inflight < parallel)
             continue;
+        /* Until the next retry is due, a second at most (the hook). */
+        wake = now + apr_time_from_sec(1);
+        for (i = 0; i < next; i++)
+            if (xs[i].state == XFER_BACKOFF && xs[i].retry_at < wake)
+                wake = xs[i].retry_at;
         wait_ms = wake > now ? (long)apr_time_as_msec(wake - now) : 0;
         if (wait_ms > 1000)
             wait_ms = 1000;
