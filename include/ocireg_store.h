@@ -29,6 +29,17 @@ typedef struct ocireg_upload_lock ocireg_upload_lock;
 /* An upload's stored data is not what its session sent (a request that
  * lost its lock wrote over it): it cannot be completed. */
 #define OCIREG_STORE_ECONFLICT (APR_OS_START_USERERR + 721)
+/* The backend could not be reached, timed out or answered 5xx: worth a
+ * retry later (clients get 503). Equal to OCIREG_S3_EUNAVAILABLE, so the
+ * S3 driver passes its client's codes on as they are. */
+#define OCIREG_STORE_EUNAVAILABLE (APR_OS_START_USERERR + 701)
+/* The backend refused the request (credentials, signature, bucket): a
+ * configuration problem (clients get 500, the log names the cause). Equal
+ * to OCIREG_S3_EREFUSED. */
+#define OCIREG_STORE_EREFUSED (APR_OS_START_USERERR + 702)
+/* What the calling thread's last failed backend request was and how the
+ * backend answered, for the error log (never holds credentials). */
+const char *ocireg_store_last_error(void);
 
 /* Where a blob's bytes go when it is sent: the caller's writer. */
 typedef apr_status_t (*ocireg_sink_fn)(void *ctx, const char *buf,

@@ -7,7 +7,6 @@
 #include "apr_strings.h"
 #include "apr_buckets.h"
 #include "mod_ocireg.h"
-#include "ocireg_s3.h"
 
 APLOG_USE_MODULE(ocireg);
 
@@ -65,20 +64,20 @@ int ocireg_respond_deletes_off(ocireg_req *q)
  * and text that came from clients. */
 int ocireg_store_failure(request_rec *r, apr_status_t rv, const char *what)
 {
-    if (rv == OCIREG_S3_EUNAVAILABLE) {
+    if (rv == OCIREG_STORE_EUNAVAILABLE) {
         /* The backend is down or slow: the client should come back. */
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "OCIREG00013: storage unavailable: %s (%s)", what,
-                      ap_escape_logitem(r->pool, ocireg_s3_last_error()));
+                      ap_escape_logitem(r->pool, ocireg_store_last_error()));
         apr_table_setn(r->err_headers_out, "Retry-After", "5");
         return ocireg_respond_error(r, HTTP_SERVICE_UNAVAILABLE,
                                     OCIREG_E_UNAVAILABLE,
                                     "storage backend unavailable", NULL);
     }
-    if (rv == OCIREG_S3_EREFUSED)
+    if (rv == OCIREG_STORE_EREFUSED)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "OCIREG00014: storage refused: %s (%s)", what,
-                      ap_escape_logitem(r->pool, ocireg_s3_last_error()));
+                      ap_escape_logitem(r->pool, ocireg_store_last_error()));
     else
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "OCIREG00010: storage failure: %s: %s", what,

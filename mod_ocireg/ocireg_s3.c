@@ -87,6 +87,17 @@ static void give_multi(ocireg_s3 *s3, CURLM *m)
         curl_multi_cleanup(m);
 }
 
+/* With the pool go the idle handles and the connections they keep. */
+static apr_status_t s3_cleanup(void *data)
+{
+    ocireg_s3 *s3 = data;
+    while (s3->nidle_multi > 0)
+        curl_multi_cleanup(s3->idle_multi[--s3->nidle_multi]);
+    while (s3->nidle > 0)
+        curl_easy_cleanup(s3->idle[--s3->nidle]);
+    return APR_SUCCESS;
+}
+
 apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
                               ocireg_s3 **out)
 {
@@ -111,6 +122,8 @@ apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
     rv = apr_thread_mutex_create(&s3->lock, APR_THREAD_MUTEX_DEFAULT, p);
     if (rv != APR_SUCCESS)
         return rv;
+    /* Registered after the mutex, so it runs before the mutex goes. */
+    apr_pool_cleanup_register(p, s3, s3_cleanup, apr_pool_cleanup_null);
     *out = s3;
     return APR_SUCCESS;
 }
@@ -253,9 +266,14 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
         if (res->body_len + len > max)
             return 0;
         if (res->body_len + len + 1 > rq->body_cap) {
-            /* Grown to what arrives, not sized to the largest allowed. */
+            /* Grown to what arrives, not sized to the largest allowed:
+             * the announced length when there is one (a page of 1000
+             * keys is some 300 KiB of a 16 MiB limit), else doubling. */
             apr_size_t cap = rq->body_cap ? rq->body_cap * 2 : 16 * 1024;
             char *grown;
+            if (!rq->body_cap && res->content_length > 0
+                && (apr_uint64_t)res->content_length < max)
+                cap = (apr_size_t)res->content_length + 1;
             while (cap < res->body_len + len + 1)
                 cap *= 2;
             if (cap > max + 1)
@@ -819,20 +837,15 @@ static apr_status_t run_reqs(ocireg_s3 *s3, apr_pool_t *p, s3_req **rqs,
         rqs[i]->rv = APR_EGENERAL;
     }
     while (done < n) {
-        apr_time_t now = apr_time_now(), wake = now + apr_time_from_sec(1);
+        apr_time_t now = apr_time_now(), wake;
         CURLMsg *msg;
         int running, left;
         long wait_ms;
 
         /* Retries whose time has come go first, then new requests. */
         for (i = 0; i < next && inflight < parallel; i++) {
-            if (xs[i].state != XFER_BACKOFF)
+            if (xs[i].state != XFER_BACKOFF || xs[i].retry_at > now)
                 continue;
-            if (xs[i].retry_at > now) {
-                if (xs[i].retry_at < wake)
-                    wake = xs[i].retry_at;
-                continue;
-            }
             if (xfer_start(s3, m, &xs[i]) == APR_SUCCESS)
                 inflight++;
             else {
@@ -875,6 +888,11 @@ static apr_status_t run_reqs(ocireg_s3 *s3, apr_pool_t *p, s3_req **rqs,
         /* A request that just ended may free a slot or be due again. */
         if (next < n && inflight < parallel)
             continue;
+        /* Until the next retry is due, a second at most (the hook). */
+        wake = now + apr_time_from_sec(1);
+        for (i = 0; i < next; i++)
+            if (xs[i].state == XFER_BACKOFF && xs[i].retry_at < wake)
+                wake = xs[i].retry_at;
         wait_ms = wake > now ? (long)apr_time_as_msec(wake - now) : 0;
         if (wait_ms > 1000)
             wait_ms = 1000;

@@ -1,7 +1,8 @@
 /* The S3 backend's XML answers: the first byte picks the answer
- * (ListObjectsV2, InitiateMultipartUpload, ListParts,
- * ListMultipartUploads, Error), the rest is the body as the server sent
- * it. Callers use what the parsers return as C strings and Complete sends
+ * (below 0x80, by its value modulo 5: ListObjectsV2,
+ * InitiateMultipartUpload, ListParts, ListMultipartUploads, Error; from
+ * 0x80, even: CopyObjectResult/CopyPartResult, odd: DeleteResult), the
+ * rest is the body as the server sent it. Callers use what the parsers return as C strings and Complete sends
  * every part's number and ETag, so those must be there. */
 #include "fuzz.h"
 #include "ocireg_s3.h"
@@ -19,6 +20,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p = fuzz_pool();
     len = size - 1;
     body = len ? apr_pmemdup(p, data + 1, len) : NULL;
+    if (data[0] >= 0x80) {
+        const char *etag = NULL, *code = NULL, *message = NULL;
+        apr_status_t rv;
+        if (data[0] % 2 == 0) {
+            rv = ocireg_s3_parse_copy_result(p, body, len, &etag, &code,
+                                             &message);
+            /* A copy that worked has an ETag; one that did not, none. */
+            FUZZ_ASSERT((rv == APR_SUCCESS) == (etag != NULL));
+            if (etag)
+                FUZZ_ASSERT(*etag);
+        }
+        else {
+            a = apr_array_make(p, 4, sizeof(ocireg_s3_delete_error));
+            rv = ocireg_s3_parse_delete_result(p, body, len, a, &code,
+                                               &message);
+            for (i = 0; i < a->nelts; i++)
+                FUZZ_ASSERT(APR_ARRAY_IDX(a, i, ocireg_s3_delete_error).key);
+            FUZZ_ASSERT(rv == APR_SUCCESS || a->nelts == 0);
+        }
+        if (code)
+            (void)strlen(code);
+        if (message)
+            (void)strlen(message);
+        apr_pool_destroy(p);
+        return 0;
+    }
     switch (data[0] % 5) {
     case 0: {
         static const char *const prefixes[] = {"", "p/", "repositories/",

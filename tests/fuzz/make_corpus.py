@@ -134,6 +134,12 @@ s3 = [
     "\x04" + '<Error><Code><![CDATA[X]]></Code><x:Message xmlns:x="urn:x">m</x:Message></Error>',
     "\x00" + '<a><b>',
     "\x04" + 'not xml at all',
+    # From 0x80 the first byte is one byte, not UTF-8: bytes.
+    b"\x80" + str.encode(xml + '<CopyObjectResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LastModified>2026-11-29T02:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag></CopyObjectResult>'),
+    b"\x80" + str.encode('   \n\n' + xml + '<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>'),
+    b"\x82" + str.encode('<CopyPartResult><ETag></ETag></CopyPartResult>'),
+    b"\x81" + str.encode(xml + '<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Deleted><Key>a</Key></Deleted><Error><Key>b&amp;c</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error><Error><Key>d</Key><Code>NoSuchKey</Code></Error><Error><Code>SlowDown</Code></Error></DeleteResult>'),
+    b"\x81" + str.encode('<DeleteResult/>'),
 ]
 write("s3xml", s3)
 

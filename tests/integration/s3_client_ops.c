@@ -13,6 +13,9 @@
  *                                     the copy worked (aborted otherwise);
  *                                     UPLOAD_ID: that upload instead (none
  *                                     is created, completed or aborted)
+ *   part-stream KEY N                 a multipart upload of KEY from N
+ *                                     streamed parts (ocireg_s3_part_start)
+ *                                     of 5 MiB and a last one of 1 KiB
  *   delete-many PREFIX N              DeleteObjects of PREFIX0 .. PREFIX<N-1>
  *   run KIND PREFIX N [PARALLEL [SRC]] ocireg_s3_run of N ops of KIND
  *                                     (head, get, put, delete, copy) on
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <curl/curl.h>
 
 #include <apr_general.h>
 #include <apr_pools.h>
@@ -168,6 +172,46 @@ static int part_copy(ocireg_s3 *s3, apr_pool_t *p, int argc, char **argv)
     return 0;
 }
 
+static int part_stream(ocireg_s3 *s3, apr_pool_t *p, const char *key, int n)
+{
+    static char buf[64 * 1024];
+    const char *upload_id, *etag = NULL;
+    apr_array_header_t *parts = apr_array_make(p, n, sizeof(ocireg_s3_part));
+    apr_status_t rv = ocireg_s3_mpu_create(s3, p, key, &upload_id);
+    int i;
+
+    memset(buf, 'x', sizeof(buf));
+    for (i = 1; rv == APR_SUCCESS && i <= n; i++) {
+        apr_off_t len = i < n ? 5 * 1024 * 1024 : 1024, sent = 0;
+        ocireg_s3_stream *st;
+        ocireg_s3_part *pt;
+        rv = ocireg_s3_part_start(s3, p, key, upload_id, i, len, &st);
+        while (rv == APR_SUCCESS && sent < len) {
+            apr_size_t k = len - sent < (apr_off_t)sizeof(buf)
+                               ? (apr_size_t)(len - sent)
+                               : sizeof(buf);
+            rv = ocireg_s3_part_write(st, buf, k);
+            sent += (apr_off_t)k;
+        }
+        if (rv == APR_SUCCESS)
+            rv = ocireg_s3_part_finish(st, &etag);
+        else
+            ocireg_s3_part_abort(st);
+        pt = apr_array_push(parts);
+        pt->number = i;
+        pt->etag = etag;
+    }
+    if (rv == APR_SUCCESS)
+        rv = ocireg_s3_mpu_complete(s3, p, key, upload_id, parts);
+    else if (upload_id)
+        ocireg_s3_mpu_abort(s3, p, key, upload_id);
+    printf("status=%s", status_name(rv));
+    if (rv != APR_SUCCESS)
+        printf(" error=%s", ocireg_s3_last_error());
+    printf("\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     apr_pool_t *p;
@@ -176,6 +220,7 @@ int main(int argc, char **argv)
     ocireg_s3_result res;
     apr_status_t rv;
     const char *cmd;
+    int rc = 0;
 
     if (argc < 3)
         return usage();
@@ -221,7 +266,10 @@ int main(int argc, char **argv)
         print_result(rv, &res);
     }
     else if (strcmp(cmd, "part-copy") == 0 && argc >= 4 && argc <= 6) {
-        return part_copy(s3, p, argc, argv);
+        rc = part_copy(s3, p, argc, argv);
+    }
+    else if (strcmp(cmd, "part-stream") == 0 && argc == 4) {
+        rc = part_stream(s3, p, argv[2], atoi(argv[3]));
     }
     else if (strcmp(cmd, "delete-many") == 0 && argc == 4) {
         apr_array_header_t *keys = apr_array_make(p, 16, sizeof(char *));
@@ -236,12 +284,15 @@ int main(int argc, char **argv)
         printf("\n");
     }
     else if (strcmp(cmd, "run") == 0) {
-        return run_ops(s3, p, argc, argv);
+        rc = run_ops(s3, p, argc, argv);
     }
     else {
-        return usage();
+        rc = usage();
     }
+    /* Handles and connections go with the pool (the sanitizer build checks
+     * for leaks). */
     apr_pool_destroy(p);
     apr_terminate();
-    return 0;
+    curl_global_cleanup();
+    return rc;
 }
