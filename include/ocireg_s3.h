@@ -271,21 +271,6 @@ apr_status_t ocireg_s3_parse_delete_result(apr_pool_t *p, const char *body,
 /* What an S3 error code means, as above (NULL: OCIREG_S3_EREFUSED). */
 apr_status_t ocireg_s3_code_status(const char *code);
 
-/* A part upload whose body is pushed as it arrives: the request starts at
- * once with Content-Length len, and each write returns when the bytes are
- * on their way, so memory stays at one buffer whatever the part size. */
-typedef struct ocireg_s3_stream ocireg_s3_stream;
-apr_status_t ocireg_s3_part_start(ocireg_s3 *s3, apr_pool_t *p,
-                                  const char *key, const char *upload_id,
-                                  int part_number, apr_off_t len,
-                                  ocireg_s3_stream **out);
-apr_status_t ocireg_s3_part_write(ocireg_s3_stream *st, const char *buf,
-                                  apr_size_t n);
-/* After len bytes: waits for the answer; the part's ETag in *etag. */
-apr_status_t ocireg_s3_part_finish(ocireg_s3_stream *st, const char **etag);
-/* Drops the transfer (the part is not created). */
-void ocireg_s3_part_abort(ocireg_s3_stream *st);
-
 /* A presigned GET URL valid for `seconds`. */
 const char *ocireg_s3_presign_get(ocireg_s3 *s3, apr_pool_t *p,
                                   const char *key, int seconds);

@@ -496,7 +496,14 @@ apr_status_t s3_upload_write(ocireg_upload_writer *w, const char *buf,
 apr_status_t s3_upload_close(ocireg_upload_writer *w,
                                     unsigned char *state)
 {
-    apr_status_t rv = w->failed, jrv = job_wait(w);
+    apr_status_t rv = w->failed, jrv;
+    /* A body that ends on a part boundary of an upload that has parts
+     * sends its last part now rather than leaving a whole part for the
+     * closing PUT to copy; a blob of one part stays a single object. */
+    if (rv == APR_SUCCESS && w->cur == (apr_off_t)w->state.part_size
+        && (w->state.parts > 0 || w->job))
+        rv = send_full_spool(w);
+    jrv = job_wait(w);
     if (rv == APR_SUCCESS)
         rv = jrv;
     if (rv != APR_SUCCESS) {

@@ -14,8 +14,10 @@
  *                                     UPLOAD_ID: that upload instead (none
  *                                     is created, completed or aborted)
  *   part-stream KEY N                 a multipart upload of KEY from N
- *                                     streamed parts (ocireg_s3_part_start)
- *                                     of 5 MiB and a last one of 1 KiB
+ *                                     parts streamed from a reader
+ *                                     (ocireg_s3_put_stream with the part's
+ *                                     query) of 5 MiB and a last one of
+ *                                     1 KiB
  *   delete-many PREFIX N              DeleteObjects of PREFIX0 .. PREFIX<N-1>
  *   run KIND PREFIX N [PARALLEL [SRC]] ocireg_s3_run of N ops of KIND
  *                                     (head, get, put, delete, copy) on
@@ -172,34 +174,39 @@ static int part_copy(ocireg_s3 *s3, apr_pool_t *p, int argc, char **argv)
     return 0;
 }
 
+typedef struct {
+    apr_off_t left;
+} filler;
+
+static apr_ssize_t fill_x(void *ctx, char *buf, apr_size_t n)
+{
+    filler *f = ctx;
+    if ((apr_off_t)n > f->left)
+        n = (apr_size_t)f->left;
+    memset(buf, 'x', n);
+    f->left -= (apr_off_t)n;
+    return (apr_ssize_t)n;
+}
+
 static int part_stream(ocireg_s3 *s3, apr_pool_t *p, const char *key, int n)
 {
-    static char buf[64 * 1024];
-    const char *upload_id, *etag = NULL;
+    const char *upload_id;
     apr_array_header_t *parts = apr_array_make(p, n, sizeof(ocireg_s3_part));
     apr_status_t rv = ocireg_s3_mpu_create(s3, p, key, &upload_id);
     int i;
 
-    memset(buf, 'x', sizeof(buf));
     for (i = 1; rv == APR_SUCCESS && i <= n; i++) {
-        apr_off_t len = i < n ? 5 * 1024 * 1024 : 1024, sent = 0;
-        ocireg_s3_stream *st;
+        filler f;
+        ocireg_s3_result res;
         ocireg_s3_part *pt;
-        rv = ocireg_s3_part_start(s3, p, key, upload_id, i, len, &st);
-        while (rv == APR_SUCCESS && sent < len) {
-            apr_size_t k = len - sent < (apr_off_t)sizeof(buf)
-                               ? (apr_size_t)(len - sent)
-                               : sizeof(buf);
-            rv = ocireg_s3_part_write(st, buf, k);
-            sent += (apr_off_t)k;
-        }
-        if (rv == APR_SUCCESS)
-            rv = ocireg_s3_part_finish(st, &etag);
-        else
-            ocireg_s3_part_abort(st);
+        f.left = i < n ? 5 * 1024 * 1024 : 1024;
+        rv = ocireg_s3_put_stream(
+            s3, p, key,
+            apr_psprintf(p, "partNumber=%d&uploadId=%s", i, upload_id),
+            f.left, fill_x, &f, &res);
         pt = apr_array_push(parts);
         pt->number = i;
-        pt->etag = etag;
+        pt->etag = rv == APR_SUCCESS ? res.etag : NULL;
     }
     if (rv == APR_SUCCESS)
         rv = ocireg_s3_mpu_complete(s3, p, key, upload_id, parts);
