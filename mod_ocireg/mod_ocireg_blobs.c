@@ -118,14 +118,8 @@ int ocireg_handle_blob(ocireg_req *q)
         return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN, NULL,
                             digest);
 
-    rv = q->store->ops->blob_linked(q->store, r->pool, q->route.name, digest);
-    if (rv == APR_ENOENT)
-        return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN, NULL,
-                            digest);
-    if (rv != APR_SUCCESS)
-        return ocireg_store_failure(r, rv, "blob link lookup");
-
     if (r->method_number == M_DELETE) {
+        /* The unlink tells whether the link was there. */
         rv = q->store->ops->blob_unlink(q->store, r->pool, q->route.name,
                                         digest);
         if (rv == APR_ENOENT)
@@ -136,7 +130,9 @@ int ocireg_handle_blob(ocireg_req *q)
         return ocireg_respond(r, HTTP_ACCEPTED, NULL, NULL, 0);
     }
 
-    rv = q->store->ops->blob_open(q->store, r->pool, digest, &body);
+    /* The link says where the bytes are: a HEAD costs the link alone. */
+    rv = q->store->ops->blob_open_linked(q->store, r->pool, q->route.name,
+                                         digest, !r->header_only, &body);
     if (rv == APR_ENOENT)
         return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN, NULL,
                             digest);
