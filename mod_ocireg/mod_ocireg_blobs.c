@@ -12,22 +12,53 @@
 
 APLOG_USE_MODULE(ocireg);
 
+/* The store hands over what each read from its socket gave (16 KiB from
+ * libcurl): passing each piece down the filter chain on its own costs a
+ * trip through every filter and a write to the client per piece. So the
+ * pieces are gathered into a buffer of SINK_BUFFER bytes, passed as one
+ * bucket; the core writes it, blocking when the client is slower than the
+ * store, and keeps at most its own small remainder. */
+#define SINK_BUFFER (256 * 1024)
+
 typedef struct {
     request_rec *r;
     apr_bucket_brigade *bb;
+    char *buf;
+    apr_size_t used;
 } brigade_sink_ctx;
 
-/* Each piece the store delivers goes straight on to the client; the core
- * output filter blocks when the client is slower than the store. */
+static apr_status_t sink_flush(brigade_sink_ctx *c)
+{
+    apr_status_t rv;
+    if (!c->used)
+        return APR_SUCCESS;
+    APR_BRIGADE_INSERT_TAIL(
+        c->bb, apr_bucket_transient_create(c->buf, c->used,
+                                           c->bb->bucket_alloc));
+    rv = ap_pass_brigade(c->r->output_filters, c->bb);
+    apr_brigade_cleanup(c->bb);
+    c->used = 0;
+    return rv;
+}
+
 static apr_status_t brigade_sink(void *ctx, const char *buf, apr_size_t len)
 {
     brigade_sink_ctx *c = ctx;
-    apr_status_t rv;
-    APR_BRIGADE_INSERT_TAIL(
-        c->bb, apr_bucket_transient_create(buf, len, c->bb->bucket_alloc));
-    rv = ap_pass_brigade(c->r->output_filters, c->bb);
-    apr_brigade_cleanup(c->bb);
-    return rv;
+    while (len) {
+        apr_size_t n = SINK_BUFFER - c->used;
+        if (n > len)
+            n = len;
+        memcpy(c->buf + c->used, buf, n);
+        c->used += n;
+        buf += n;
+        len -= n;
+        if (c->used == SINK_BUFFER) {
+            apr_status_t rv = sink_flush(c);
+            if (rv != APR_SUCCESS)
+                return rv;
+        }
+    }
+    return APR_SUCCESS;
 }
 
 /* A blob that is not a local file: redirect to it, or stream it, passing
@@ -81,7 +112,11 @@ static int send_stream(ocireg_req *q, ocireg_blob_body *body,
     }
     c.r = r;
     c.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    c.buf = apr_palloc(r->pool, SINK_BUFFER);
+    c.used = 0;
     rv = body->send(body->ctx, r->pool, start, len, brigade_sink, &c);
+    if (rv == APR_SUCCESS)
+        rv = sink_flush(&c);
     if (rv != APR_SUCCESS) {
         if (!r->sent_bodyct && !r->bytes_sent)
             return ocireg_store_failure(r, rv, "reading the blob");
