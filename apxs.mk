@@ -47,3 +47,12 @@ $(BUILD)/unit/%: tests/unit/%.c $(CORE_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(WARN) $(SAN_FLAGS) -g -O1 -Iinclude $(APR_CFLAGS) $< $(CORE_SRC) -o $@ \
 	    -lcmocka $(APR_LIBS) $(LIBS)
+
+# The S3 client on its own, driven against the test RGW by
+# tests/integration/test_s3_client_ops.py; built with the unit tests.
+S3OPS_BIN := $(BUILD)/tools/s3_client_ops
+
+$(S3OPS_BIN): tests/integration/s3_client_ops.c $(CORE_SRC) $(HEADERS)
+	@mkdir -p $(BUILD)/tools
+	$(CC) $(WARN) $(SAN_FLAGS) -g -O1 -Iinclude $(APR_CFLAGS) $< $(CORE_SRC) -o $@ \
+	    $(APR_LIBS) $(LIBS)

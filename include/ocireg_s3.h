@@ -1,8 +1,10 @@
 /* A small S3 client for Cloudflare R2 and other S3-compatible stores:
  * path-style URLs, our own SigV4 (ocireg_sigv4.h), UNSIGNED-PAYLOAD bodies
  * and an empty Expect header (R2 never sends 100 Continue). libcurl does
- * the HTTP; its handles are pooled per process so connections are reused
- * across requests and threads. */
+ * the HTTP; its easy and multi handles are pooled per process so
+ * connections are reused across requests and threads. Every request, alone
+ * or in a batch (ocireg_s3_run), goes through one engine on a pooled multi
+ * handle, with the same retries. */
 #ifndef OCIREG_S3_H
 #define OCIREG_S3_H
 
@@ -17,6 +19,9 @@
 /* The backend refused the request (credentials, signature, bucket): a
  * configuration problem (clients get 500, the log names the cause). */
 #define OCIREG_S3_EREFUSED (APR_OS_START_USERERR + 702)
+/* A conditional copy found its source changed (x-amz-copy-source-if-match
+ * did not hold). */
+#define OCIREG_S3_ECHANGED (APR_OS_START_USERERR + 704)
 
 typedef struct {
     const char *endpoint;        /* scheme://host[:port], no path */
@@ -77,6 +82,62 @@ apr_status_t ocireg_s3_get_stream(ocireg_s3 *s3, apr_pool_t *p,
                                   void *ctx, ocireg_s3_result *res);
 apr_status_t ocireg_s3_delete(ocireg_s3 *s3, apr_pool_t *p, const char *key,
                               ocireg_s3_result *res);
+
+/* CopyObject within the bucket, server-side: no bytes pass through us.
+ * The copy's metadata is `meta` (x-amz-metadata-directive: REPLACE; NULL =
+ * none), Content-Type application/octet-stream. if_match non-NULL: copy
+ * only if the source's ETag is that (quotes optional); otherwise
+ * OCIREG_S3_ECHANGED. A missing source gives APR_ENOENT. The copy's ETag
+ * is in res->etag. res may be NULL. */
+apr_status_t ocireg_s3_copy(ocireg_s3 *s3, apr_pool_t *p, const char *src_key,
+                            const char *dst_key, const apr_table_t *meta,
+                            const char *if_match, ocireg_s3_result *res);
+/* UploadPartCopy: the whole source object becomes part `part_number` of
+ * the upload; the new part's ETag in *etag. if_match as above.
+ * NoSuchUpload (and a missing source) give APR_ENOENT. */
+apr_status_t ocireg_s3_part_copy(ocireg_s3 *s3, apr_pool_t *p, const char *key,
+                                 const char *upload_id, int part_number,
+                                 const char *src_key, const char *if_match,
+                                 const char **etag);
+
+/* DeleteObjects (quiet): every key of `keys` (const char *, whole keys),
+ * 1000 per request. Missing keys count as deleted. APR_SUCCESS when all
+ * are gone. */
+#define OCIREG_S3_DELETE_BATCH 1000
+apr_status_t ocireg_s3_delete_many(ocireg_s3 *s3, apr_pool_t *p,
+                                   const apr_array_header_t *keys);
+
+/* Independent requests in parallel, each with the retries of the single
+ * call it stands for. */
+typedef enum {
+    OCIREG_S3_OP_HEAD,
+    OCIREG_S3_OP_GET,
+    OCIREG_S3_OP_PUT,
+    OCIREG_S3_OP_DELETE,
+    OCIREG_S3_OP_COPY
+} ocireg_s3_op_kind;
+typedef struct {
+    ocireg_s3_op_kind kind;
+    const char *key;
+    /* GET: at most max bytes into res.body (as ocireg_s3_get_small) */
+    apr_size_t max;
+    /* PUT: body, metadata, create-only (If-None-Match: *) */
+    const char *data;
+    apr_size_t len;
+    const apr_table_t *meta;
+    int if_none_match;
+    /* COPY: source key, if_match (and meta above) as ocireg_s3_copy */
+    const char *src_key;
+    const char *if_match;
+    /* out: what the single call would have returned, and its result */
+    apr_status_t status;
+    ocireg_s3_result res;
+} ocireg_s3_op;
+/* Runs n ops, at most `parallel` (<=0: 32) in flight at once; returns
+ * when all are done. Each op's outcome is in op->status / op->res. The
+ * return is APR_SUCCESS unless the batch itself could not run. */
+apr_status_t ocireg_s3_run(ocireg_s3 *s3, apr_pool_t *p, ocireg_s3_op *ops,
+                           int n, int parallel);
 
 /* Listing. ListObjectsV2 pages through keys under a prefix in byte order.
  * Every listing goes through ocireg_s3_list_pages, so memory stays at one
@@ -173,6 +234,34 @@ apr_status_t ocireg_s3_parse_uploads(apr_pool_t *p, const char *body,
                                      apr_array_header_t *uploads,
                                      const char **next_key,
                                      const char **next_id);
+
+/* CopyObjectResult or CopyPartResult: the ETag in *etag. S3 may answer a
+ * copy 200 and still put an <Error> in the body: then *code and *message
+ * are set and the return says what the code means: OCIREG_S3_EUNAVAILABLE
+ * (InternalError, SlowDown, ServiceUnavailable, RequestTimeout),
+ * APR_ENOENT (NoSuchKey, NoSuchUpload, NoSuchBucket), OCIREG_S3_ECHANGED
+ * (PreconditionFailed), else OCIREG_S3_EREFUSED (also for a body that is
+ * neither, or a result without an ETag). */
+apr_status_t ocireg_s3_parse_copy_result(apr_pool_t *p, const char *body,
+                                         apr_size_t len, const char **etag,
+                                         const char **code,
+                                         const char **message);
+/* A key DeleteObjects did not delete. */
+typedef struct {
+    const char *key;
+    const char *code;
+    const char *message;
+} ocireg_s3_delete_error;
+/* A DeleteResult: each <Error> onto errors (ocireg_s3_delete_error), but
+ * NoSuchKey, which counts as deleted. A whole-request <Error> fills
+ * *code / *message and is classified as in ocireg_s3_parse_copy_result. */
+apr_status_t ocireg_s3_parse_delete_result(apr_pool_t *p, const char *body,
+                                           apr_size_t len,
+                                           apr_array_header_t *errors,
+                                           const char **code,
+                                           const char **message);
+/* What an S3 error code means, as above (NULL: OCIREG_S3_EREFUSED). */
+apr_status_t ocireg_s3_code_status(const char *code);
 
 /* A part upload whose body is pushed as it arrives: the request starts at
  * once with Content-Length len, and each write returns when the bytes are

@@ -6,10 +6,18 @@
 #include <apr_xml.h>
 #include <apr_lib.h>
 #include <apr_date.h>
+#include <apr_md5.h>
+#include <apr_base64.h>
 #include "ocireg_s3.h"
 #include "ocireg_sigv4.h"
 
 #define MAX_IDLE_HANDLES 16
+/* Multi handles hold the idle connections: one is taken for each request
+ * or batch and for each part stream. */
+#define MAX_IDLE_MULTIS 16
+/* Idle connections each multi keeps (a full batch's worth). */
+#define MULTI_MAX_CONNECTS 32
+#define DEFAULT_PARALLEL 32
 #define ERROR_BODY_MAX (64 * 1024)
 
 struct ocireg_s3 {
@@ -17,8 +25,10 @@ struct ocireg_s3 {
     ocireg_sigv4_creds creds;
     const char *host;                 /* Host header: host[:port] */
     apr_thread_mutex_t *lock;         /* guards idle[] */
-    CURL *idle[MAX_IDLE_HANDLES];     /* handles keeping warm connections */
+    CURL *idle[MAX_IDLE_HANDLES];     /* easy handles, set up anew each use */
     int nidle;
+    CURLM *idle_multi[MAX_IDLE_MULTIS]; /* their caches: warm connections */
+    int nidle_multi;
 };
 
 /* Handles are taken for one request and given back, so every thread gets
@@ -47,6 +57,34 @@ static void give_handle(ocireg_s3 *s3, CURL *h)
     apr_thread_mutex_unlock(s3->lock);
     if (h)
         curl_easy_cleanup(h);
+}
+
+/* Connections live in a multi handle's cache, and a multi handle serves
+ * one thread at a time: each request or batch takes one from this pool and
+ * gives it back with its connections. (A curl share of connections is not
+ * safe between concurrent threads in libcurl 7.88.) */
+static CURLM *take_multi(ocireg_s3 *s3)
+{
+    CURLM *m = NULL;
+    apr_thread_mutex_lock(s3->lock);
+    if (s3->nidle_multi > 0)
+        m = s3->idle_multi[--s3->nidle_multi];
+    apr_thread_mutex_unlock(s3->lock);
+    if (!m && (m = curl_multi_init()) != NULL)
+        curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)MULTI_MAX_CONNECTS);
+    return m;
+}
+
+static void give_multi(ocireg_s3 *s3, CURLM *m)
+{
+    apr_thread_mutex_lock(s3->lock);
+    if (s3->nidle_multi < MAX_IDLE_MULTIS) {
+        s3->idle_multi[s3->nidle_multi++] = m;
+        m = NULL;
+    }
+    apr_thread_mutex_unlock(s3->lock);
+    if (m)
+        curl_multi_cleanup(m);
 }
 
 apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
@@ -81,11 +119,13 @@ apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
 static __thread void (*waiting_fn)(void *ctx);
 static __thread void *waiting_ctx;
 static __thread int in_waiting_fn;
+static __thread apr_time_t waiting_called;
 
 void ocireg_s3_while_waiting(void (*fn)(void *ctx), void *ctx)
 {
     waiting_fn = fn;
     waiting_ctx = ctx;
+    waiting_called = 0;
 }
 
 void ocireg_s3_while_waiting_clear(void *ctx)
@@ -98,9 +138,16 @@ void ocireg_s3_while_waiting_clear(void *ctx)
 
 static void still_waiting(void)
 {
+    apr_time_t now;
     /* The hook may itself talk to the backend: not again from there. */
     if (!waiting_fn || in_waiting_fn)
         return;
+    /* libcurl reports progress many times a second per transfer, and a
+     * batch runs many transfers: the hook runs about once a second. */
+    now = apr_time_now();
+    if (waiting_called && now - waiting_called < apr_time_from_sec(1))
+        return;
+    waiting_called = now;
     in_waiting_fn = 1;
     waiting_fn(waiting_ctx);
     in_waiting_fn = 0;
@@ -136,8 +183,11 @@ typedef struct {
     apr_status_t sink_rv;
     apr_size_t collect_max;
     int stream;                       /* no total timeout, stall limit */
+    const char *content_type;         /* NULL: none sent */
+    int copy_result;                  /* a 200 carries CopyObjectResult */
     apr_pool_t *p;
     ocireg_s3_result *res;
+    apr_status_t rv;                  /* outcome, from the engine */
     apr_size_t body_pos;
     apr_size_t body_cap;              /* bytes allocated at res->body */
 } s3_req;
@@ -399,6 +449,109 @@ apr_status_t ocireg_s3_parse_uploads(apr_pool_t *p, const char *body,
     return APR_SUCCESS;
 }
 
+apr_status_t ocireg_s3_code_status(const char *code)
+{
+    static const char *const transient[] = {
+        "InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout",
+        "OperationAborted", NULL};
+    static const char *const missing[] = {"NoSuchKey", "NoSuchUpload",
+                                          "NoSuchBucket", NULL};
+    int i;
+    if (!code)
+        return OCIREG_S3_EREFUSED;
+    for (i = 0; transient[i]; i++)
+        if (strcmp(code, transient[i]) == 0)
+            return OCIREG_S3_EUNAVAILABLE;
+    for (i = 0; missing[i]; i++)
+        if (strcmp(code, missing[i]) == 0)
+            return APR_ENOENT;
+    if (strcmp(code, "PreconditionFailed") == 0)
+        return OCIREG_S3_ECHANGED;
+    return OCIREG_S3_EREFUSED;
+}
+
+/* A copy's answer may start with whitespace: S3 keeps a long copy's
+ * connection alive with it before the XML (and its declaration) comes. */
+static apr_xml_doc *xml_parse_padded(apr_pool_t *p, const char *body,
+                                     apr_size_t len)
+{
+    while (body && len && apr_isspace(*body)) {
+        body++;
+        len--;
+    }
+    return xml_parse(p, body, len);
+}
+
+/* A whole-request <Error> as a status, its code and message set. */
+static apr_status_t root_error(apr_pool_t *p, const apr_xml_elem *root,
+                               const char **code, const char **message)
+{
+    const char *c = xml_find(p, root, "Code");
+    const char *m = xml_find(p, root, "Message");
+    if (c)
+        *code = c;
+    if (m)
+        *message = m;
+    return ocireg_s3_code_status(c);
+}
+
+apr_status_t ocireg_s3_parse_copy_result(apr_pool_t *p, const char *body,
+                                         apr_size_t len, const char **etag,
+                                         const char **code,
+                                         const char **message)
+{
+    apr_xml_doc *doc = xml_parse_padded(p, body, len);
+    const char *t;
+    *etag = NULL;
+    if (!doc || !doc->root)
+        return OCIREG_S3_EREFUSED;
+    if (strcmp(doc->root->name, "Error") == 0)
+        return root_error(p, doc->root, code, message);
+    if (strcmp(doc->root->name, "CopyObjectResult") != 0
+        && strcmp(doc->root->name, "CopyPartResult") != 0)
+        return OCIREG_S3_EREFUSED;
+    t = xml_find(p, doc->root, "ETag");
+    if (!t || !*t)
+        return OCIREG_S3_EREFUSED;
+    *etag = t;
+    return APR_SUCCESS;
+}
+
+apr_status_t ocireg_s3_parse_delete_result(apr_pool_t *p, const char *body,
+                                           apr_size_t len,
+                                           apr_array_header_t *errors,
+                                           const char **code,
+                                           const char **message)
+{
+    apr_xml_doc *doc = xml_parse_padded(p, body, len);
+    const apr_xml_elem *e;
+    if (!doc || !doc->root)
+        return OCIREG_S3_EREFUSED;
+    if (strcmp(doc->root->name, "Error") == 0)
+        return root_error(p, doc->root, code, message);
+    if (strcmp(doc->root->name, "DeleteResult") != 0)
+        return OCIREG_S3_EREFUSED;
+    for (e = doc->root->first_child; e; e = e->next) {
+        ocireg_s3_delete_error *de;
+        const char *c;
+        if (strcmp(e->name, "Error") != 0)
+            continue;
+        c = xml_find(p, e, "Code");
+        /* Gone is what we wanted. */
+        if (c && strcmp(c, "NoSuchKey") == 0)
+            continue;
+        /* An error without a key or code still means a key may be left:
+         * never report it deleted. */
+        de = apr_array_push(errors);
+        de->key = xml_find(p, e, "Key");
+        if (!de->key)
+            de->key = "";
+        de->code = c;
+        de->message = xml_find(p, e, "Message");
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t status_of(long status)
 {
     if (status >= 200 && status < 300)
@@ -447,7 +600,10 @@ static struct curl_slist *prepare(ocireg_s3 *s3, CURL *h, s3_req *rq)
                                                auth ? auth : "", NULL));
     /* R2 never answers 100 Continue: don't wait for one. */
     list = curl_slist_append(list, "Expect:");
-    list = curl_slist_append(list, "Content-Type:");
+    list = curl_slist_append(
+        list, rq->content_type
+                  ? apr_pstrcat(p, "Content-Type: ", rq->content_type, NULL)
+                  : "Content-Type:");
     if (rq->range)
         list = curl_slist_append(list,
                                  apr_pstrcat(p, "Range: ", rq->range, NULL));
@@ -549,56 +705,189 @@ static apr_status_t finish_result(s3_req *rq, CURLcode cc, CURL *h)
     return note_failure(rq, status_of(status));
 }
 
-static apr_status_t perform_once(ocireg_s3 *s3, s3_req *rq)
-{
-    CURL *h = take_handle(s3);
-    struct curl_slist *list;
-    CURLcode cc;
-    apr_status_t rv;
-    int keep;
+/* One request's course through the engine: started on a pooled handle,
+ * retried after a backoff while the backend is unavailable, then done. */
+typedef enum { XFER_PENDING, XFER_RUNNING, XFER_BACKOFF, XFER_DONE } xfer_state;
 
+typedef struct {
+    s3_req *rq;
+    CURL *h;
+    struct curl_slist *list;
+    apr_array_header_t *base_hdrs;    /* signed headers before signing */
+    int attempt;
+    apr_time_t retry_at;
+    xfer_state state;
+} s3_xfer;
+
+static apr_status_t xfer_start(ocireg_s3 *s3, CURLM *m, s3_xfer *x)
+{
+    s3_req *rq = x->rq;
+    CURL *h = take_handle(s3);
     if (!h)
         return APR_ENOMEM;
     memset(rq->res, 0, sizeof(*rq->res));
     rq->res->meta = apr_table_make(rq->p, 4);
-    rq->signed_hdrs = rq->signed_hdrs
-                          ? apr_array_copy(rq->p, rq->signed_hdrs)
-                          : NULL;
+    rq->signed_hdrs = x->base_hdrs ? apr_array_copy(rq->p, x->base_hdrs)
+                                   : NULL;
     rq->body_pos = 0;
     rq->body_cap = 0;
     rq->sink_rv = APR_SUCCESS;
-    list = prepare(s3, h, rq);
+    x->list = prepare(s3, h, rq);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header_status);
-    cc = curl_easy_perform(h);
-    rv = finish_result(rq, cc, h);
-    curl_slist_free_all(list);
-    /* A handle whose transfer broke may hold a dead connection. */
-    keep = cc == CURLE_OK;
-    if (keep)
-        give_handle(s3, h);
-    else
+    curl_easy_setopt(h, CURLOPT_PRIVATE, x);
+    if (curl_multi_add_handle(m, h) != CURLM_OK) {
+        curl_slist_free_all(x->list);
+        x->list = NULL;
         curl_easy_cleanup(h);
-    return rv;
+        return APR_ENOMEM;
+    }
+    x->h = h;
+    x->state = XFER_RUNNING;
+    return APR_SUCCESS;
 }
 
-/* Idempotent requests are retried with backoff while the backend is
- * unavailable; a body that streams from a reader is not (its bytes are
- * gone). */
+/* A copy answers 200 before it is done and may then report a failure in
+ * the body: that answer counts as the failure it names. */
+static apr_status_t check_copy_body(s3_req *rq)
+{
+    ocireg_s3_result *res = rq->res;
+    const char *etag = NULL;
+    apr_status_t rv = ocireg_s3_parse_copy_result(
+        rq->p, res->body, res->body_len, &etag, &res->code, &res->message);
+    if (rv == APR_SUCCESS)
+        res->etag = etag;
+    else if (!res->code)
+        res->code = "no CopyObjectResult with an ETag in the answer";
+    return note_failure(rq, rv);
+}
+
+/* The transfer of x ended with cc: its outcome, or a retry later. */
+static void xfer_end(ocireg_s3 *s3, CURLM *m, s3_xfer *x, CURLcode cc)
+{
+    s3_req *rq = x->rq;
+    apr_status_t rv = finish_result(rq, cc, x->h);
+    if (rv == APR_SUCCESS && rq->copy_result)
+        rv = check_copy_body(rq);
+    curl_multi_remove_handle(m, x->h);
+    curl_slist_free_all(x->list);
+    x->list = NULL;
+    /* A handle whose transfer broke may hold a dead connection. */
+    if (cc == CURLE_OK)
+        give_handle(s3, x->h);
+    else
+        curl_easy_cleanup(x->h);
+    x->h = NULL;
+    rq->rv = rv;
+    /* Idempotent requests are retried with backoff while the backend is
+     * unavailable; a body that streams from a reader or into a sink is
+     * not (its bytes are gone). */
+    if (rv == OCIREG_S3_EUNAVAILABLE && !rq->reader && !rq->sink
+        && x->attempt < s3->cfg.retries) {
+        x->retry_at = apr_time_now()
+                      + (apr_time_from_msec(100) << x->attempt);
+        x->attempt++;
+        x->state = XFER_BACKOFF;
+        still_waiting();
+    }
+    else {
+        x->state = XFER_DONE;
+    }
+}
+
+/* Runs every request of rqs, at most `parallel` at once, on one multi
+ * handle from the pool, so a batch reuses the connections earlier
+ * requests left there. Each request's outcome is in its rv. */
+static apr_status_t run_reqs(ocireg_s3 *s3, apr_pool_t *p, s3_req **rqs,
+                             int n, int parallel)
+{
+    s3_xfer *xs;
+    CURLM *m;
+    int i, next = 0, inflight = 0, done = 0;
+    apr_time_t hook_at = apr_time_now() + apr_time_from_sec(1);
+
+    if (n <= 0)
+        return APR_SUCCESS;
+    if (parallel <= 0)
+        parallel = 1;
+    m = take_multi(s3);
+    if (!m)
+        return APR_ENOMEM;
+    xs = apr_pcalloc(p, sizeof(*xs) * (apr_size_t)n);
+    for (i = 0; i < n; i++) {
+        xs[i].rq = rqs[i];
+        xs[i].base_hdrs = rqs[i]->signed_hdrs;
+        rqs[i]->rv = APR_EGENERAL;
+    }
+    while (done < n) {
+        apr_time_t now = apr_time_now(), wake = now + apr_time_from_sec(1);
+        CURLMsg *msg;
+        int running, left;
+        long wait_ms;
+
+        /* Retries whose time has come go first, then new requests. */
+        for (i = 0; i < next && inflight < parallel; i++) {
+            if (xs[i].state != XFER_BACKOFF)
+                continue;
+            if (xs[i].retry_at > now) {
+                if (xs[i].retry_at < wake)
+                    wake = xs[i].retry_at;
+                continue;
+            }
+            if (xfer_start(s3, m, &xs[i]) == APR_SUCCESS)
+                inflight++;
+            else {
+                xs[i].state = XFER_DONE;
+                done++;
+            }
+        }
+        while (next < n && inflight < parallel) {
+            s3_xfer *x = &xs[next++];
+            apr_status_t rv = xfer_start(s3, m, x);
+            if (rv == APR_SUCCESS)
+                inflight++;
+            else {
+                x->rq->rv = rv;
+                x->state = XFER_DONE;
+                done++;
+            }
+        }
+        curl_multi_perform(m, &running);
+        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+            s3_xfer *x = NULL;
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+            if (!x || x->state != XFER_RUNNING)
+                continue;
+            /* msg is invalid once its handle leaves the multi. */
+            xfer_end(s3, m, x, msg->data.result);
+            inflight--;
+            if (x->state == XFER_DONE)
+                done++;
+        }
+        if (done >= n)
+            break;
+        now = apr_time_now();
+        if (now >= hook_at) {
+            still_waiting();
+            hook_at = now + apr_time_from_sec(1);
+        }
+        /* A request that just ended may free a slot or be due again. */
+        if (next < n && inflight < parallel)
+            continue;
+        wait_ms = wake > now ? (long)apr_time_as_msec(wake - now) : 0;
+        if (wait_ms > 1000)
+            wait_ms = 1000;
+        curl_multi_poll(m, NULL, 0, (int)wait_ms, NULL);
+    }
+    give_multi(s3, m);
+    return APR_SUCCESS;
+}
+
 static apr_status_t perform(ocireg_s3 *s3, s3_req *rq)
 {
-    apr_array_header_t *base = rq->signed_hdrs;
-    int attempt;
-    apr_status_t rv = APR_EGENERAL;
-    for (attempt = 0;; attempt++) {
-        rq->signed_hdrs = base;
-        rv = perform_once(s3, rq);
-        if (rv != OCIREG_S3_EUNAVAILABLE || rq->reader || rq->sink
-            || attempt >= s3->cfg.retries)
-            break;
-        still_waiting();
-        apr_sleep(apr_time_from_msec(100) << attempt);
-    }
-    return rv;
+    apr_status_t rv = run_reqs(s3, rq->p, &rq, 1, 1);
+    return rv == APR_SUCCESS ? rq->rv : rv;
 }
 
 static void init_req(s3_req *rq, apr_pool_t *p, ocireg_s3_result *res,
@@ -612,6 +901,77 @@ static void init_req(s3_req *rq, apr_pool_t *p, ocireg_s3_result *res,
     rq->key = key;
 }
 
+/* The single calls and the ops of a batch set their requests up, and
+ * read their outcomes, through these: one path for both. */
+static void add_meta(s3_req *rq, const apr_table_t *meta)
+{
+    const apr_array_header_t *a;
+    const apr_table_entry_t *e;
+    int i;
+    if (!meta)
+        return;
+    a = apr_table_elts(meta);
+    e = (const apr_table_entry_t *)a->elts;
+    for (i = 0; i < a->nelts; i++)
+        add_signed(rq, apr_pstrcat(rq->p, "x-amz-meta-", e[i].key, NULL),
+                   e[i].val);
+}
+
+static void setup_put(s3_req *rq, const char *data, apr_size_t len,
+                      const apr_table_t *meta, int if_none_match)
+{
+    rq->body = data ? data : "";
+    rq->body_len = data ? len : 0;
+    add_meta(rq, meta);
+    if (if_none_match)
+        add_signed(rq, "if-none-match", "*");
+}
+
+/* x-amz-copy-source names bucket and key as a path; it is an x-amz-*
+ * header, so it is signed like the others. */
+static void setup_copy_source(ocireg_s3 *s3, s3_req *rq, const char *src_key,
+                              const char *if_match)
+{
+    add_signed(rq, "x-amz-copy-source", object_path(s3, rq->p, src_key));
+    if (if_match) {
+        const char *q = *if_match == '"'
+                            ? if_match
+                            : apr_pstrcat(rq->p, "\"", if_match, "\"", NULL);
+        add_signed(rq, "x-amz-copy-source-if-match", q);
+        /* Ceph RGW up to at least 16.2 reads only this older name; S3
+         * and R2 ignore it. */
+        add_signed(rq, "x-amz-copy-if-match", q);
+    }
+    rq->body = "";
+    rq->body_len = 0;
+    rq->copy_result = 1;
+    rq->collect_max = 64 * 1024;
+}
+
+static void setup_copy(ocireg_s3 *s3, s3_req *rq, const char *src_key,
+                       const apr_table_t *meta, const char *if_match)
+{
+    setup_copy_source(s3, rq, src_key, if_match);
+    add_signed(rq, "x-amz-metadata-directive", "REPLACE");
+    add_meta(rq, meta);
+    rq->content_type = "application/octet-stream";
+}
+
+/* A failed copy precondition is a changed source, not an existing key. */
+static apr_status_t copy_outcome(apr_status_t rv)
+{
+    return rv == APR_EEXIST ? OCIREG_S3_ECHANGED : rv;
+}
+
+static apr_status_t get_outcome(s3_req *rq, apr_status_t rv)
+{
+    if (rv == APR_SUCCESS && !rq->res->body) {
+        rq->res->body = apr_pcalloc(rq->p, 1);
+        rq->res->body_len = 0;
+    }
+    return rv;
+}
+
 apr_status_t ocireg_s3_put(ocireg_s3 *s3, apr_pool_t *p, const char *key,
                            const char *data, apr_size_t len,
                            const apr_table_t *meta, int if_none_match,
@@ -620,18 +980,7 @@ apr_status_t ocireg_s3_put(ocireg_s3 *s3, apr_pool_t *p, const char *key,
     ocireg_s3_result scratch;
     s3_req rq;
     init_req(&rq, p, res, &scratch, "PUT", key);
-    rq.body = data ? data : "";
-    rq.body_len = len;
-    if (meta) {
-        const apr_array_header_t *a = apr_table_elts(meta);
-        const apr_table_entry_t *e = (const apr_table_entry_t *)a->elts;
-        int i;
-        for (i = 0; i < a->nelts; i++)
-            add_signed(&rq, apr_pstrcat(p, "x-amz-meta-", e[i].key, NULL),
-                       e[i].val);
-    }
-    if (if_none_match)
-        add_signed(&rq, "if-none-match", "*");
+    setup_put(&rq, data, len, meta, if_none_match);
     return perform(s3, &rq);
 }
 
@@ -666,15 +1015,9 @@ apr_status_t ocireg_s3_get_small(ocireg_s3 *s3, apr_pool_t *p,
 {
     ocireg_s3_result scratch;
     s3_req rq;
-    apr_status_t rv;
     init_req(&rq, p, res, &scratch, "GET", key);
     rq.collect_max = max;
-    rv = perform(s3, &rq);
-    if (rv == APR_SUCCESS && !rq.res->body) {
-        rq.res->body = apr_pcalloc(p, 1);
-        rq.res->body_len = 0;
-    }
-    return rv;
+    return get_outcome(&rq, perform(s3, &rq));
 }
 
 apr_status_t ocireg_s3_get_stream(ocireg_s3 *s3, apr_pool_t *p,
@@ -701,10 +1044,219 @@ apr_status_t ocireg_s3_delete(ocireg_s3 *s3, apr_pool_t *p, const char *key,
 {
     ocireg_s3_result scratch;
     s3_req rq;
-    apr_status_t rv;
     init_req(&rq, p, res, &scratch, "DELETE", key);
-    rv = perform(s3, &rq);
     /* S3 answers 204 whether or not the key existed. */
+    return perform(s3, &rq);
+}
+
+apr_status_t ocireg_s3_copy(ocireg_s3 *s3, apr_pool_t *p, const char *src_key,
+                            const char *dst_key, const apr_table_t *meta,
+                            const char *if_match, ocireg_s3_result *res)
+{
+    ocireg_s3_result scratch;
+    s3_req rq;
+    init_req(&rq, p, res, &scratch, "PUT", dst_key);
+    setup_copy(s3, &rq, src_key, meta, if_match);
+    return copy_outcome(perform(s3, &rq));
+}
+
+apr_status_t ocireg_s3_part_copy(ocireg_s3 *s3, apr_pool_t *p, const char *key,
+                                 const char *upload_id, int part_number,
+                                 const char *src_key, const char *if_match,
+                                 const char **etag)
+{
+    ocireg_s3_result res;
+    s3_req rq;
+    apr_status_t rv;
+    *etag = NULL;
+    init_req(&rq, p, &res, NULL, "PUT", key);
+    rq.query = apr_psprintf(p, "partNumber=%d&uploadId=%s", part_number,
+                            ocireg_sigv4_uri_encode(p, upload_id, 0));
+    setup_copy_source(s3, &rq, src_key, if_match);
+    rv = copy_outcome(perform(s3, &rq));
+    if (rv == APR_SUCCESS)
+        *etag = res.etag;
+    return rv;
+}
+
+/* One DeleteObjects request for keys [from, to). */
+static s3_req *delete_batch_req(apr_pool_t *p, const char *const *keys,
+                                int from, int to)
+{
+    s3_req *rq = apr_palloc(p, sizeof(*rq));
+    ocireg_s3_result *res = apr_palloc(p, sizeof(*res));
+    struct iovec *iov;
+    unsigned char md5[APR_MD5_DIGESTSIZE];
+    char *b64;
+    apr_size_t len;
+    int i, n = 0;
+
+    iov = apr_palloc(p, sizeof(*iov) * (apr_size_t)(to - from + 2));
+    iov[n].iov_base = "<Delete><Quiet>true</Quiet>";
+    iov[n++].iov_len = 27;
+    for (i = from; i < to; i++) {
+        char *o = apr_pstrcat(p, "<Object><Key>",
+                              apr_xml_quote_string(p, keys[i], 0),
+                              "</Key></Object>", NULL);
+        iov[n].iov_base = o;
+        iov[n++].iov_len = strlen(o);
+    }
+    iov[n].iov_base = "</Delete>";
+    iov[n++].iov_len = 9;
+    init_req(rq, p, res, NULL, "POST", NULL);
+    rq->query = "delete";
+    rq->body = apr_pstrcatv(p, iov, n, &len);
+    rq->body_len = len;
+    rq->content_type = "application/xml";
+    /* An answer names at most every key with an error. */
+    rq->collect_max = 16 * 1024 * 1024;
+    /* S3 requires Content-MD5 on DeleteObjects. */
+    apr_md5(md5, rq->body, len);
+    b64 = apr_palloc(p, (apr_size_t)apr_base64_encode_len(sizeof(md5)));
+    apr_base64_encode(b64, (const char *)md5, sizeof(md5));
+    add_signed(rq, "content-md5", b64);
+    return rq;
+}
+
+static void sleep_waiting(apr_interval_time_t t)
+{
+    while (t > 0) {
+        apr_interval_time_t slice = t < apr_time_from_sec(1)
+                                        ? t
+                                        : apr_time_from_sec(1);
+        still_waiting();
+        apr_sleep(slice);
+        t -= slice;
+    }
+}
+
+apr_status_t ocireg_s3_delete_many(ocireg_s3 *s3, apr_pool_t *p,
+                                   const apr_array_header_t *keys)
+{
+    const char *const *left = (const char *const *)keys->elts;
+    int nleft = keys->nelts, round;
+    apr_pool_t *sub;
+    apr_status_t rv = APR_SUCCESS;
+
+    if (nleft == 0)
+        return APR_SUCCESS;
+    if ((rv = apr_pool_create(&sub, p)) != APR_SUCCESS)
+        return rv;
+    /* A key the backend could not delete for now is tried again in the
+     * next round (the requests themselves retry as any other). */
+    for (round = 0;; round++) {
+        int nreq = (nleft + OCIREG_S3_DELETE_BATCH - 1)
+                   / OCIREG_S3_DELETE_BATCH;
+        s3_req **rqs = apr_palloc(sub, sizeof(*rqs) * (apr_size_t)nreq);
+        apr_array_header_t *again = apr_array_make(sub, 4, sizeof(char *));
+        int i, j;
+
+        for (i = 0; i < nreq; i++) {
+            int from = i * OCIREG_S3_DELETE_BATCH;
+            int to = from + OCIREG_S3_DELETE_BATCH < nleft
+                         ? from + OCIREG_S3_DELETE_BATCH
+                         : nleft;
+            rqs[i] = delete_batch_req(sub, left, from, to);
+        }
+        rv = run_reqs(s3, sub, rqs, nreq, 4);
+        for (i = 0; rv == APR_SUCCESS && i < nreq; i++) {
+            s3_req *rq = rqs[i];
+            ocireg_s3_result *res = rq->res;
+            apr_array_header_t *errs;
+            rv = rq->rv;
+            if (rv != APR_SUCCESS)
+                break;
+            errs = apr_array_make(sub, 4, sizeof(ocireg_s3_delete_error));
+            rv = note_failure(rq, ocireg_s3_parse_delete_result(
+                                      sub, res->body, res->body_len, errs,
+                                      &res->code, &res->message));
+            for (j = 0; rv == APR_SUCCESS && j < errs->nelts; j++) {
+                const ocireg_s3_delete_error *de =
+                    &APR_ARRAY_IDX(errs, j, ocireg_s3_delete_error);
+                apr_status_t krv = ocireg_s3_code_status(de->code);
+                if (krv == OCIREG_S3_EUNAVAILABLE && *de->key) {
+                    APR_ARRAY_PUSH(again, const char *) = de->key;
+                    continue;
+                }
+                res->code = de->code ? de->code : "error without a code";
+                res->message = apr_pstrcat(sub, "key ", de->key,
+                                           de->message ? ": " : "",
+                                           de->message, NULL);
+                rv = note_failure(rq, OCIREG_S3_EREFUSED);
+            }
+        }
+        if (rv != APR_SUCCESS || again->nelts == 0)
+            break;
+        if (round >= s3->cfg.retries) {
+            apr_snprintf(last_error, sizeof(last_error),
+                         "DeleteObjects: %d keys still not deleted "
+                         "(backend busy), e.g. %s",
+                         again->nelts, APR_ARRAY_IDX(again, 0, char *));
+            rv = OCIREG_S3_EUNAVAILABLE;
+            break;
+        }
+        /* The keys to try again outlive this round's pool. */
+        {
+            const char **copy =
+                apr_palloc(p, sizeof(*copy) * (apr_size_t)again->nelts);
+            for (i = 0; i < again->nelts; i++)
+                copy[i] = apr_pstrdup(p, APR_ARRAY_IDX(again, i, char *));
+            left = copy;
+            nleft = again->nelts;
+        }
+        sleep_waiting(apr_time_from_msec(100) << round);
+        apr_pool_clear(sub);
+    }
+    apr_pool_destroy(sub);
+    return rv;
+}
+
+apr_status_t ocireg_s3_run(ocireg_s3 *s3, apr_pool_t *p, ocireg_s3_op *ops,
+                           int n, int parallel)
+{
+    s3_req **rqs;
+    apr_status_t rv;
+    int i;
+    static const char *const methods[] = {"HEAD", "GET", "PUT", "DELETE",
+                                          "PUT"};
+
+    if (n <= 0)
+        return APR_SUCCESS;
+    if (!ops)
+        return APR_EINVAL;
+    for (i = 0; i < n; i++)
+        if ((unsigned)ops[i].kind > OCIREG_S3_OP_COPY || !ops[i].key
+            || (ops[i].kind == OCIREG_S3_OP_COPY && !ops[i].src_key))
+            return APR_EINVAL;
+    rqs = apr_palloc(p, sizeof(*rqs) * (apr_size_t)n);
+    for (i = 0; i < n; i++) {
+        ocireg_s3_op *op = &ops[i];
+        s3_req *rq = rqs[i] = apr_palloc(p, sizeof(*rq));
+        init_req(rq, p, &op->res, NULL, methods[op->kind], op->key);
+        switch (op->kind) {
+        case OCIREG_S3_OP_GET:
+            rq->collect_max = op->max;
+            break;
+        case OCIREG_S3_OP_PUT:
+            setup_put(rq, op->data, op->len, op->meta, op->if_none_match);
+            break;
+        case OCIREG_S3_OP_COPY:
+            setup_copy(s3, rq, op->src_key, op->meta, op->if_match);
+            break;
+        default:
+            break;
+        }
+    }
+    rv = run_reqs(s3, p, rqs, n, parallel > 0 ? parallel : DEFAULT_PARALLEL);
+    for (i = 0; i < n; i++) {
+        ocireg_s3_op *op = &ops[i];
+        apr_status_t orv = rv == APR_SUCCESS ? rqs[i]->rv : rv;
+        if (op->kind == OCIREG_S3_OP_GET)
+            orv = get_outcome(rqs[i], orv);
+        else if (op->kind == OCIREG_S3_OP_COPY)
+            orv = copy_outcome(orv);
+        op->status = orv;
+    }
     return rv;
 }
 
@@ -985,8 +1537,11 @@ static size_t stream_read(char *buf, size_t size, size_t n, void *ud)
 static void stream_drop(ocireg_s3_stream *st)
 {
     if (st->multi) {
-        curl_multi_remove_handle(st->multi, st->h);
-        curl_multi_cleanup(st->multi);
+        /* Removing an unfinished transfer closes its connection; the
+         * multi's other idle connections stay good. */
+        if (st->h)
+            curl_multi_remove_handle(st->multi, st->h);
+        give_multi(st->s3, st->multi);
         st->multi = NULL;
     }
     if (st->h) {
@@ -1014,7 +1569,8 @@ apr_status_t ocireg_s3_part_start(ocireg_s3 *s3, apr_pool_t *p,
     st->rq.query = apr_psprintf(p, "partNumber=%d&uploadId=%s", part_number,
                                 ocireg_sigv4_uri_encode(p, upload_id, 0));
     st->h = take_handle(s3);
-    st->multi = curl_multi_init();
+    /* From the pool, so the part goes over a warm connection. */
+    st->multi = take_multi(s3);
     if (!st->h || !st->multi) {
         stream_drop(st);
         return APR_ENOMEM;
@@ -1094,7 +1650,7 @@ apr_status_t ocireg_s3_part_finish(ocireg_s3_stream *st, const char **etag)
     if (rv == APR_SUCCESS) {
         CURL *h = st->h;
         curl_multi_remove_handle(st->multi, h);
-        curl_multi_cleanup(st->multi);
+        give_multi(st->s3, st->multi);
         st->multi = NULL;
         st->h = NULL;
         curl_slist_free_all(st->list);

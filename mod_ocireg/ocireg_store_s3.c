@@ -34,33 +34,6 @@
 #include "ocireg_manifest.h"
 #include "ocireg_store_s3_int.h"
 
-/* Several independent requests at once. Until the S3 client runs them
- * in parallel (ocireg_s3_run), one after the other. */
-typedef enum { S3_BATCH_HEAD, S3_BATCH_PUT } s3_batch_kind;
-typedef struct {
-    s3_batch_kind kind;
-    const char *key;
-    const char *data;
-    apr_size_t len;
-    const apr_table_t *meta;
-    apr_status_t status;
-    ocireg_s3_result res;
-} s3_batch_op;
-
-static apr_status_t s3_batch_run(ocireg_s3 *s3, apr_pool_t *p,
-                                 s3_batch_op *ops, int n, int parallel)
-{
-    int i;
-    (void)parallel;
-    for (i = 0; i < n; i++)
-        ops[i].status =
-            ops[i].kind == S3_BATCH_HEAD
-                ? ocireg_s3_head(s3, p, ops[i].key, &ops[i].res)
-                : ocireg_s3_put(s3, p, ops[i].key, ops[i].data, ops[i].len,
-                                ops[i].meta, 0, &ops[i].res);
-    return APR_SUCCESS;
-}
-
 /* Blobs */
 
 /* Where a blob's bytes are and how many there are. */
@@ -321,7 +294,7 @@ static apr_status_t s3_manifest_put(ocireg_store *s, apr_pool_t *p,
     const char *ldata = data;
     apr_size_t llen = len;
     apr_table_t *meta = NULL;
-    s3_batch_op ops[2];
+    ocireg_s3_op ops[2];
     int known, i;
     apr_size_t slot = catalog_slot(s, name, &known);
     apr_status_t rv;
@@ -335,11 +308,11 @@ static apr_status_t s3_manifest_put(ocireg_store *s, apr_pool_t *p,
         llen = strlen(media_type);
     }
     memset(ops, 0, sizeof(ops));
-    ops[0].kind = S3_BATCH_PUT;
+    ops[0].kind = OCIREG_S3_OP_PUT;
     ops[0].key = blob_key(s, p, digest);
     ops[0].data = data;
     ops[0].len = len;
-    ops[1].kind = S3_BATCH_PUT;
+    ops[1].kind = OCIREG_S3_OP_PUT;
     /* The catalog's entry before the link: a linked manifest's repository
      * is always listed. The module never removes an entry, so one written
      * once by this process needs no second write. */
@@ -353,7 +326,7 @@ static apr_status_t s3_manifest_put(ocireg_store *s, apr_pool_t *p,
         ops[1].key = catalog_key(s, p, name);
         ops[1].data = "";
     }
-    rv = s3_batch_run(S3(s)->s3, p, ops, 2, 2);
+    rv = ocireg_s3_run(S3(s)->s3, p, ops, 2, 2);
     for (i = 0; rv == APR_SUCCESS && i < 2; i++)
         rv = ops[i].status;
     if (rv != APR_SUCCESS || known)
@@ -438,19 +411,19 @@ static apr_status_t s3_links_exist(ocireg_store *s, apr_pool_t *p,
                                    const char *name, ocireg_link_check *checks,
                                    int n)
 {
-    s3_batch_op *ops;
+    ocireg_s3_op *ops;
     apr_status_t rv;
     int i;
     if (n <= 0)
         return APR_SUCCESS;
     ops = apr_pcalloc(p, sizeof(*ops) * (apr_size_t)n);
     for (i = 0; i < n; i++) {
-        ops[i].kind = S3_BATCH_HEAD;
+        ops[i].kind = OCIREG_S3_OP_HEAD;
         ops[i].key = link_key(s, p, name,
                               checks[i].manifest ? "_manifests" : "_layers",
                               checks[i].digest);
     }
-    rv = s3_batch_run(S3(s)->s3, p, ops, n, LINK_CHECKS_IN_FLIGHT);
+    rv = ocireg_s3_run(S3(s)->s3, p, ops, n, LINK_CHECKS_IN_FLIGHT);
     for (i = 0; i < n; i++)
         checks[i].status = ops[i].status;
     return rv;

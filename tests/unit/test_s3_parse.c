@@ -171,6 +171,136 @@ static void test_error(void **st)
     assert_string_equal(msg, "gone <x>");
 }
 
+static void test_copy_result(void **st)
+{
+    const char *etag, *code = NULL, *msg = NULL;
+    const char *obj = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                      "<CopyObjectResult><LastModified>2026-01-01T00:00:00Z"
+                      "</LastModified><ETag>&quot;abc&quot;</ETag>"
+                      "</CopyObjectResult>";
+    /* S3 keeps a long copy alive with whitespace before the XML. */
+    const char *part = "  \n\n<CopyPartResult><ETag>\"p1\"</ETag>"
+                       "</CopyPartResult>";
+    (void)st;
+    assert_int_equal(ocireg_s3_parse_copy_result(pool, obj, strlen(obj),
+                                                 &etag, &code, &msg),
+                     APR_SUCCESS);
+    assert_string_equal(etag, "\"abc\"");
+    assert_int_equal(ocireg_s3_parse_copy_result(pool, part, strlen(part),
+                                                 &etag, &code, &msg),
+                     APR_SUCCESS);
+    assert_string_equal(etag, "\"p1\"");
+    assert_null(code);
+}
+
+static apr_status_t copy_error(const char *c, const char **code)
+{
+    const char *etag = "x", *msg = NULL;
+    const char *xml = apr_psprintf(pool,
+                                   "\n<Error><Code>%s</Code><Message>m"
+                                   "</Message></Error>",
+                                   c);
+    apr_status_t rv = ocireg_s3_parse_copy_result(pool, xml, strlen(xml),
+                                                  &etag, code, &msg);
+    assert_null(etag);
+    assert_string_equal(msg, "m");
+    return rv;
+}
+
+static void test_copy_result_errors(void **st)
+{
+    const char *etag = NULL, *code = NULL, *msg = NULL;
+    (void)st;
+    /* An <Error> in a 200: what its code means. */
+    assert_int_equal(copy_error("InternalError", &code),
+                     OCIREG_S3_EUNAVAILABLE);
+    assert_string_equal(code, "InternalError");
+    assert_int_equal(copy_error("SlowDown", &code), OCIREG_S3_EUNAVAILABLE);
+    assert_int_equal(copy_error("NoSuchKey", &code), APR_ENOENT);
+    assert_int_equal(copy_error("NoSuchUpload", &code), APR_ENOENT);
+    assert_int_equal(copy_error("PreconditionFailed", &code),
+                     OCIREG_S3_ECHANGED);
+    assert_int_equal(copy_error("AccessDenied", &code), OCIREG_S3_EREFUSED);
+    /* Not a copy result, or one without an ETag. */
+    assert_int_equal(ocireg_s3_parse_copy_result(pool, "", 0, &etag, &code,
+                                                 &msg),
+                     OCIREG_S3_EREFUSED);
+    assert_int_equal(ocireg_s3_parse_copy_result(pool, "junk", 4, &etag,
+                                                 &code, &msg),
+                     OCIREG_S3_EREFUSED);
+    assert_int_equal(
+        ocireg_s3_parse_copy_result(
+            pool, "<CopyObjectResult/>", 19, &etag, &code, &msg),
+        OCIREG_S3_EREFUSED);
+    assert_int_equal(
+        ocireg_s3_parse_copy_result(
+            pool, "<CopyObjectResult><ETag></ETag></CopyObjectResult>", 51,
+            &etag, &code, &msg),
+        OCIREG_S3_EREFUSED);
+    assert_int_equal(ocireg_s3_parse_copy_result(
+                         pool, "<Other><ETag>x</ETag></Other>", 29, &etag,
+                         &code, &msg),
+                     OCIREG_S3_EREFUSED);
+    assert_null(etag);
+    assert_int_equal(ocireg_s3_code_status(NULL), OCIREG_S3_EREFUSED);
+}
+
+static void test_delete_result(void **st)
+{
+    const char *code = NULL, *msg = NULL;
+    apr_array_header_t *e = apr_array_make(pool, 2,
+                                           sizeof(ocireg_s3_delete_error));
+    const char *xml =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+        "<DeleteResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        "<Deleted><Key>a</Key></Deleted>"
+        "<Error><Key>gone</Key><Code>NoSuchKey</Code></Error>"
+        "<Error><Key>x&amp;y</Key><Code>AccessDenied</Code>"
+        "<Message>no</Message></Error>"
+        "<Error><Key>z</Key><Code>InternalError</Code></Error>"
+        "<Error><Message>keyless</Message></Error>"
+        "</DeleteResult>";
+    const ocireg_s3_delete_error *d;
+    (void)st;
+    assert_int_equal(ocireg_s3_parse_delete_result(pool, xml, strlen(xml), e,
+                                                   &code, &msg),
+                     APR_SUCCESS);
+    /* NoSuchKey counts as deleted; a keyless error still counts. */
+    assert_int_equal(e->nelts, 3);
+    d = (const ocireg_s3_delete_error *)e->elts;
+    assert_string_equal(d[0].key, "x&y");
+    assert_string_equal(d[0].code, "AccessDenied");
+    assert_string_equal(d[0].message, "no");
+    assert_string_equal(d[1].key, "z");
+    assert_string_equal(d[1].code, "InternalError");
+    assert_null(d[1].message);
+    assert_string_equal(d[2].key, "");
+    assert_null(d[2].code);
+    assert_null(code);
+
+    apr_array_clear(e);
+    assert_int_equal(ocireg_s3_parse_delete_result(
+                         pool, "<DeleteResult/>", 15, e, &code, &msg),
+                     APR_SUCCESS);
+    assert_int_equal(e->nelts, 0);
+    assert_int_equal(
+        ocireg_s3_parse_delete_result(
+            pool, "<Error><Code>SlowDown</Code></Error>", 36, e, &code,
+            &msg),
+        OCIREG_S3_EUNAVAILABLE);
+    assert_string_equal(code, "SlowDown");
+    assert_int_equal(ocireg_s3_parse_delete_result(pool, "", 0, e, &code,
+                                                   &msg),
+                     OCIREG_S3_EREFUSED);
+    assert_int_equal(ocireg_s3_parse_delete_result(pool, "<a>", 3, e, &code,
+                                                   &msg),
+                     OCIREG_S3_EREFUSED);
+    assert_int_equal(ocireg_s3_parse_delete_result(
+                         pool, "<ListBucketResult/>", 19, e, &code, &msg),
+                     OCIREG_S3_EREFUSED);
+    assert_int_equal(e->nelts, 0);
+}
+
 static int setup(void **st)
 {
     (void)st;
@@ -193,6 +323,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uploads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_result_errors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_delete_result, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     apr_terminate();
