@@ -6,7 +6,13 @@
  *                             metadata names the data object (x-amz-meta-
  *                             ocireg-data) and its size (ocireg-size)
  *   data/<uuid>               the data object a multipart upload completed
- *   repositories/<name>/...   links and referrers, as on the filesystem
+ *   repositories/<name>/_layers/sha256/<hex>
+ *                             a blob link: empty, its metadata naming the
+ *                             data object and size (as the pointer's)
+ *   repositories/<name>/_manifests/sha256/<hex>
+ *                             a manifest link: the manifest's bytes, its
+ *                             media type in metadata (META_MEDIA_TYPE)
+ *   repositories/<name>/...   referrers, as on the filesystem
  *   repositories/<name>/_tags/<lowercased tag>!<tag>
  *                             a tag (content: the digest), named so that
  *                             byte order is the spec's lexical order
