@@ -14,7 +14,9 @@ import time
 import pytest
 
 from conftest import BACKENDS
-from ocireg_client import MT_OCI_LAYER, MT_OCI_MANIFEST, descriptor, oci_manifest, sha256
+from ocireg_client import (MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_MANIFEST, descriptor,
+                           oci_index, oci_manifest, platform_descriptor, random_digest,
+                           sha256)
 from test_s3_listing_cost import start_counted, stop_counted
 
 pytestmark = pytest.mark.skipif("s3" not in BACKENDS,
@@ -196,6 +198,26 @@ def test_manifest_put_checks_references_together(counted, nlayers):
     assert len(reqs) in (refs + 3, refs + 4), reqs
     # The checks went out together, not one after the other.
     assert overlap >= 2, overlap
+
+
+def test_index_put_checks_its_manifests_together(counted):
+    repo = "rc/index"
+    children = [counted.reg.push_image(repo, f"c{i}")["descriptor"] for i in range(3)]
+    body = oci_index([platform_descriptor(c, a) for c, a in
+                      zip(children, ("amd64", "arm64", "s390x"))])
+    r, reqs = cost(counted, lambda: counted.reg.put_manifest(repo, "multi", body,
+                                                             MT_OCI_INDEX))
+    assert r.status_code == 201
+    heads = sorted(q.path for q in reqs if q.method == "HEAD")
+    assert heads == sorted(link(counted, repo, c["digest"], "_manifests")
+                           for c in children), reqs
+    r = counted.reg.get_manifest(repo, "multi")
+    assert r.content == body and r.headers["Content-Type"] == MT_OCI_INDEX
+    # A child that is not there is named in the answer.
+    ghost = {"mediaType": MT_OCI_MANIFEST, "digest": random_digest(), "size": 10}
+    bad = oci_index([children[0], ghost])
+    r = counted.reg.put_manifest(repo, "bad", bad, MT_OCI_INDEX, expect=400)
+    assert [e["detail"]["digest"] for e in r.json()["errors"]] == [ghost["digest"]]
 
 
 def test_manifest_put_reports_every_missing_reference(counted):
