@@ -118,6 +118,19 @@ static int send_stream(ocireg_req *q, ocireg_blob_body *body,
     if (rv == APR_SUCCESS)
         rv = sink_flush(&c);
     if (rv != APR_SUCCESS) {
+        /* The link named bytes that are gone (removed behind the
+         * registry's back): as unknown as a blob without a link. */
+        if (rv == APR_ENOENT && !r->sent_bodyct && !r->bytes_sent) {
+            static const char *const gone[] = {
+                "Content-Range", "Cache-Control", "ETag",
+                "Docker-Content-Digest", "Accept-Ranges"};
+            apr_size_t i;
+            for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+                apr_table_unset(r->headers_out, gone[i]);
+            r->status = HTTP_OK;
+            return ocireg_respond_error(r, HTTP_NOT_FOUND,
+                                        OCIREG_E_BLOB_UNKNOWN, NULL, digest);
+        }
         if (!r->sent_bodyct && !r->bytes_sent)
             return ocireg_store_failure(r, rv, "reading the blob");
         /* Too late for a status: cut the connection so the client sees a

@@ -294,3 +294,17 @@ def test_a_link_naming_a_foreign_key_is_not_followed(counted):
                                 "ocireg-size": "6"})
     r = counted.reg.get(f"/v2/rc/forged/blobs/{d}")
     assert r.status_code == 200 and r.content == data
+
+
+def test_bytes_gone_behind_the_registry_are_unknown(counted):
+    """A link naming a data object someone removed from the bucket: 404
+    BLOB_UNKNOWN, not cacheable, not a 500."""
+    data = os.urandom(2000)
+    d = counted.reg.push_blob("rc/gone", data)
+    counted.rgw.client().delete_object(
+        Bucket=counted.rgw.bucket, Key=f"{counted.prefix}blobs/sha256/{d.split(':', 1)[1]}")
+    r = counted.reg.get(f"/v2/rc/gone/blobs/{d}")
+    assert r.status_code == 404
+    assert r.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+    assert "immutable" not in r.headers.get("Cache-Control", "")
+    assert "ETag" not in r.headers
