@@ -49,6 +49,16 @@ typedef apr_status_t (*ocireg_sink_fn)(void *ctx, const char *buf,
  * send with sendfile; a URL the client may fetch directly (a presigned
  * object store URL); or a stream of bytes [offset, offset+len) into a
  * sink. */
+/* Where a linked blob's bytes are and how many: `data` is the driver's
+ * own name for them (S3: the key of the object holding the bytes) or
+ * NULL, `size` -1 when unknown. A driver may keep this with a repository's
+ * link, so that reading the blob through the link needs nothing else: a
+ * digest's bytes never move while a link names it. */
+typedef struct {
+    apr_off_t size;
+    const char *data;
+} ocireg_blob_ref;
+
 typedef struct {
     apr_off_t size;
     apr_file_t *file;
@@ -56,7 +66,18 @@ typedef struct {
     apr_status_t (*send)(void *ctx, apr_pool_t *p, apr_off_t offset,
                          apr_off_t len, ocireg_sink_fn sink, void *sink_ctx);
     void *ctx;
+    /* The driver's name for the bytes (ocireg_blob_ref.data), or NULL. */
+    const char *data;
 } ocireg_blob_body;
+
+/* One reference checked by links_exist: a blob link (manifest 0) or a
+ * manifest link (1) of the repository; `status` gets the outcome
+ * (APR_SUCCESS, APR_ENOENT, or a failure). */
+typedef struct {
+    const char *digest;
+    int manifest;
+    apr_status_t status;
+} ocireg_link_check;
 
 typedef struct {
     const char *driver;
@@ -73,21 +94,49 @@ typedef struct {
                              const char *digest, const char *data,
                              apr_size_t len);
 
-    /* Repository links to blobs (layers, configs). */
+    /* Repository links to blobs (layers, configs). `ref` is where the
+     * blob's bytes are, when the caller knows (an upload just committed,
+     * the link of a mount's source); NULL, or unknown fields, and the
+     * driver finds out itself. */
     apr_status_t (*blob_link)(ocireg_store *s, apr_pool_t *p,
-                              const char *name, const char *digest);
+                              const char *name, const char *digest,
+                              const ocireg_blob_ref *ref);
     apr_status_t (*blob_linked)(ocireg_store *s, apr_pool_t *p,
                                 const char *name, const char *digest);
+    /* A blob through the repository's link: APR_ENOENT when the
+     * repository has no link to it. Fills size and data always, and with
+     * want_body what reads the bytes (file, send, or redirect_url). */
+    apr_status_t (*blob_open_linked)(ocireg_store *s, apr_pool_t *p,
+                                     const char *name, const char *digest,
+                                     int want_body, ocireg_blob_body *out);
     apr_status_t (*blob_unlink)(ocireg_store *s, apr_pool_t *p,
                                 const char *name, const char *digest);
+    /* Whether each of n links exists (checks[i].status), all at once:
+     * the call fails only when it could not check at all. */
+    apr_status_t (*links_exist)(ocireg_store *s, apr_pool_t *p,
+                                const char *name, ocireg_link_check *checks,
+                                int n);
 
-    /* Repository links to manifests, remembering the pushed media type. */
-    apr_status_t (*manifest_link)(ocireg_store *s, apr_pool_t *p,
-                                  const char *name, const char *digest,
-                                  const char *media_type);
+    /* Manifests. manifest_put stores the bytes (as the content-addressed
+     * blob `digest`) and links them in the repository with the pushed
+     * media type; a driver may keep the bytes with the link too, so that
+     * manifest_read_linked costs one request. */
+    apr_status_t (*manifest_put)(ocireg_store *s, apr_pool_t *p,
+                                 const char *name, const char *digest,
+                                 const char *media_type, const char *data,
+                                 apr_size_t len);
     apr_status_t (*manifest_linked)(ocireg_store *s, apr_pool_t *p,
                                     const char *name, const char *digest,
                                     const char **media_type);
+    /* A manifest linked in the repository: its media type and length, and
+     * with want_body its bytes (at most max; longer is a failure).
+     * APR_ENOENT when it is not linked there. */
+    apr_status_t (*manifest_read_linked)(ocireg_store *s, apr_pool_t *p,
+                                         const char *name,
+                                         const char *digest, apr_size_t max,
+                                         int want_body, char **data,
+                                         apr_size_t *len,
+                                         const char **media_type);
     apr_status_t (*manifest_unlink)(ocireg_store *s, apr_pool_t *p,
                                     const char *name, const char *digest);
 

@@ -13,6 +13,7 @@
 #define META_DATA "ocireg-data"
 #define META_SIZE "ocireg-size"
 #define META_TOKEN "ocireg-token"
+#define META_MEDIA_TYPE "ocireg-media-type"
 
 typedef struct {
     ocireg_s3 *s3;

@@ -12,22 +12,53 @@
 
 APLOG_USE_MODULE(ocireg);
 
+/* The store hands over what each read from its socket gave (16 KiB from
+ * libcurl): passing each piece down the filter chain on its own costs a
+ * trip through every filter and a write to the client per piece. So the
+ * pieces are gathered into a buffer of SINK_BUFFER bytes, passed as one
+ * bucket; the core writes it, blocking when the client is slower than the
+ * store, and keeps at most its own small remainder. */
+#define SINK_BUFFER (256 * 1024)
+
 typedef struct {
     request_rec *r;
     apr_bucket_brigade *bb;
+    char *buf;
+    apr_size_t used;
 } brigade_sink_ctx;
 
-/* Each piece the store delivers goes straight on to the client; the core
- * output filter blocks when the client is slower than the store. */
+static apr_status_t sink_flush(brigade_sink_ctx *c)
+{
+    apr_status_t rv;
+    if (!c->used)
+        return APR_SUCCESS;
+    APR_BRIGADE_INSERT_TAIL(
+        c->bb, apr_bucket_transient_create(c->buf, c->used,
+                                           c->bb->bucket_alloc));
+    rv = ap_pass_brigade(c->r->output_filters, c->bb);
+    apr_brigade_cleanup(c->bb);
+    c->used = 0;
+    return rv;
+}
+
 static apr_status_t brigade_sink(void *ctx, const char *buf, apr_size_t len)
 {
     brigade_sink_ctx *c = ctx;
-    apr_status_t rv;
-    APR_BRIGADE_INSERT_TAIL(
-        c->bb, apr_bucket_transient_create(buf, len, c->bb->bucket_alloc));
-    rv = ap_pass_brigade(c->r->output_filters, c->bb);
-    apr_brigade_cleanup(c->bb);
-    return rv;
+    while (len) {
+        apr_size_t n = SINK_BUFFER - c->used;
+        if (n > len)
+            n = len;
+        memcpy(c->buf + c->used, buf, n);
+        c->used += n;
+        buf += n;
+        len -= n;
+        if (c->used == SINK_BUFFER) {
+            apr_status_t rv = sink_flush(c);
+            if (rv != APR_SUCCESS)
+                return rv;
+        }
+    }
+    return APR_SUCCESS;
 }
 
 /* A blob that is not a local file: redirect to it, or stream it, passing
@@ -81,8 +112,25 @@ static int send_stream(ocireg_req *q, ocireg_blob_body *body,
     }
     c.r = r;
     c.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    c.buf = apr_palloc(r->pool, SINK_BUFFER);
+    c.used = 0;
     rv = body->send(body->ctx, r->pool, start, len, brigade_sink, &c);
+    if (rv == APR_SUCCESS)
+        rv = sink_flush(&c);
     if (rv != APR_SUCCESS) {
+        /* The link named bytes that are gone (removed behind the
+         * registry's back): as unknown as a blob without a link. */
+        if (rv == APR_ENOENT && !r->sent_bodyct && !r->bytes_sent) {
+            static const char *const gone[] = {
+                "Content-Range", "Cache-Control", "ETag",
+                "Docker-Content-Digest", "Accept-Ranges"};
+            apr_size_t i;
+            for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+                apr_table_unset(r->headers_out, gone[i]);
+            r->status = HTTP_OK;
+            return ocireg_respond_error(r, HTTP_NOT_FOUND,
+                                        OCIREG_E_BLOB_UNKNOWN, NULL, digest);
+        }
         if (!r->sent_bodyct && !r->bytes_sent)
             return ocireg_store_failure(r, rv, "reading the blob");
         /* Too late for a status: cut the connection so the client sees a
@@ -118,14 +166,8 @@ int ocireg_handle_blob(ocireg_req *q)
         return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN, NULL,
                             digest);
 
-    rv = q->store->ops->blob_linked(q->store, r->pool, q->route.name, digest);
-    if (rv == APR_ENOENT)
-        return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN, NULL,
-                            digest);
-    if (rv != APR_SUCCESS)
-        return ocireg_store_failure(r, rv, "blob link lookup");
-
     if (r->method_number == M_DELETE) {
+        /* The unlink tells whether the link was there. */
         rv = q->store->ops->blob_unlink(q->store, r->pool, q->route.name,
                                         digest);
         if (rv == APR_ENOENT)
@@ -136,7 +178,9 @@ int ocireg_handle_blob(ocireg_req *q)
         return ocireg_respond(r, HTTP_ACCEPTED, NULL, NULL, 0);
     }
 
-    rv = q->store->ops->blob_open(q->store, r->pool, digest, &body);
+    /* The link says where the bytes are: a HEAD costs the link alone. */
+    rv = q->store->ops->blob_open_linked(q->store, r->pool, q->route.name,
+                                         digest, !r->header_only, &body);
     if (rv == APR_ENOENT)
         return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN, NULL,
                             digest);

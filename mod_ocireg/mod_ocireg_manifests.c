@@ -23,9 +23,13 @@ static int manifest_unknown(ocireg_req *q)
                                 q->route.arg);
 }
 
-/* Tag or digest -> digest of a manifest linked in the repository. */
-static int resolve(ocireg_req *q, int is_tag, const char **digest,
-                   const char **media_type)
+/* Tag or digest -> the manifest linked under that digest in the
+ * repository: its media type, length and (with want_body) bytes. The
+ * link holds what a read needs: a digest costs one store request, a tag
+ * two. */
+static int resolve(ocireg_req *q, int is_tag, int want_body,
+                   const char **digest, const char **media_type,
+                   char **data, apr_size_t *len)
 {
     ocireg_store *st = q->store;
     apr_status_t rv = APR_SUCCESS;
@@ -34,8 +38,9 @@ static int resolve(ocireg_req *q, int is_tag, const char **digest,
         rv = st->ops->tag_get(st, q->r->pool, q->route.name, q->route.arg,
                               digest);
     if (rv == APR_SUCCESS)
-        rv = st->ops->manifest_linked(st, q->r->pool, q->route.name, *digest,
-                                      media_type);
+        rv = st->ops->manifest_read_linked(st, q->r->pool, q->route.name,
+                                           *digest, OCIREG_MANIFEST_MAX,
+                                           want_body, data, len, media_type);
     if (rv == APR_ENOENT)
         return manifest_unknown(q);
     if (rv != APR_SUCCESS)
@@ -49,17 +54,11 @@ static int get_manifest(ocireg_req *q, int is_tag)
     const char *digest, *media_type;
     char *data;
     apr_size_t len;
-    apr_status_t rv;
-    int status = resolve(q, is_tag, &digest, &media_type);
+    int status = resolve(q, is_tag, !r->header_only, &digest, &media_type,
+                         &data, &len);
 
     if (status != DECLINED)
         return status;
-    rv = q->store->ops->blob_read_all(q->store, r->pool, digest,
-                                      OCIREG_MANIFEST_MAX, &data, &len);
-    if (rv == APR_ENOENT)
-        return manifest_unknown(q);
-    if (rv != APR_SUCCESS)
-        return ocireg_store_failure(r, rv, "manifest read");
     apr_table_setn(r->headers_out, "Docker-Content-Digest", digest);
     apr_table_setn(r->headers_out, "ETag",
                    apr_pstrcat(r->pool, "\"", digest, "\"", NULL));
@@ -72,35 +71,44 @@ static int get_manifest(ocireg_req *q, int is_tag)
     return ocireg_respond(r, HTTP_OK, media_type, data, len);
 }
 
-/* Every blob and child manifest must already be in this repository. */
+/* Every blob and child manifest must already be in this repository. The
+ * store checks them all at once: the wait does not grow with the number
+ * of layers. */
 static int check_references(ocireg_req *q, const ocireg_manifest_info *info)
 {
     request_rec *r = q->r;
     ocireg_store *st = q->store;
     apr_array_header_t *missing =
         apr_array_make(r->pool, 4, sizeof(ocireg_error));
-    int i;
+    ocireg_link_check *checks;
+    int i, n = info->refs->nelts;
+    apr_status_t rv;
 
-    for (i = 0; i < info->refs->nelts; i++) {
+    if (n == 0)
+        return DECLINED;
+    checks = apr_pcalloc(r->pool, sizeof(*checks) * (apr_size_t)n);
+    for (i = 0; i < n; i++) {
         const ocireg_manifest_ref *ref =
             &APR_ARRAY_IDX(info->refs, i, ocireg_manifest_ref);
-        apr_status_t rv =
-            ref->must_exist_as_manifest
-                ? st->ops->manifest_linked(st, r->pool, q->route.name,
-                                           ref->digest, NULL)
-                : st->ops->blob_linked(st, r->pool, q->route.name,
-                                       ref->digest);
-        if (rv == APR_ENOENT) {
+        checks[i].digest = ref->digest;
+        checks[i].manifest = ref->must_exist_as_manifest;
+    }
+    rv = st->ops->links_exist(st, r->pool, q->route.name, checks, n);
+    if (rv != APR_SUCCESS)
+        return ocireg_store_failure(r, rv, "reference lookup");
+    for (i = 0; i < n; i++) {
+        if (checks[i].status == APR_ENOENT) {
             ocireg_error *e = apr_array_push(missing);
             e->code = OCIREG_E_MANIFEST_BLOB_UNKNOWN;
-            e->message = ref->must_exist_as_manifest
+            e->message = checks[i].manifest
                              ? "manifest unknown to this repository"
                              : "blob unknown to this repository";
-            e->detail_json =
-                apr_psprintf(r->pool, "{\"digest\":\"%s\"}", ref->digest);
+            e->detail_json = apr_psprintf(r->pool, "{\"digest\":\"%s\"}",
+                                          checks[i].digest);
         }
-        else if (rv != APR_SUCCESS) {
-            return ocireg_store_failure(r, rv, "reference lookup");
+        else if (checks[i].status != APR_SUCCESS) {
+            return ocireg_store_failure(r, checks[i].status,
+                                        "reference lookup");
         }
     }
     if (missing->nelts)
@@ -153,12 +161,10 @@ static int put_manifest(ocireg_req *q, int is_tag)
     if ((status = check_references(q, &info)) != DECLINED)
         return status;
 
-    /* Content first, then the links that make it reachable, the tag
-     * last: a crash in between leaves nothing half-visible. */
-    rv = st->ops->blob_put(st, r->pool, digest, body, len);
-    if (rv == APR_SUCCESS)
-        rv = st->ops->manifest_link(st, r->pool, q->route.name, digest,
-                                    info.media_type);
+    /* Content and link first, then the referrer entry, the tag last: a
+     * crash in between leaves nothing half-visible. */
+    rv = st->ops->manifest_put(st, r->pool, q->route.name, digest,
+                               info.media_type, body, len);
     if (rv == APR_SUCCESS && info.subject)
         rv = st->ops->referrer_add(st, r->pool, q->route.name, info.subject,
                                    digest, info.referrer_descriptor);
@@ -226,7 +232,9 @@ static int delete_manifest(ocireg_req *q, int is_tag)
 
     if (!q->deletes)
         return ocireg_respond_deletes_off(q);
-    if ((status = resolve(q, is_tag, &digest, &media_type)) != DECLINED)
+    if ((status = resolve(q, is_tag, !is_tag, &digest, &media_type, &body,
+                          &len))
+        != DECLINED)
         return status;
     if (is_tag) {
         rv = st->ops->tag_delete(st, r->pool, q->route.name, q->route.arg);
@@ -237,10 +245,8 @@ static int delete_manifest(ocireg_req *q, int is_tag)
 
     /* Tags pointing at it go with it, then its referrer entry. */
     delete_tags_of(q, digest);
-    if (st->ops->blob_read_all(st, r->pool, digest, OCIREG_MANIFEST_MAX,
-                               &body, &len) == APR_SUCCESS
-        && ocireg_manifest_analyze(r->pool, body, len, media_type, digest,
-                                   &info, &msg) == OCIREG_E_NONE
+    if (ocireg_manifest_analyze(r->pool, body, len, media_type, digest,
+                                &info, &msg) == OCIREG_E_NONE
         && info.subject)
         st->ops->referrer_remove(st, r->pool, q->route.name, info.subject,
                                  digest);

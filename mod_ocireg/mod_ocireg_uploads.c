@@ -127,21 +127,26 @@ static int may_read(request_rec *r, const char *uri)
 static int try_mount(ocireg_req *q, const char *digest, const char *from)
 {
     request_rec *r = q->r;
-    apr_off_t size;
+    ocireg_blob_body src;
+    ocireg_blob_ref ref;
     apr_status_t rv;
 
     if (!from || !ocireg_name_valid(from)
         || ocireg_digest_parse(digest) != OCIREG_DIGEST_SHA256)
         return DECLINED;
-    if (q->store->ops->blob_linked(q->store, r->pool, from, digest)
-            != APR_SUCCESS
-        || q->store->ops->blob_stat(q->store, r->pool, digest, &size)
-               != APR_SUCCESS)
+    /* The source's link tells where the bytes are; the new link says the
+     * same. */
+    if (q->store->ops->blob_open_linked(q->store, r->pool, from, digest, 0,
+                                        &src)
+        != APR_SUCCESS)
         return DECLINED;
     if (!may_read(r, apr_pstrcat(r->pool, "/v2/", from, "/blobs/", digest,
                                  NULL)))
         return DECLINED;
-    rv = q->store->ops->blob_link(q->store, r->pool, q->route.name, digest);
+    ref.size = src.size;
+    ref.data = src.data;
+    rv = q->store->ops->blob_link(q->store, r->pool, q->route.name, digest,
+                                  &ref);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "blob link (mount)");
     return created(q, digest);
@@ -172,7 +177,7 @@ static int finish_upload(ocireg_req *q, const char *uuid,
                                       s->version, w, digest, s->offset);
     if (rv == APR_SUCCESS)
         rv = q->store->ops->blob_link(q->store, r->pool, q->route.name,
-                                      digest);
+                                      digest, NULL);
     if (rv == OCIREG_STORE_ECONFLICT) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "OCIREG00024: upload %s: stored parts differ from "

@@ -230,10 +230,14 @@ static const char *link_path(ocireg_store *s, apr_pool_t *p, const char *name,
                         ocireg_digest_path(p, digest));
 }
 
+/* The link is an empty file: the blob's file is found by its digest,
+ * which costs nothing here, so `ref` is not kept. */
 static apr_status_t fs_blob_link(ocireg_store *s, apr_pool_t *p,
-                                 const char *name, const char *digest)
+                                 const char *name, const char *digest,
+                                 const ocireg_blob_ref *ref)
 {
     const char *path = link_path(s, p, name, "_layers", digest);
+    (void)ref;
     if (path_exists(path) == APR_SUCCESS)
         return APR_SUCCESS;
     return write_atomic(s, p, path, "", 0);
@@ -245,16 +249,51 @@ static apr_status_t fs_blob_linked(ocireg_store *s, apr_pool_t *p,
     return path_exists(link_path(s, p, name, "_layers", digest));
 }
 
+static apr_status_t fs_blob_open_linked(ocireg_store *s, apr_pool_t *p,
+                                        const char *name, const char *digest,
+                                        int want_body, ocireg_blob_body *out)
+{
+    apr_status_t rv = fs_blob_linked(s, p, name, digest);
+    memset(out, 0, sizeof(*out));
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (want_body)
+        return fs_blob_open(s, p, digest, out);
+    return fs_blob_stat(s, p, digest, &out->size);
+}
+
+static apr_status_t fs_manifest_linked(ocireg_store *s, apr_pool_t *p,
+                                       const char *name, const char *digest,
+                                       const char **media_type);
+
+static apr_status_t fs_links_exist(ocireg_store *s, apr_pool_t *p,
+                                   const char *name, ocireg_link_check *checks,
+                                   int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        checks[i].status =
+            checks[i].manifest
+                ? fs_manifest_linked(s, p, name, checks[i].digest, NULL)
+                : fs_blob_linked(s, p, name, checks[i].digest);
+    return APR_SUCCESS;
+}
+
 static apr_status_t fs_blob_unlink(ocireg_store *s, apr_pool_t *p,
                                    const char *name, const char *digest)
 {
     return remove_file(p, link_path(s, p, name, "_layers", digest));
 }
 
-static apr_status_t fs_manifest_link(ocireg_store *s, apr_pool_t *p,
-                                     const char *name, const char *digest,
-                                     const char *media_type)
+/* Content first, then the link that makes it reachable. */
+static apr_status_t fs_manifest_put(ocireg_store *s, apr_pool_t *p,
+                                    const char *name, const char *digest,
+                                    const char *media_type, const char *data,
+                                    apr_size_t len)
 {
+    apr_status_t rv = fs_blob_put(s, p, digest, data, len);
+    if (rv != APR_SUCCESS)
+        return rv;
     return write_atomic(s, p, link_path(s, p, name, "_manifests", digest),
                         media_type, strlen(media_type));
 }
@@ -270,6 +309,28 @@ static apr_status_t fs_manifest_linked(ocireg_store *s, apr_pool_t *p,
                                  1024, &data, &len);
     if (rv == APR_SUCCESS && media_type)
         *media_type = data;
+    return rv;
+}
+
+static apr_status_t fs_manifest_read_linked(ocireg_store *s, apr_pool_t *p,
+                                            const char *name,
+                                            const char *digest,
+                                            apr_size_t max, int want_body,
+                                            char **data, apr_size_t *len,
+                                            const char **media_type)
+{
+    apr_off_t size = 0;
+    apr_status_t rv = fs_manifest_linked(s, p, name, digest, media_type);
+    *data = NULL;
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (want_body)
+        return fs_blob_read_all(s, p, digest, max, data, len);
+    rv = fs_blob_stat(s, p, digest, &size);
+    if (rv == APR_SUCCESS && (apr_uint64_t)size > max)
+        rv = APR_EGENERAL;
+    if (rv == APR_SUCCESS)
+        *len = (apr_size_t)size;
     return rv;
 }
 
@@ -865,9 +926,12 @@ static const ocireg_store_ops fs_ops = {
     fs_blob_put,
     fs_blob_link,
     fs_blob_linked,
+    fs_blob_open_linked,
     fs_blob_unlink,
-    fs_manifest_link,
+    fs_links_exist,
+    fs_manifest_put,
     fs_manifest_linked,
+    fs_manifest_read_linked,
     fs_manifest_unlink,
     fs_tag_set,
     fs_tag_get,

@@ -6,7 +6,13 @@
  *                             metadata names the data object (x-amz-meta-
  *                             ocireg-data) and its size (ocireg-size)
  *   data/<uuid>               the data object a multipart upload completed
- *   repositories/<name>/...   links and referrers, as on the filesystem
+ *   repositories/<name>/_layers/sha256/<hex>
+ *                             a blob link: empty, its metadata naming the
+ *                             data object and size (as the pointer's)
+ *   repositories/<name>/_manifests/sha256/<hex>
+ *                             a manifest link: the manifest's bytes, its
+ *                             media type in metadata (META_MEDIA_TYPE)
+ *   repositories/<name>/...   referrers, as on the filesystem
  *   repositories/<name>/_tags/<lowercased tag>!<tag>
  *                             a tag (content: the digest), named so that
  *                             byte order is the spec's lexical order
@@ -25,6 +31,7 @@
  * Upload sessions are in ocireg_store_s3_upload.c, their records, locks
  * and claims in ocireg_store_s3_records.c. */
 #include <string.h>
+#include <errno.h>
 #include <apr_strings.h>
 #include <apr_hash.h>
 #include <apr_lib.h>
@@ -74,22 +81,33 @@ static apr_status_t s3_send(void *ctx, apr_pool_t *p, apr_off_t offset,
                                 sink_ctx, NULL);
 }
 
-static apr_status_t s3_blob_open(ocireg_store *s, apr_pool_t *p,
-                                 const char *digest, ocireg_blob_body *out)
+/* What reads size bytes at data key dk: a stream, or a presigned URL. */
+static void open_body(ocireg_store *s, apr_pool_t *p, const char *dk,
+                      apr_off_t size, ocireg_blob_body *out)
 {
     send_ctx *c = apr_pcalloc(p, sizeof(*c));
-    apr_status_t rv;
-    memset(out, 0, sizeof(*out));
-    rv = locate(s, p, digest, &c->key, &out->size);
-    if (rv != APR_SUCCESS)
-        return rv;
     c->s3 = S3(s)->s3;
+    c->key = dk;
+    out->size = size;
+    out->data = dk;
     out->send = s3_send;
     out->ctx = c;
     if (S3(s)->redirect_seconds > 0)
-        out->redirect_url = ocireg_s3_presign_get(c->s3, p, c->key,
+        out->redirect_url = ocireg_s3_presign_get(c->s3, p, dk,
                                                   S3(s)->redirect_seconds);
-    return APR_SUCCESS;
+}
+
+static apr_status_t s3_blob_open(ocireg_store *s, apr_pool_t *p,
+                                 const char *digest, ocireg_blob_body *out)
+{
+    const char *dk;
+    apr_off_t size;
+    apr_status_t rv;
+    memset(out, 0, sizeof(*out));
+    rv = locate(s, p, digest, &dk, &size);
+    if (rv == APR_SUCCESS)
+        open_body(s, p, dk, size, out);
+    return rv;
 }
 
 static apr_status_t s3_blob_read_all(ocireg_store *s, apr_pool_t *p,
@@ -125,16 +143,85 @@ static const char *link_key(ocireg_store *s, apr_pool_t *p, const char *name,
                                 NULL));
 }
 
+/* A blob link is an empty object whose metadata says where the bytes are
+ * (META_DATA: the data object's key, as the pointer's) and how many
+ * (META_SIZE): a read through the link needs no look at the pointer. That
+ * is safe to keep with the link because a digest's pointer is written
+ * once and never changes while a link names it. Links written before
+ * this carry no metadata: their readers ask the pointer. */
 static apr_status_t s3_blob_link(ocireg_store *s, apr_pool_t *p,
-                                 const char *name, const char *digest)
+                                 const char *name, const char *digest,
+                                 const ocireg_blob_ref *ref)
 {
-    return put_empty(s, p, link_key(s, p, name, "_layers", digest));
+    const char *dk = ref ? ref->data : NULL;
+    apr_off_t size = ref ? ref->size : -1;
+    apr_table_t *meta = apr_table_make(p, 2);
+    if (!dk || size < 0) {
+        apr_status_t rv = locate(s, p, digest, &dk, &size);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    apr_table_setn(meta, META_DATA, dk);
+    apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
+    return ocireg_s3_put(S3(s)->s3, p, link_key(s, p, name, "_layers", digest),
+                         "", 0, meta, 0, NULL);
 }
 
 static apr_status_t s3_blob_linked(ocireg_store *s, apr_pool_t *p,
                                    const char *name, const char *digest)
 {
     return exists(s, p, link_key(s, p, name, "_layers", digest));
+}
+
+/* The data key and size a link's metadata names, when it names them and
+ * the key is one of this store's data objects (blobs/ or data/ under the
+ * prefix): a link is read back from a shared bucket, so it is input. */
+static int link_ref(ocireg_store *s, const apr_table_t *meta,
+                    const char **dk, apr_off_t *size)
+{
+    const char *k = apr_table_get(meta, META_DATA);
+    const char *sz = apr_table_get(meta, META_SIZE);
+    apr_size_t pl = strlen(S3(s)->prefix);
+    char *end;
+    apr_int64_t n;
+    if (!k || !sz || strncmp(k, S3(s)->prefix, pl) != 0
+        || (strncmp(k + pl, "blobs/", 6) != 0
+            && strncmp(k + pl, "data/", 5) != 0)
+        || !apr_isdigit(*sz))
+        return 0;
+    errno = 0;
+    n = apr_strtoi64(sz, &end, 10);
+    if (*end || n < 0 || errno == ERANGE)
+        return 0;
+    *dk = k;
+    *size = (apr_off_t)n;
+    return 1;
+}
+
+/* One HEAD of the link; a GET adds the data's GET when it is sent. */
+static apr_status_t s3_blob_open_linked(ocireg_store *s, apr_pool_t *p,
+                                        const char *name, const char *digest,
+                                        int want_body, ocireg_blob_body *out)
+{
+    ocireg_s3_result res;
+    const char *dk;
+    apr_off_t size;
+    apr_status_t rv = ocireg_s3_head(S3(s)->s3, p,
+                                     link_key(s, p, name, "_layers", digest),
+                                     &res);
+    memset(out, 0, sizeof(*out));
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (!link_ref(s, res.meta, &dk, &size)) {
+        rv = locate(s, p, digest, &dk, &size);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    if (want_body)
+        open_body(s, p, dk, size, out);
+    out->size = size;
+    out->data = dk;
+    return APR_SUCCESS;
 }
 
 static apr_status_t delete_existing(ocireg_store *s, apr_pool_t *p,
@@ -185,35 +272,166 @@ static void catalog_remember(ocireg_store *s, apr_size_t slot,
     }
 }
 
-static apr_status_t s3_manifest_link(ocireg_store *s, apr_pool_t *p,
-                                     const char *name, const char *digest,
-                                     const char *media_type)
+/* Whether a media type can travel as S3 metadata unchanged: the
+ * characters of RFC 6838 names. Anything else keeps the layout before
+ * (the media type as the link's body). */
+static int metadata_safe(const char *mt)
 {
-    /* The catalog's entry first: a linked manifest's repository is always
-     * listed. The module never removes an entry, so one written once by
-     * this process needs no second write. */
-    int known;
-    apr_size_t slot = catalog_slot(s, name, &known);
-    if (!known) {
-        apr_status_t rv = put_empty(s, p, catalog_key(s, p, name));
-        if (rv != APR_SUCCESS)
-            return rv;
-        catalog_remember(s, slot, name);
-    }
-    return ocireg_s3_put(S3(s)->s3, p,
-                         link_key(s, p, name, "_manifests", digest),
-                         media_type, strlen(media_type), NULL, 0, NULL);
+    const char *c;
+    if (!*mt || strlen(mt) > 255)
+        return 0;
+    for (c = mt; *c; c++)
+        if (!apr_isalnum(*c) && !strchr("!#$&-^_.+/", *c))
+            return 0;
+    return 1;
 }
 
+/* A manifest link carries the manifest: its bytes as the body, the media
+ * type in metadata (META_MEDIA_TYPE), so a read by digest is one request.
+ * The content-addressed blob is written too, for other repositories and
+ * whatever collects garbage later; nothing reads it on this path, so it
+ * goes out alongside the link. */
+static apr_status_t s3_manifest_put(ocireg_store *s, apr_pool_t *p,
+                                    const char *name, const char *digest,
+                                    const char *media_type, const char *data,
+                                    apr_size_t len)
+{
+    const char *lk = link_key(s, p, name, "_manifests", digest);
+    const char *ldata = data;
+    apr_size_t llen = len;
+    apr_table_t *meta = NULL;
+    ocireg_s3_op ops[2];
+    int known, i;
+    apr_size_t slot = catalog_slot(s, name, &known);
+    apr_status_t rv;
+
+    if (metadata_safe(media_type)) {
+        meta = apr_table_make(p, 1);
+        apr_table_setn(meta, META_MEDIA_TYPE, media_type);
+    }
+    else {
+        ldata = media_type;
+        llen = strlen(media_type);
+    }
+    memset(ops, 0, sizeof(ops));
+    ops[0].kind = OCIREG_S3_OP_PUT;
+    ops[0].key = blob_key(s, p, digest);
+    ops[0].data = data;
+    ops[0].len = len;
+    ops[1].kind = OCIREG_S3_OP_PUT;
+    /* The catalog's entry before the link: a linked manifest's repository
+     * is always listed. The module never removes an entry, so one written
+     * once by this process needs no second write. */
+    if (known) {
+        ops[1].key = lk;
+        ops[1].data = ldata;
+        ops[1].len = llen;
+        ops[1].meta = meta;
+    }
+    else {
+        ops[1].key = catalog_key(s, p, name);
+        ops[1].data = "";
+    }
+    rv = ocireg_s3_run(S3(s)->s3, p, ops, 2, 2);
+    for (i = 0; rv == APR_SUCCESS && i < 2; i++)
+        rv = ops[i].status;
+    if (rv != APR_SUCCESS || known)
+        return rv;
+    catalog_remember(s, slot, name);
+    return ocireg_s3_put(S3(s)->s3, p, lk, ldata, llen, meta, 0, NULL);
+}
+
+/* The media type a manifest link gives: from its metadata, or for a link
+ * of the layout before (or an unusual media type) its body. */
 static apr_status_t s3_manifest_linked(ocireg_store *s, apr_pool_t *p,
                                        const char *name, const char *digest,
                                        const char **media_type)
 {
+    const char *k = link_key(s, p, name, "_manifests", digest), *mt;
     ocireg_s3_result res;
-    apr_status_t rv = ocireg_s3_get_small(
-        S3(s)->s3, p, link_key(s, p, name, "_manifests", digest), 1024, &res);
-    if (rv == APR_SUCCESS && media_type)
+    apr_status_t rv = ocireg_s3_head(S3(s)->s3, p, k, &res);
+    if (rv != APR_SUCCESS || !media_type)
+        return rv;
+    mt = apr_table_get(res.meta, META_MEDIA_TYPE);
+    if (mt) {
+        *media_type = mt;
+        return APR_SUCCESS;
+    }
+    rv = ocireg_s3_get_small(S3(s)->s3, p, k, 1024, &res);
+    if (rv == APR_SUCCESS)
         *media_type = res.body;
+    return rv;
+}
+
+/* New links: one GET (a HEAD without the body). Links of the layout
+ * before hold only the media type: the bytes come from the blob. */
+static apr_status_t s3_manifest_read_linked(ocireg_store *s, apr_pool_t *p,
+                                            const char *name,
+                                            const char *digest,
+                                            apr_size_t max, int want_body,
+                                            char **data, apr_size_t *len,
+                                            const char **media_type)
+{
+    ocireg_s3 *s3 = S3(s)->s3;
+    const char *k = link_key(s, p, name, "_manifests", digest), *mt;
+    ocireg_s3_result res;
+    apr_status_t rv;
+
+    *data = NULL;
+    rv = want_body ? ocireg_s3_get_small(s3, p, k, max, &res)
+                   : ocireg_s3_head(s3, p, k, &res);
+    if (rv != APR_SUCCESS)
+        return rv;
+    mt = apr_table_get(res.meta, META_MEDIA_TYPE);
+    if (mt) {
+        if ((apr_uint64_t)res.content_length > max)
+            return APR_EGENERAL;
+        *media_type = mt;
+        *data = res.body;
+        *len = want_body ? res.body_len : (apr_size_t)res.content_length;
+        return APR_SUCCESS;
+    }
+    if (!want_body) {
+        rv = ocireg_s3_get_small(s3, p, k, 1024, &res);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    else if (res.body_len > 1024) {
+        return APR_EGENERAL;
+    }
+    *media_type = res.body;
+    if (want_body)
+        return s3_blob_read_all(s, p, digest, max, data, len);
+    rv = ocireg_s3_head(s3, p, blob_key(s, p, digest), &res);
+    if (rv == APR_SUCCESS && (apr_uint64_t)res.content_length > max)
+        rv = APR_EGENERAL;
+    if (rv == APR_SUCCESS)
+        *len = (apr_size_t)res.content_length;
+    return rv;
+}
+
+/* Every check at once: the time of one HEAD, however many there are. */
+#define LINK_CHECKS_IN_FLIGHT 16
+
+static apr_status_t s3_links_exist(ocireg_store *s, apr_pool_t *p,
+                                   const char *name, ocireg_link_check *checks,
+                                   int n)
+{
+    ocireg_s3_op *ops;
+    apr_status_t rv;
+    int i;
+    if (n <= 0)
+        return APR_SUCCESS;
+    ops = apr_pcalloc(p, sizeof(*ops) * (apr_size_t)n);
+    for (i = 0; i < n; i++) {
+        ops[i].kind = OCIREG_S3_OP_HEAD;
+        ops[i].key = link_key(s, p, name,
+                              checks[i].manifest ? "_manifests" : "_layers",
+                              checks[i].digest);
+    }
+    rv = ocireg_s3_run(S3(s)->s3, p, ops, n, LINK_CHECKS_IN_FLIGHT);
+    for (i = 0; i < n; i++)
+        checks[i].status = ops[i].status;
     return rv;
 }
 
@@ -589,9 +807,12 @@ static const ocireg_store_ops s3_ops = {
     s3_blob_put,
     s3_blob_link,
     s3_blob_linked,
+    s3_blob_open_linked,
     s3_blob_unlink,
-    s3_manifest_link,
+    s3_links_exist,
+    s3_manifest_put,
     s3_manifest_linked,
+    s3_manifest_read_linked,
     s3_manifest_unlink,
     s3_tag_set,
     s3_tag_get,

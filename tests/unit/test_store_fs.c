@@ -275,15 +275,30 @@ static void test_blob_links(void **st)
     const char *d = sha("layer", 5);
     assert_int_equal(ops->blob_put(s, pool, d, "layer", 5), APR_SUCCESS);
     assert_true(APR_STATUS_IS_ENOENT(ops->blob_linked(s, pool, "a", d)));
-    assert_int_equal(ops->blob_link(s, pool, "a", d), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "a", d, NULL), APR_SUCCESS);
     assert_int_equal(ops->blob_linked(s, pool, "a", d), APR_SUCCESS);
     assert_true(APR_STATUS_IS_ENOENT(ops->blob_linked(s, pool, "b", d)));
     assert_true(APR_STATUS_IS_ENOENT(ops->blob_linked(s, pool, "a/b", d)));
     /* idempotent */
-    assert_int_equal(ops->blob_link(s, pool, "a", d), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "a", d, NULL), APR_SUCCESS);
     /* nested repository */
-    assert_int_equal(ops->blob_link(s, pool, "a/b/c", d), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "a/b/c", d, NULL), APR_SUCCESS);
     assert_int_equal(ops->blob_linked(s, pool, "a/b/c", d), APR_SUCCESS);
+    /* read through a link: the size always, the file when asked */
+    {
+        ocireg_blob_body body;
+        assert_int_equal(ops->blob_open_linked(s, pool, "a/b/c", d, 0, &body),
+                         APR_SUCCESS);
+        assert_int_equal(body.size, 5);
+        assert_null(body.file);
+        assert_int_equal(ops->blob_open_linked(s, pool, "a/b/c", d, 1, &body),
+                         APR_SUCCESS);
+        assert_int_equal(body.size, 5);
+        assert_non_null(body.file);
+        apr_file_close(body.file);
+        assert_true(APR_STATUS_IS_ENOENT(
+            ops->blob_open_linked(s, pool, "b", d, 1, &body)));
+    }
 
     assert_int_equal(ops->blob_unlink(s, pool, "a", d), APR_SUCCESS);
     assert_true(APR_STATUS_IS_ENOENT(ops->blob_linked(s, pool, "a", d)));
@@ -305,7 +320,7 @@ static void test_manifest_links(void **st)
                      APR_SUCCESS);
     assert_true(APR_STATUS_IS_ENOENT(ops->manifest_linked(s, pool, "a", d,
                                                           &mt)));
-    assert_int_equal(ops->manifest_link(s, pool, "a", d, MT_MANIFEST),
+    assert_int_equal(ops->manifest_put(s, pool, "a", d, MT_MANIFEST, "{}", 2),
                      APR_SUCCESS);
     assert_int_equal(ops->manifest_linked(s, pool, "a", d, &mt), APR_SUCCESS);
     assert_non_null(mt);
@@ -316,13 +331,45 @@ static void test_manifest_links(void **st)
     assert_true(APR_STATUS_IS_ENOENT(ops->blob_linked(s, pool, "a", d)));
 
     /* another media type in another repository */
-    assert_int_equal(ops->manifest_link(s, pool, "b", d,
-                                        "application/vnd.custom+json"),
+    assert_int_equal(ops->manifest_put(s, pool, "b", d,
+                                        "application/vnd.custom+json", "{}", 2),
                      APR_SUCCESS);
     assert_int_equal(ops->manifest_linked(s, pool, "b", d, &mt), APR_SUCCESS);
     assert_string_equal(mt, "application/vnd.custom+json");
     assert_int_equal(ops->manifest_linked(s, pool, "a", d, &mt), APR_SUCCESS);
     assert_string_equal(mt, MT_MANIFEST);
+
+    /* read through the link: bytes, length and media type */
+    {
+        char *data = NULL;
+        apr_size_t len = 0;
+        ocireg_link_check checks[3] = {{d, 1, APR_EGENERAL},
+                                       {d, 0, APR_EGENERAL},
+                                       {sha("x", 1), 1, APR_EGENERAL}};
+        assert_int_equal(ops->manifest_read_linked(s, pool, "b", d, 1024, 1,
+                                                   &data, &len, &mt),
+                         APR_SUCCESS);
+        assert_int_equal(len, strlen(body));
+        assert_memory_equal(data, body, len);
+        assert_string_equal(mt, "application/vnd.custom+json");
+        len = 0;
+        assert_int_equal(ops->manifest_read_linked(s, pool, "a", d, 1024, 0,
+                                                   &data, &len, &mt),
+                         APR_SUCCESS);
+        assert_null(data);
+        assert_int_equal(len, strlen(body));
+        assert_string_equal(mt, MT_MANIFEST);
+        assert_int_not_equal(ops->manifest_read_linked(s, pool, "a", d, 4, 1,
+                                                       &data, &len, &mt),
+                             APR_SUCCESS);
+        assert_true(APR_STATUS_IS_ENOENT(ops->manifest_read_linked(
+            s, pool, "c", d, 1024, 1, &data, &len, &mt)));
+        assert_int_equal(ops->links_exist(s, pool, "a", checks, 3),
+                         APR_SUCCESS);
+        assert_int_equal(checks[0].status, APR_SUCCESS);
+        assert_true(APR_STATUS_IS_ENOENT(checks[1].status));
+        assert_true(APR_STATUS_IS_ENOENT(checks[2].status));
+    }
 
     assert_int_equal(ops->manifest_unlink(s, pool, "a", d), APR_SUCCESS);
     assert_true(APR_STATUS_IS_ENOENT(ops->manifest_linked(s, pool, "a", d,
@@ -380,11 +427,11 @@ static void test_tags(void **st)
     assert_true(APR_STATUS_IS_ENOENT(ops->tag_get(s, pool, "a", "v1", &got)));
 
     /* as the handler does: the manifest is linked before it is tagged */
-    assert_int_equal(ops->manifest_link(s, pool, "a", d1, MT_MANIFEST),
+    assert_int_equal(ops->manifest_put(s, pool, "a", d1, MT_MANIFEST, "{}", 2),
                      APR_SUCCESS);
-    assert_int_equal(ops->manifest_link(s, pool, "a", d2, MT_MANIFEST),
+    assert_int_equal(ops->manifest_put(s, pool, "a", d2, MT_MANIFEST, "{}", 2),
                      APR_SUCCESS);
-    assert_int_equal(ops->manifest_link(s, pool, "a/b", d1, MT_MANIFEST),
+    assert_int_equal(ops->manifest_put(s, pool, "a/b", d1, MT_MANIFEST, "{}", 2),
                      APR_SUCCESS);
     assert_int_equal(ops->tag_set(s, pool, "a", "v1", d1), APR_SUCCESS);
     assert_int_equal(ops->tag_get(s, pool, "a", "v1", &got), APR_SUCCESS);
@@ -423,7 +470,7 @@ static void test_tag_list_repo_without_tags(void **st)
     (void)st;
     apr_array_header_t *tags = NULL;
     const char *d = fake_digest('3');
-    assert_int_equal(ops->manifest_link(s, pool, "m", d, MT_MANIFEST),
+    assert_int_equal(ops->manifest_put(s, pool, "m", d, MT_MANIFEST, "{}", 2),
                      APR_SUCCESS);
     assert_int_equal(all_tags("m", &tags), APR_SUCCESS);
     assert_non_null(tags);
@@ -434,7 +481,7 @@ static void test_many_tags(void **st)
 {
     (void)st;
     const char *d = fake_digest('4');
-    assert_int_equal(ops->manifest_link(s, pool, "many", d, MT_MANIFEST),
+    assert_int_equal(ops->manifest_put(s, pool, "many", d, MT_MANIFEST, "{}", 2),
                      APR_SUCCESS);
     for (int i = 0; i < 300; i++)
         assert_int_equal(ops->tag_set(s, pool, "many",
@@ -460,7 +507,7 @@ static void test_tag_pages(void **st)
     apr_array_header_t *tags = NULL;
     int i, n, more;
 
-    assert_int_equal(ops->manifest_link(s, pool, "pg", d, MT_MANIFEST),
+    assert_int_equal(ops->manifest_put(s, pool, "pg", d, MT_MANIFEST, "{}", 2),
                      APR_SUCCESS);
     for (i = 0; set[i]; i++)
         assert_int_equal(ops->tag_set(s, pool, "pg", set[i], d), APR_SUCCESS);
@@ -502,10 +549,10 @@ static void test_repo_pages(void **st)
     int i, n, more;
 
     for (i = 0; want[i]; i++)
-        assert_int_equal(ops->manifest_link(s, pool, want[i], d, MT_MANIFEST),
+        assert_int_equal(ops->manifest_put(s, pool, want[i], d, MT_MANIFEST, "{}", 2),
                          APR_SUCCESS);
     /* only blob links: not in the catalog */
-    assert_int_equal(ops->blob_link(s, pool, "blobsonly", d), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "blobsonly", d, NULL), APR_SUCCESS);
     for (n = 1; n <= 7; n++) {
         const char *last = NULL;
         int at = 0;
@@ -598,12 +645,12 @@ static void test_repos(void **st)
     if (rv == APR_SUCCESS)
         assert_int_equal(names->nelts, 0);
 
-    assert_int_equal(ops->manifest_link(s, pool, "a", d, MT_MANIFEST),
+    assert_int_equal(ops->manifest_put(s, pool, "a", d, MT_MANIFEST, "{}", 2),
                      APR_SUCCESS);
-    assert_int_equal(ops->manifest_link(s, pool, "a/b/c", d, MT_MANIFEST),
+    assert_int_equal(ops->manifest_put(s, pool, "a/b/c", d, MT_MANIFEST, "{}", 2),
                      APR_SUCCESS);
     assert_int_equal(ops->tag_set(s, pool, "a/b/c", "latest", d), APR_SUCCESS);
-    assert_int_equal(ops->manifest_link(s, pool, "x.y/z-w", d, MT_INDEX),
+    assert_int_equal(ops->manifest_put(s, pool, "x.y/z-w", d, MT_INDEX, "{}", 2),
                      APR_SUCCESS);
 
     assert_int_equal(ops->repo_exists(s, pool, "a"), APR_SUCCESS);
@@ -627,8 +674,8 @@ static void test_repos_with_keyword_names(void **st)
     const char *names_in[] = { "blobs", "tags", "uploads", "a/blobs/b",
                                "repositories", NULL };
     for (int i = 0; names_in[i]; i++) {
-        assert_int_equal(ops->manifest_link(s, pool, names_in[i], d,
-                                            MT_MANIFEST), APR_SUCCESS);
+        assert_int_equal(ops->manifest_put(s, pool, names_in[i], d,
+                                            MT_MANIFEST, "{}", 2), APR_SUCCESS);
         assert_int_equal(ops->tag_set(s, pool, names_in[i], "t", d),
                          APR_SUCCESS);
     }
@@ -757,8 +804,8 @@ static void test_no_temp_leftovers(void **st)
     (void)st;
     const char *d = sha("x", 1);
     assert_int_equal(ops->blob_put(s, pool, d, "x", 1), APR_SUCCESS);
-    assert_int_equal(ops->blob_link(s, pool, "r", d), APR_SUCCESS);
-    assert_int_equal(ops->manifest_link(s, pool, "r", d, MT_MANIFEST),
+    assert_int_equal(ops->blob_link(s, pool, "r", d, NULL), APR_SUCCESS);
+    assert_int_equal(ops->manifest_put(s, pool, "r", d, MT_MANIFEST, "{}", 2),
                      APR_SUCCESS);
     assert_int_equal(ops->tag_set(s, pool, "r", "t", d), APR_SUCCESS);
     assert_int_equal(ops->referrer_add(s, pool, "r", d, d, "{}"),
