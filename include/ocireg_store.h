@@ -211,12 +211,14 @@ typedef struct {
     /* Makes the upload visible as blob `digest` of `size` bytes, moving no
      * bytes through this server that a record or part already holds. `w`
      * is this request's closed writer, or NULL when it brought no bytes.
-     * If the blob already exists the upload is dropped. */
+     * If the blob already exists the upload is dropped. *ref (when not
+     * NULL) gets where the blob's bytes are, for blob_link. */
     apr_status_t (*upload_commit)(ocireg_store *s, apr_pool_t *p,
                                   const char *uuid, unsigned char *state,
                                   apr_uint64_t version,
                                   ocireg_upload_writer *w,
-                                  const char *digest, apr_off_t size);
+                                  const char *digest, apr_off_t size,
+                                  ocireg_blob_ref *ref);
     /* `digest` is the digest of the session's bytes when they are all
      * there (NULL otherwise): a driver that made the blob's data before a
      * crash can tell whether a blob now names it. */

@@ -152,7 +152,8 @@ apr_status_t s3_writer_tail(ocireg_upload_writer *w, apr_file_t **spool,
 apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, unsigned char *state,
                               apr_uint64_t version, ocireg_upload_writer *w,
-                              const char *digest, apr_off_t size);
+                              const char *digest, apr_off_t size,
+                              ocireg_blob_ref *ref);
 apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
                              const char *uuid, unsigned char *state,
                              apr_uint64_t version, const char *digest);

@@ -160,6 +160,7 @@ static int finish_upload(ocireg_req *q, const char *uuid,
 {
     request_rec *r = q->r;
     char actual[72];
+    ocireg_blob_ref ref;
     apr_status_t rv;
     int status;
 
@@ -174,10 +175,11 @@ static int finish_upload(ocireg_req *q, const char *uuid,
                                          digest, actual));
     }
     rv = q->store->ops->upload_commit(q->store, r->pool, uuid, s->driver,
-                                      s->version, w, digest, s->offset);
+                                      s->version, w, digest, s->offset,
+                                      &ref);
     if (rv == APR_SUCCESS)
         rv = q->store->ops->blob_link(q->store, r->pool, q->route.name,
-                                      digest, NULL);
+                                      digest, &ref);
     if (rv == OCIREG_STORE_ECONFLICT) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "OCIREG00024: upload %s: stored parts differ from "

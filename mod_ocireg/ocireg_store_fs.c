@@ -692,7 +692,8 @@ static apr_status_t fs_upload_commit(ocireg_store *s, apr_pool_t *p,
                                      const char *uuid, unsigned char *state,
                                      apr_uint64_t version,
                                      ocireg_upload_writer *w,
-                                     const char *digest, apr_off_t size)
+                                     const char *digest, apr_off_t size,
+                                     ocireg_blob_ref *ref)
 {
     const char *from = upload_file(s, p, uuid);
     const char *to = blob_file(s, p, digest);
@@ -701,6 +702,10 @@ static apr_status_t fs_upload_commit(ocireg_store *s, apr_pool_t *p,
     (void)state;
     (void)version;
     (void)w;
+    if (ref) {
+        ref->size = size;
+        ref->data = NULL;
+    }
     if (stat(from, &st) != 0)
         return errno_status();
     if (st.st_size < size)

@@ -701,7 +701,7 @@ static int completed_before(ocireg_store *s, apr_pool_t *p, const char *dk,
  * this session killed after writing it): its data stays. */
 static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
                                   const char *bk, const char *dk,
-                                  apr_off_t size)
+                                  apr_off_t size, const char **in_use)
 {
     ocireg_s3 *s3 = S3(s)->s3;
     apr_table_t *meta = apr_table_make(p, 3);
@@ -711,6 +711,7 @@ static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
 
     apr_table_setn(meta, META_DATA, dk);
     apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
+    *in_use = dk;
     rv = s3_create_only(s, p, bk, "", 0, meta);
     if (rv != APR_EEXIST)
         return rv;
@@ -725,6 +726,7 @@ static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
         return APR_SUCCESS;
     /* Another upload's blob: ours is a second copy. */
     ocireg_s3_delete(s3, p, dk, NULL);
+    *in_use = named ? named : bk;
     return APR_SUCCESS;
 }
 
@@ -769,7 +771,8 @@ static apr_status_t commit_small(ocireg_store *s, apr_pool_t *p,
 apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, unsigned char *state,
                               apr_uint64_t version, ocireg_upload_writer *w,
-                              const char *digest, apr_off_t size)
+                              const char *digest, apr_off_t size,
+                              ocireg_blob_ref *ref)
 {
     s3_state *st = (s3_state *)state;
     ocireg_s3 *s3 = S3(s)->s3;
@@ -787,6 +790,10 @@ apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
         return APR_EGENERAL;
     if (w && !w->closed)
         return APR_EGENERAL;
+    if (ref) {
+        ref->size = size;
+        ref->data = st->parts == 0 ? bk : dk;
+    }
     if (st->parts == 0) {
         rv = commit_small(s, p, uuid, st, version, w, bk);
         if (rv == OCIREG_S3_ECHANGED)
@@ -870,8 +877,12 @@ completed:
      * only its answer (or the process) was lost. */
     if (rv == APR_ENOENT && completed_before(s, p, dk, st, size))
         rv = APR_SUCCESS;
-    if (rv == APR_SUCCESS)
-        rv = write_pointer(s, p, bk, dk, size);
+    if (rv == APR_SUCCESS) {
+        const char *in_use = dk;
+        rv = write_pointer(s, p, bk, dk, size, &in_use);
+        if (ref)
+            ref->data = in_use;
+    }
     return rv;
 }
 
