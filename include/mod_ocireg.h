@@ -38,6 +38,11 @@ typedef struct {
 /* Configuration (mod_ocireg_config.c). */
 #define OCIREG_DEFAULT_UPLOAD_SLOTS 1024
 extern int ocireg_conf_upload_slots;
+/* The shared cache of store answers (ocireg_cache.h). */
+#define OCIREG_DEFAULT_CACHE_ENTRIES 8192
+#define OCIREG_DEFAULT_CACHE_SECONDS 5
+extern int ocireg_conf_cache_entries;
+extern apr_interval_time_t ocireg_conf_cache_ttl;
 #define OCIREG_DEFAULT_UPLOAD_EXPIRY apr_time_from_sec(86400)
 extern apr_interval_time_t ocireg_conf_upload_expiry;
 /* How long a host that stopped answering keeps a session locked against

@@ -14,10 +14,11 @@
  *  - immutable ones (what a digest names never changes) live until their
  *    slot is reused;
  *  - mutable ones (tags, repository links) carry the expiry the caller
- *    gives (how stale another host's change may be seen here) and the
- *    cache's generation at the time the store was read: every change this
- *    host makes to mutable things bumps the generation, so no entry read
- *    before it is served again, in any child. */
+ *    gives: how long another host's change may go unseen here.
+ * A change this host makes goes to the store first, then bumps the key's
+ * slot: the entry goes, and so does any answer read before the bump that
+ * a slower request stores after it (a store carries the slot's generation
+ * read before the store was asked, and is refused when it changed). */
 #ifndef OCIREG_CACHE_H
 #define OCIREG_CACHE_H
 
@@ -37,23 +38,23 @@ void ocireg_cache_format(void *mem, int slots);
 /* A process-local handle on a formatted cache. */
 ocireg_cache *ocireg_cache_attach(apr_pool_t *p, void *mem);
 
-/* The generation to pass to ocireg_cache_put for a mutable entry: read it
- * before asking the store, so a change made meanwhile wins. */
-apr_uint32_t ocireg_cache_generation(ocireg_cache *c);
-/* A change to mutable things on this host: entries read before it go. */
-void ocireg_cache_bump(ocireg_cache *c);
+/* The generation to pass to ocireg_cache_put for key: read it before
+ * asking the store, so that a change made meanwhile wins. */
+apr_uint32_t ocireg_cache_generation(ocireg_cache *c, const char *key);
+/* This host changed what key names (in the store already): the entry
+ * goes, and answers read before now are not stored. */
+void ocireg_cache_bump(ocireg_cache *c, const char *key);
 
 /* Stores a value (at most OCIREG_CACHE_VALUE_MAX bytes; longer keys or
  * values are not cached). expires 0: immutable; else the time after which
- * it is not served, and gen the generation read before the store was. */
+ * it is not served. gen: ocireg_cache_generation(key) from before the
+ * store was asked. */
 void ocireg_cache_put(ocireg_cache *c, const char *key, const void *value,
                       apr_size_t len, apr_time_t expires, apr_uint32_t gen);
 /* 1 and a copy of the value (NUL-terminated, in p) when the cache has a
  * live entry for key; 0 otherwise. */
 int ocireg_cache_get(ocireg_cache *c, apr_pool_t *p, const char *key,
                      apr_time_t now, char **value, apr_size_t *len);
-/* Forgets key (a change of this host to it). */
-void ocireg_cache_remove(ocireg_cache *c, const char *key);
 
 /* Counters, for tests and the status page. */
 typedef struct {

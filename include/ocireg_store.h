@@ -329,5 +329,11 @@ typedef struct {
 apr_status_t ocireg_store_s3_create(apr_pool_t *pool,
                                     const ocireg_store_s3_config *cfg,
                                     ocireg_store **out);
+/* Lets an S3 store keep what it reads in a shared cache (ocireg_cache.h):
+ * what a digest names for good, tags and repository links for at most
+ * `ttl` (0: not at all) unless this host changes them first. */
+typedef struct ocireg_cache ocireg_cache;
+void ocireg_store_s3_set_cache(ocireg_store *s, ocireg_cache *cache,
+                               apr_interval_time_t ttl);
 
 #endif

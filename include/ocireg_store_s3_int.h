@@ -9,6 +9,7 @@
 #include "ocireg_s3.h"
 #include "ocireg_parse.h"
 #include "ocireg_hash.h"
+#include "ocireg_cache.h"
 
 #define META_DATA "ocireg-data"
 #define META_SIZE "ocireg-size"
@@ -31,6 +32,10 @@ typedef struct {
      * repository do not write the entry again. */
     apr_thread_mutex_t *catalog_lock;
     char (*catalog_seen)[256];
+    /* ocireg_store_s3.c: answers kept across requests and children
+     * (ocireg_cache.h), or NULL; tags and links at most cache_ttl. */
+    ocireg_cache *cache;
+    apr_interval_time_t cache_ttl;
 } s3_store;
 
 /* What a session remembers between requests; lives in the session slot

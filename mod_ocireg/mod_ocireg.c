@@ -18,6 +18,7 @@
 #include "apr_strings.h"
 #include "apr_shm.h"
 #include "apr_global_mutex.h"
+#include "ocireg_cache.h"
 #include "mod_ocireg.h"
 #include "mod_ocireg_expiry.h"
 #include "ocireg_parse.h"
@@ -53,6 +54,8 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     (void)plog;
     (void)ptemp;
     ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
+    ocireg_conf_cache_entries = OCIREG_DEFAULT_CACHE_ENTRIES;
+    ocireg_conf_cache_ttl = apr_time_from_sec(OCIREG_DEFAULT_CACHE_SECONDS);
     ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
     ocireg_conf_upload_lease = 0; /* unset: from Timeout (check_config) */
     ocireg_conf_upload_empty_expiry = OCIREG_DEFAULT_UPLOAD_EMPTY_EXPIRY;
@@ -190,6 +193,44 @@ static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
     return OK;
 }
 
+/* The shared cache of store answers: anonymous shared memory made by the
+ * parent for this configuration (children inherit it at fork; a restart
+ * starts it empty), handed to every S3 store. It needs no mutex: its
+ * slots are seqlocked (ocireg_cache.h). */
+static int open_cache(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
+{
+    apr_size_t size;
+    apr_shm_t *shm;
+    ocireg_cache *cache;
+    apr_status_t rv;
+    server_rec *v;
+
+    if (ocireg_conf_cache_entries <= 0)
+        return OK;
+    size = ocireg_cache_size(ocireg_conf_cache_entries);
+    rv = apr_shm_create(&shm, size, NULL, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     "OCIREG00360: cannot create %" APR_SIZE_T_FMT " bytes "
+                     "of shared memory for %d cache entries "
+                     "(OCIRegCacheEntries): %s",
+                     size, ocireg_conf_cache_entries,
+                     ocireg_status_why(ptemp, rv));
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ocireg_cache_format(apr_shm_baseaddr_get(shm), ocireg_conf_cache_entries);
+    cache = ocireg_cache_attach(pconf, apr_shm_baseaddr_get(shm));
+    for (v = s; v; v = v->next) {
+        ocireg_server_conf *sc =
+            ap_get_module_config(v->module_config, &ocireg_module);
+        if (sc->store && sc->storage_driver
+            && strcmp(sc->storage_driver, "s3") == 0)
+            ocireg_store_s3_set_cache(sc->store, cache,
+                                      ocireg_conf_cache_ttl);
+    }
+    return OK;
+}
+
 static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
                        apr_pool_t *ptemp, server_rec *s)
 {
@@ -256,6 +297,9 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     uploads = ocireg_uploads_attach(pconf, apr_shm_baseaddr_get(upload_shm),
                                     upload_mutex);
+    status = open_cache(pconf, ptemp, s);
+    if (status != OK)
+        return status;
     return ocireg_expiry_start(pconf, s, upload_table);
 }
 

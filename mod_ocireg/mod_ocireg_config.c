@@ -14,6 +14,9 @@
 #include "ocireg_uploads.h"
 
 int ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
+int ocireg_conf_cache_entries = OCIREG_DEFAULT_CACHE_ENTRIES;
+apr_interval_time_t ocireg_conf_cache_ttl =
+    apr_time_from_sec(OCIREG_DEFAULT_CACHE_SECONDS);
 apr_interval_time_t ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
 apr_interval_time_t ocireg_conf_upload_lease = 0;
 apr_interval_time_t ocireg_conf_upload_empty_expiry =
@@ -348,6 +351,28 @@ static const char *cmd_upload_slots(cmd_parms *cmd, void *dconf,
     return err;
 }
 
+static const char *cmd_cache_entries(cmd_parms *cmd, void *dconf,
+                                     const char *arg)
+{
+    apr_off_t n;
+    const char *err = global_number(cmd, arg, 0, 4000000, "", &n);
+    (void)dconf;
+    if (!err)
+        ocireg_conf_cache_entries = (int)n;
+    return err;
+}
+
+static const char *cmd_cache_seconds(cmd_parms *cmd, void *dconf,
+                                     const char *arg)
+{
+    apr_off_t n;
+    const char *err = global_number(cmd, arg, 0, 3600, "of seconds ", &n);
+    (void)dconf;
+    if (!err)
+        ocireg_conf_cache_ttl = apr_time_from_sec(n);
+    return err;
+}
+
 /* The global directives that take a number of seconds: where each goes
  * and its largest value. */
 typedef struct {
@@ -450,6 +475,11 @@ const command_rec ocireg_cmds[] = {
     AP_INIT_TAKE2("OCIRegStorage", cmd_storage, NULL, RSRC_CONF,
                   "storage driver and its argument: filesystem <dir> or "
                   "s3 <endpoint URL>"),
+    AP_INIT_TAKE1("OCIRegCacheEntries", cmd_cache_entries, NULL, RSRC_CONF,
+                  "entries of the shared cache of store answers (0: none)"),
+    AP_INIT_TAKE1("OCIRegCacheSeconds", cmd_cache_seconds, NULL, RSRC_CONF,
+                  "how long another host's change to a tag or link may go "
+                  "unseen here (0: tags and links are not cached)"),
     AP_INIT_TAKE1("OCIRegUploadSlots", cmd_upload_slots, NULL, RSRC_CONF,
                   "upload sessions held in shared memory at once"),
     AP_INIT_TAKE1("OCIRegUploadExpiry", cmd_global_seconds, &upload_expiry,

@@ -227,9 +227,15 @@ static apr_status_t session_read(ocireg_req *q, const char *uuid,
 static int moved_elsewhere(ocireg_req *q, const char *uuid)
 {
     ocireg_upload_session latest;
-    int fresh = session_read(q, uuid, 0, &latest) == APR_SUCCESS;
-    session_release(q, uuid, fresh ? &latest : NULL);
-    return session_busy(q, fresh ? &latest : NULL, WRITING_ELSEWHERE);
+    apr_status_t rv = session_read(q, uuid, 0, &latest);
+    if (rv == APR_ENOENT) {
+        /* Finished or cancelled meanwhile. */
+        session_forget(q, uuid);
+        return upload_unknown(q);
+    }
+    session_release(q, uuid, rv == APR_SUCCESS ? &latest : NULL);
+    return session_busy(q, rv == APR_SUCCESS ? &latest : NULL,
+                        WRITING_ELSEWHERE);
 }
 
 /* A blob the store could never hold is refused before its data is read,
@@ -313,6 +319,10 @@ static int append_body(ocireg_req *q, ocireg_upload_session *s,
     rv = q->store->ops->upload_open(q->store, r->pool, s->uuid, next.driver,
                                     s->version, s->offset, length, q->lock,
                                     &w);
+    /* The record this request started from is gone: superseded (and its
+     * bytes settled) by another request, or the session ended. */
+    if (rv == APR_ENOENT)
+        return moved_elsewhere(q, s->uuid);
     if (rv != APR_SUCCESS) {
         session_release(q, s->uuid, NULL);
         return ocireg_store_failure(r, rv, "opening the upload");

@@ -10,7 +10,8 @@
 
 typedef struct {
     apr_uint32_t seq;            /* odd while written */
-    apr_uint32_t gen;            /* of a mutable entry */
+    apr_uint32_t gen;            /* one more at every change of a key of
+                                  * this slot (ocireg_cache_bump) */
     apr_uint32_t hash;
     apr_uint16_t keylen, vallen;
     apr_int64_t expires;         /* 0: immutable; EMPTY: no entry */
@@ -21,8 +22,6 @@ typedef struct {
 typedef struct {
     apr_uint32_t magic;
     apr_uint32_t slots;
-    apr_uint32_t gen;
-    apr_uint32_t pad;
     apr_uint64_t hits, misses, stores;
 } cache_head;
 
@@ -64,16 +63,6 @@ ocireg_cache *ocireg_cache_attach(apr_pool_t *p, void *mem)
     return c;
 }
 
-apr_uint32_t ocireg_cache_generation(ocireg_cache *c)
-{
-    return __atomic_load_n(&c->head->gen, __ATOMIC_ACQUIRE);
-}
-
-void ocireg_cache_bump(ocireg_cache *c)
-{
-    __atomic_add_fetch(&c->head->gen, 1, __ATOMIC_ACQ_REL);
-}
-
 static cache_slot *slot_of(ocireg_cache *c, const char *key, apr_uint32_t *h)
 {
     *h = ocireg_store_id(key);
@@ -98,6 +87,30 @@ static void write_end(cache_slot *s, apr_uint32_t seq)
     __atomic_store_n(&s->seq, seq + 2, __ATOMIC_RELEASE);
 }
 
+apr_uint32_t ocireg_cache_generation(ocireg_cache *c, const char *key)
+{
+    apr_uint32_t h;
+    if (!c)
+        return 0;
+    return __atomic_load_n(&slot_of(c, key, &h)->gen, __ATOMIC_ACQUIRE);
+}
+
+void ocireg_cache_bump(ocireg_cache *c, const char *key)
+{
+    apr_uint32_t h, seq;
+    cache_slot *s;
+    if (!c)
+        return;
+    s = slot_of(c, key, &h);
+    /* Unlike a store, a change must not be skipped: wait out a writer
+     * (it holds the slot for a copy of a few hundred bytes). */
+    while (!write_begin(s, &seq))
+        apr_sleep(0);
+    s->gen++;
+    s->expires = EMPTY;
+    write_end(s, seq);
+}
+
 void ocireg_cache_put(ocireg_cache *c, const char *key, const void *value,
                       apr_size_t len, apr_time_t expires, apr_uint32_t gen)
 {
@@ -112,7 +125,11 @@ void ocireg_cache_put(ocireg_cache *c, const char *key, const void *value,
     s = slot_of(c, key, &h);
     if (!write_begin(s, &seq))
         return;
-    s->gen = gen;
+    /* Read before a change of this host to a key of this slot: stale. */
+    if (s->gen != gen) {
+        write_end(s, seq);
+        return;
+    }
     s->hash = h;
     s->keylen = (apr_uint16_t)klen;
     s->vallen = (apr_uint16_t)len;
@@ -142,9 +159,7 @@ int ocireg_cache_get(ocireg_cache *c, apr_pool_t *p, const char *key,
         hit = after == before && copy.expires != EMPTY && copy.hash == h
               && copy.keylen == klen && copy.vallen < OCIREG_CACHE_VALUE_MAX
               && memcmp(copy.key, key, klen) == 0
-              && (copy.expires == 0
-                  || (now < copy.expires
-                      && copy.gen == ocireg_cache_generation(c)));
+              && (copy.expires == 0 || now < copy.expires);
     }
     __atomic_add_fetch(hit ? &c->head->hits : &c->head->misses, 1,
                        __ATOMIC_RELAXED);
@@ -153,24 +168,6 @@ int ocireg_cache_get(ocireg_cache *c, apr_pool_t *p, const char *key,
     *value = apr_pstrmemdup(p, copy.value, copy.vallen);
     *len = copy.vallen;
     return 1;
-}
-
-void ocireg_cache_remove(ocireg_cache *c, const char *key)
-{
-    apr_uint32_t h, seq;
-    cache_slot *s;
-    if (!c)
-        return;
-    s = slot_of(c, key, &h);
-    /* A slot being written stays what the writer makes it: a change of
-     * mutable things also bumps the generation, which that entry (read
-     * before) does not survive. */
-    if (!write_begin(s, &seq))
-        return;
-    if (s->hash == h && s->keylen == strlen(key)
-        && memcmp(s->key, key, s->keylen) == 0)
-        s->expires = EMPTY;
-    write_end(s, seq);
 }
 
 void ocireg_cache_get_stats(ocireg_cache *c, ocireg_cache_stats *out)

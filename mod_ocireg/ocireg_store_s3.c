@@ -40,6 +40,79 @@
 #include "ocireg_manifest.h"
 #include "ocireg_store_s3_int.h"
 
+/* The shared cache (ocireg_cache.h). Keys name the store (several vhosts
+ * share one cache) and the kind: P a digest's bytes (immutable), L a
+ * repository's blob link, M a manifest link, T a tag. A store's own
+ * changes to L, M and T go to the store first and then bump the key, so
+ * an answer read before the change, in any child, is not served after it;
+ * another host's changes show here within cache_ttl. */
+static const char *cache_key(ocireg_store *s, apr_pool_t *p, char kind,
+                             const char *a, const char *b)
+{
+    return apr_psprintf(p, "%08x%c%s|%s", (unsigned)s->id, kind, a,
+                        b ? b : "");
+}
+
+static int cache_get(ocireg_store *s, apr_pool_t *p, const char *k,
+                     char **value)
+{
+    apr_size_t len;
+    return S3(s)->cache
+           && ocireg_cache_get(S3(s)->cache, p, k, apr_time_now(), value,
+                               &len);
+}
+
+static apr_uint32_t cache_gen(ocireg_store *s, const char *k)
+{
+    return ocireg_cache_generation(S3(s)->cache, k);
+}
+
+/* A mutable answer read under generation gen. */
+static void cache_mutable(ocireg_store *s, const char *k, const char *value,
+                          apr_uint32_t gen)
+{
+    if (S3(s)->cache && S3(s)->cache_ttl > 0)
+        ocireg_cache_put(S3(s)->cache, k, value, strlen(value),
+                         apr_time_now() + S3(s)->cache_ttl, gen);
+}
+
+static void cache_immutable(ocireg_store *s, const char *k,
+                            const char *value, apr_uint32_t gen)
+{
+    if (S3(s)->cache)
+        ocireg_cache_put(S3(s)->cache, k, value, strlen(value), 0, gen);
+}
+
+/* After this host changed (replaced or removed) what k caches. */
+static void cache_changed(ocireg_store *s, const char *k)
+{
+    ocireg_cache_bump(S3(s)->cache, k);
+}
+
+/* "<size> <data key>" */
+static const char *ref_text(apr_pool_t *p, const char *dk, apr_off_t size)
+{
+    return apr_psprintf(p, "%" APR_OFF_T_FMT " %s", size, dk);
+}
+
+static int ref_parse(const char *text, const char **dk, apr_off_t *size)
+{
+    char *end;
+    apr_int64_t n = apr_strtoi64(text, &end, 10);
+    if (end == text || *end != ' ' || n < 0)
+        return 0;
+    *dk = end + 1;
+    *size = (apr_off_t)n;
+    return 1;
+}
+
+void ocireg_store_s3_set_cache(ocireg_store *s, ocireg_cache *cache,
+                               apr_interval_time_t ttl)
+{
+    S3(s)->cache = cache;
+    S3(s)->cache_ttl = ttl;
+}
+
 /* Blobs */
 
 /* Where a blob's bytes are and how many there are. */
@@ -48,13 +121,21 @@ static apr_status_t locate(ocireg_store *s, apr_pool_t *p, const char *digest,
 {
     ocireg_s3_result res;
     const char *k = blob_key(s, p, digest), *dk, *sz;
-    apr_status_t rv = ocireg_s3_head(S3(s)->s3, p, k, &res);
+    const char *ck = cache_key(s, p, 'P', digest, NULL);
+    char *cached;
+    apr_uint32_t gen = cache_gen(s, ck);
+    apr_status_t rv;
+    /* Where a digest's bytes are never changes while anything names it. */
+    if (cache_get(s, p, ck, &cached) && ref_parse(cached, data_key, size))
+        return APR_SUCCESS;
+    rv = ocireg_s3_head(S3(s)->s3, p, k, &res);
     if (rv != APR_SUCCESS)
         return rv;
     dk = apr_table_get(res.meta, META_DATA);
     sz = apr_table_get(res.meta, META_SIZE);
     *data_key = dk ? dk : k;
     *size = dk && sz ? apr_atoi64(sz) : res.content_length;
+    cache_immutable(s, ck, ref_text(p, *data_key, *size), gen);
     return APR_SUCCESS;
 }
 
@@ -161,16 +242,39 @@ static apr_status_t s3_blob_link(ocireg_store *s, apr_pool_t *p,
         if (rv != APR_SUCCESS)
             return rv;
     }
+    const char *ck = cache_key(s, p, 'L', name, digest);
+    apr_uint32_t gen = cache_gen(s, ck);
+    apr_status_t rv;
     apr_table_setn(meta, META_DATA, dk);
     apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
-    return ocireg_s3_put(S3(s)->s3, p, link_key(s, p, name, "_layers", digest),
-                         "", 0, meta, 0, NULL);
+    rv = ocireg_s3_put(S3(s)->s3, p, link_key(s, p, name, "_layers", digest),
+                       "", 0, meta, 0, NULL);
+    /* A link made replaces no answer anyone could have read but "none",
+     * which is never kept: no bump. */
+    if (rv == APR_SUCCESS)
+        cache_mutable(s, ck, ref_text(p, dk, size), gen);
+    return rv;
 }
+
+static int link_ref(ocireg_store *s, const apr_table_t *meta,
+                    const char **dk, apr_off_t *size);
 
 static apr_status_t s3_blob_linked(ocireg_store *s, apr_pool_t *p,
                                    const char *name, const char *digest)
 {
-    return exists(s, p, link_key(s, p, name, "_layers", digest));
+    const char *ck = cache_key(s, p, 'L', name, digest), *dk;
+    apr_uint32_t gen = cache_gen(s, ck);
+    ocireg_s3_result res;
+    apr_off_t size;
+    char *cached;
+    apr_status_t rv;
+    if (cache_get(s, p, ck, &cached))
+        return APR_SUCCESS;
+    rv = ocireg_s3_head(S3(s)->s3, p, link_key(s, p, name, "_layers", digest),
+                        &res);
+    if (rv == APR_SUCCESS && link_ref(s, res.meta, &dk, &size))
+        cache_mutable(s, ck, ref_text(p, dk, size), gen);
+    return rv;
 }
 
 /* The data key and size a link's metadata names, when it names them and
@@ -204,15 +308,26 @@ static apr_status_t s3_blob_open_linked(ocireg_store *s, apr_pool_t *p,
                                         int want_body, ocireg_blob_body *out)
 {
     ocireg_s3_result res;
-    const char *dk;
+    const char *dk, *ck = cache_key(s, p, 'L', name, digest);
+    apr_uint32_t gen = cache_gen(s, ck);
     apr_off_t size;
-    apr_status_t rv = ocireg_s3_head(S3(s)->s3, p,
-                                     link_key(s, p, name, "_layers", digest),
-                                     &res);
+    char *cached;
+    apr_status_t rv;
     memset(out, 0, sizeof(*out));
+    if (cache_get(s, p, ck, &cached) && ref_parse(cached, &dk, &size)) {
+        if (want_body)
+            open_body(s, p, dk, size, out);
+        out->size = size;
+        out->data = dk;
+        return APR_SUCCESS;
+    }
+    rv = ocireg_s3_head(S3(s)->s3, p, link_key(s, p, name, "_layers", digest),
+                        &res);
     if (rv != APR_SUCCESS)
         return rv;
-    if (!link_ref(s, res.meta, &dk, &size)) {
+    if (link_ref(s, res.meta, &dk, &size))
+        cache_mutable(s, ck, ref_text(p, dk, size), gen);
+    else {
         rv = locate(s, p, digest, &dk, &size);
         if (rv != APR_SUCCESS)
             return rv;
@@ -237,7 +352,10 @@ static apr_status_t delete_existing(ocireg_store *s, apr_pool_t *p,
 static apr_status_t s3_blob_unlink(ocireg_store *s, apr_pool_t *p,
                                    const char *name, const char *digest)
 {
-    return delete_existing(s, p, link_key(s, p, name, "_layers", digest));
+    apr_status_t rv = delete_existing(s, p,
+                                      link_key(s, p, name, "_layers", digest));
+    cache_changed(s, cache_key(s, p, 'L', name, digest));
+    return rv;
 }
 
 static const char *catalog_key(ocireg_store *s, apr_pool_t *p,
@@ -303,6 +421,8 @@ static apr_status_t s3_manifest_put(ocireg_store *s, apr_pool_t *p,
     ocireg_s3_op ops[2];
     int known, i;
     apr_size_t slot = catalog_slot(s, name, &known);
+    const char *ck = cache_key(s, p, 'M', name, digest);
+    apr_uint32_t gen = cache_gen(s, ck);
     apr_status_t rv;
 
     if (metadata_safe(media_type)) {
@@ -335,10 +455,16 @@ static apr_status_t s3_manifest_put(ocireg_store *s, apr_pool_t *p,
     rv = ocireg_s3_run(S3(s)->s3, p, ops, 2, 2);
     for (i = 0; rv == APR_SUCCESS && i < 2; i++)
         rv = ops[i].status;
-    if (rv != APR_SUCCESS || known)
-        return rv;
-    catalog_remember(s, slot, name);
-    return ocireg_s3_put(S3(s)->s3, p, lk, ldata, llen, meta, 0, NULL);
+    if (rv == APR_SUCCESS && !known) {
+        catalog_remember(s, slot, name);
+        rv = ocireg_s3_put(S3(s)->s3, p, lk, ldata, llen, meta, 0, NULL);
+    }
+    if (rv == APR_SUCCESS)
+        cache_mutable(s, ck,
+                      apr_psprintf(p, "%" APR_SIZE_T_FMT " %s", len,
+                                   media_type),
+                      gen);
+    return rv;
 }
 
 /* The media type a manifest link gives: from its metadata, or for a link
@@ -348,8 +474,17 @@ static apr_status_t s3_manifest_linked(ocireg_store *s, apr_pool_t *p,
                                        const char **media_type)
 {
     const char *k = link_key(s, p, name, "_manifests", digest), *mt;
+    const char *ck = cache_key(s, p, 'M', name, digest);
     ocireg_s3_result res;
-    apr_status_t rv = ocireg_s3_head(S3(s)->s3, p, k, &res);
+    apr_off_t len;
+    char *cached;
+    apr_status_t rv;
+    if (cache_get(s, p, ck, &cached) && ref_parse(cached, &mt, &len)) {
+        if (media_type)
+            *media_type = mt;
+        return APR_SUCCESS;
+    }
+    rv = ocireg_s3_head(S3(s)->s3, p, k, &res);
     if (rv != APR_SUCCESS || !media_type)
         return rv;
     mt = apr_table_get(res.meta, META_MEDIA_TYPE);
@@ -374,10 +509,21 @@ static apr_status_t s3_manifest_read_linked(ocireg_store *s, apr_pool_t *p,
 {
     ocireg_s3 *s3 = S3(s)->s3;
     const char *k = link_key(s, p, name, "_manifests", digest), *mt;
+    const char *ck = cache_key(s, p, 'M', name, digest);
+    apr_uint32_t gen = cache_gen(s, ck);
     ocireg_s3_result res;
+    apr_off_t clen;
+    char *cached;
     apr_status_t rv;
 
     *data = NULL;
+    /* A HEAD needs only what the cache has; a GET reads the link. */
+    if (!want_body && cache_get(s, p, ck, &cached)
+        && ref_parse(cached, &mt, &clen) && (apr_uint64_t)clen <= max) {
+        *media_type = mt;
+        *len = (apr_size_t)clen;
+        return APR_SUCCESS;
+    }
     rv = want_body ? ocireg_s3_get_small(s3, p, k, max, &res)
                    : ocireg_s3_head(s3, p, k, &res);
     if (rv != APR_SUCCESS)
@@ -386,6 +532,10 @@ static apr_status_t s3_manifest_read_linked(ocireg_store *s, apr_pool_t *p,
     if (mt) {
         if ((apr_uint64_t)res.content_length > max)
             return APR_EGENERAL;
+        cache_mutable(s, ck,
+                      apr_psprintf(p, "%" APR_OFF_T_FMT " %s",
+                                   res.content_length, mt),
+                      gen);
         *media_type = mt;
         *data = res.body;
         *len = want_body ? res.body_len : (apr_size_t)res.content_length;
@@ -418,27 +568,64 @@ static apr_status_t s3_links_exist(ocireg_store *s, apr_pool_t *p,
                                    int n)
 {
     ocireg_s3_op *ops;
+    int *op_of;
+    const char **ck;
+    apr_uint32_t *gen;
     apr_status_t rv;
-    int i;
+    int i, m = 0;
     if (n <= 0)
         return APR_SUCCESS;
     ops = apr_pcalloc(p, sizeof(*ops) * (apr_size_t)n);
+    op_of = apr_pcalloc(p, sizeof(*op_of) * (apr_size_t)n);
+    ck = apr_pcalloc(p, sizeof(*ck) * (apr_size_t)n);
+    gen = apr_pcalloc(p, sizeof(*gen) * (apr_size_t)n);
     for (i = 0; i < n; i++) {
-        ops[i].kind = OCIREG_S3_OP_HEAD;
-        ops[i].key = link_key(s, p, name,
-                              checks[i].manifest ? "_manifests" : "_layers",
-                              checks[i].digest);
+        char *cached;
+        ck[i] = cache_key(s, p, checks[i].manifest ? 'M' : 'L', name,
+                          checks[i].digest);
+        gen[i] = cache_gen(s, ck[i]);
+        if (cache_get(s, p, ck[i], &cached)) {
+            checks[i].status = APR_SUCCESS;
+            op_of[i] = -1;
+            continue;
+        }
+        op_of[i] = m;
+        ops[m].kind = OCIREG_S3_OP_HEAD;
+        ops[m++].key = link_key(s, p, name,
+                                checks[i].manifest ? "_manifests" : "_layers",
+                                checks[i].digest);
     }
-    rv = ocireg_s3_run(S3(s)->s3, p, ops, n, LINK_CHECKS_IN_FLIGHT);
-    for (i = 0; i < n; i++)
-        checks[i].status = ops[i].status;
+    rv = m ? ocireg_s3_run(S3(s)->s3, p, ops, m, LINK_CHECKS_IN_FLIGHT)
+           : APR_SUCCESS;
+    for (i = 0; i < n; i++) {
+        ocireg_s3_op *op;
+        const char *dk, *mt;
+        apr_off_t size;
+        if (op_of[i] < 0)
+            continue;
+        op = &ops[op_of[i]];
+        checks[i].status = op->status;
+        if (op->status != APR_SUCCESS || !op->res.meta)
+            continue;
+        if (!checks[i].manifest && link_ref(s, op->res.meta, &dk, &size))
+            cache_mutable(s, ck[i], ref_text(p, dk, size), gen[i]);
+        else if (checks[i].manifest
+                 && (mt = apr_table_get(op->res.meta, META_MEDIA_TYPE)))
+            cache_mutable(s, ck[i],
+                          apr_psprintf(p, "%" APR_OFF_T_FMT " %s",
+                                       op->res.content_length, mt),
+                          gen[i]);
+    }
     return rv;
 }
 
 static apr_status_t s3_manifest_unlink(ocireg_store *s, apr_pool_t *p,
                                        const char *name, const char *digest)
 {
-    return delete_existing(s, p, link_key(s, p, name, "_manifests", digest));
+    apr_status_t rv = delete_existing(
+        s, p, link_key(s, p, name, "_manifests", digest));
+    cache_changed(s, cache_key(s, p, 'M', name, digest));
+    return rv;
 }
 
 /* Tags. ListObjectsV2 answers in byte order, the spec wants tags
@@ -503,8 +690,16 @@ static apr_status_t s3_tag_set(ocireg_store *s, apr_pool_t *p,
                                const char *name, const char *tag,
                                const char *digest)
 {
-    return ocireg_s3_put(S3(s)->s3, p, tag_key(s, p, name, tag), digest,
-                         strlen(digest), NULL, 0, NULL);
+    const char *ck = cache_key(s, p, 'T', name, tag);
+    apr_status_t rv = ocireg_s3_put(S3(s)->s3, p, tag_key(s, p, name, tag),
+                                    digest, strlen(digest), NULL, 0, NULL);
+    /* The new value is in the store before the old one stops being
+     * served: a child that read the old one meanwhile read it under the
+     * key's generation before, which the bump retires. */
+    cache_changed(s, ck);
+    if (rv == APR_SUCCESS)
+        cache_mutable(s, ck, digest, cache_gen(s, ck));
+    return rv;
 }
 
 static apr_status_t get_tag(ocireg_store *s, apr_pool_t *p, const char *k,
@@ -522,9 +717,19 @@ static apr_status_t s3_tag_get(ocireg_store *s, apr_pool_t *p,
                                const char *name, const char *tag,
                                const char **digest)
 {
-    apr_status_t rv = get_tag(s, p, tag_key(s, p, name, tag), digest);
+    const char *ck = cache_key(s, p, 'T', name, tag);
+    apr_uint32_t gen = cache_gen(s, ck);
+    char *cached;
+    apr_status_t rv;
+    if (cache_get(s, p, ck, &cached)) {
+        *digest = cached;
+        return APR_SUCCESS;
+    }
+    rv = get_tag(s, p, tag_key(s, p, name, tag), digest);
     if (rv == APR_ENOENT && !listing_ready(s, p))
         rv = get_tag(s, p, old_tag_key(s, p, name, tag), digest);
+    if (rv == APR_SUCCESS && ocireg_digest_parse(*digest) != OCIREG_DIGEST_BAD)
+        cache_mutable(s, ck, *digest, gen);
     return rv;
 }
 
@@ -538,6 +743,7 @@ static apr_status_t s3_tag_delete(ocireg_store *s, apr_pool_t *p,
         if (old != APR_ENOENT)
             rv = old;
     }
+    cache_changed(s, cache_key(s, p, 'T', name, tag));
     return rv;
 }
 

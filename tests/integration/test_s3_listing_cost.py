@@ -54,7 +54,7 @@ class Counted:
         return self.proxy.s3_requests()
 
 
-def start_counted(rgw, base_dir, name):
+def start_counted(rgw, base_dir, name, global_extra=""):
     if not module_path().exists():
         pytest.fail(f"{module_path()} does not exist; run `make build` first",
                     pytrace=False)
@@ -62,7 +62,8 @@ def start_counted(rgw, base_dir, name):
     proxy = FaultProxy((host, int(port)))
     storage = rgw.storage(base_dir, name)
     storage["endpoint"] = proxy.endpoint
-    inst = HttpdInstance(name, base_dir, storage=storage)
+    inst = HttpdInstance(name, base_dir, storage=storage,
+                         global_extra=global_extra)
     try:
         inst.start()
     except HttpdError as e:

@@ -6,7 +6,9 @@ PUT's references go out together, so their wait does not grow with the
 layers. Links of the layout before (no metadata; a manifest link holding
 only the media type) are still read, at the old cost. The tags list's cost
 (one ListObjectsV2 request per page of 1000) is in
-test_s3_listing_cost.py."""
+test_s3_listing_cost.py. These are the store's own costs, so the instance
+here keeps no cache of store answers (OCIRegCacheEntries 0); what the cache
+saves is in test_s3_cache.py."""
 
 import os
 import time
@@ -25,7 +27,8 @@ pytestmark = pytest.mark.skipif("s3" not in BACKENDS,
 
 @pytest.fixture(scope="module")
 def counted(rgw, base_dir):
-    c = start_counted(rgw, base_dir, "s3-reqcost")
+    c = start_counted(rgw, base_dir, "s3-reqcost",
+                      global_extra="OCIRegCacheEntries 0")
     yield c
     stop_counted(c)
 

@@ -34,13 +34,14 @@ static void test_immutable_entry_served(void **unused)
     apr_size_t len;
     (void)unused;
     assert_false(ocireg_cache_get(c, pool, "P|sha256:aa", 1, &v, &len));
-    ocireg_cache_put(c, "P|sha256:aa", "data/1 42", 9, 0, 0);
+    ocireg_cache_put(c, "P|sha256:aa", "data/1 42", 9, 0,
+                     ocireg_cache_generation(c, "P|sha256:aa"));
     assert_true(ocireg_cache_get(c, pool, "P|sha256:aa", 1, &v, &len));
     assert_int_equal(len, 9);
     assert_string_equal(v, "data/1 42");
-    /* a change of mutable things does not touch it */
-    ocireg_cache_bump(c);
-    assert_true(ocireg_cache_get(c, pool, "P|sha256:aa", 1, &v, &len));
+    /* a change of another key (in another slot) does not touch it */
+    ocireg_cache_bump(c, "T|repo|latest");
+    assert_true(ocireg_cache_get(c, pool, "P|sha256:aa", 1000000, &v, &len));
     /* another handle on the same memory (another child) sees it */
     assert_true(ocireg_cache_get(ocireg_cache_attach(pool, mem), pool,
                                  "P|sha256:aa", 1, &v, &len));
@@ -50,27 +51,27 @@ static void test_mutable_entry_expires_and_yields_to_changes(void **unused)
 {
     void *mem;
     ocireg_cache *c = fresh(64, &mem);
-    apr_uint32_t gen = ocireg_cache_generation(c);
+    const char *k = "T|repo|latest";
+    apr_uint32_t gen = ocireg_cache_generation(c, k);
     char *v;
     apr_size_t len;
     (void)unused;
-    ocireg_cache_put(c, "T|repo|latest", "sha256:bb", 9, 1000, gen);
-    assert_true(ocireg_cache_get(c, pool, "T|repo|latest", 999, &v, &len));
-    assert_false(ocireg_cache_get(c, pool, "T|repo|latest", 1000, &v, &len));
-    /* read before a change of this host: never served after it */
-    ocireg_cache_put(c, "T|repo|latest", "sha256:bb", 9, 1000, gen);
-    ocireg_cache_bump(c);
-    assert_false(ocireg_cache_get(c, pool, "T|repo|latest", 1, &v, &len));
-    /* a value read before the bump but stored after it is no better */
-    ocireg_cache_put(c, "T|repo|latest", "sha256:bb", 9, 1000, gen);
-    assert_false(ocireg_cache_get(c, pool, "T|repo|latest", 1, &v, &len));
+    ocireg_cache_put(c, k, "sha256:bb", 9, 1000, gen);
+    assert_true(ocireg_cache_get(c, pool, k, 999, &v, &len));
+    assert_false(ocireg_cache_get(c, pool, k, 1000, &v, &len));
+    /* a change of this host: the entry goes at once */
+    ocireg_cache_put(c, k, "sha256:bb", 9, 1000, gen);
+    assert_true(ocireg_cache_get(c, pool, k, 1, &v, &len));
+    ocireg_cache_bump(c, k);
+    assert_false(ocireg_cache_get(c, pool, k, 1, &v, &len));
+    /* a value read before the change but stored after it is refused */
+    ocireg_cache_put(c, k, "sha256:bb", 9, 1000, gen);
+    assert_false(ocireg_cache_get(c, pool, k, 1, &v, &len));
     /* read after it: served */
-    ocireg_cache_put(c, "T|repo|latest", "sha256:cc", 9, 1000,
-                     ocireg_cache_generation(c));
-    assert_true(ocireg_cache_get(c, pool, "T|repo|latest", 1, &v, &len));
+    ocireg_cache_put(c, k, "sha256:cc", 9, 1000,
+                     ocireg_cache_generation(c, k));
+    assert_true(ocireg_cache_get(c, pool, k, 1, &v, &len));
     assert_string_equal(v, "sha256:cc");
-    ocireg_cache_remove(c, "T|repo|latest");
-    assert_false(ocireg_cache_get(c, pool, "T|repo|latest", 1, &v, &len));
 }
 
 static void test_slot_taken_by_another_key(void **unused)
@@ -80,13 +81,13 @@ static void test_slot_taken_by_another_key(void **unused)
     char *v;
     apr_size_t len;
     (void)unused;
-    ocireg_cache_put(c, "a", "1", 1, 0, 0);
-    ocireg_cache_put(c, "b", "2", 1, 0, 0);
+    ocireg_cache_put(c, "a", "1", 1, 0, ocireg_cache_generation(c, "a"));
+    ocireg_cache_put(c, "b", "2", 1, 0, ocireg_cache_generation(c, "b"));
     assert_false(ocireg_cache_get(c, pool, "a", 1, &v, &len));
     assert_true(ocireg_cache_get(c, pool, "b", 1, &v, &len));
-    /* removing a key that is not there leaves the other */
-    ocireg_cache_remove(c, "a");
-    assert_true(ocireg_cache_get(c, pool, "b", 1, &v, &len));
+    /* a change to a key of the slot drops whatever it held */
+    ocireg_cache_bump(c, "a");
+    assert_false(ocireg_cache_get(c, pool, "b", 1, &v, &len));
 }
 
 static void test_too_long_not_cached(void **unused)
@@ -100,9 +101,10 @@ static void test_too_long_not_cached(void **unused)
     memset(key, 'k', sizeof(key) - 1);
     key[sizeof(key) - 1] = '\0';
     memset(val, 'v', sizeof(val));
-    ocireg_cache_put(c, key, "x", 1, 0, 0);
+    ocireg_cache_put(c, key, "x", 1, 0, ocireg_cache_generation(c, key));
     assert_false(ocireg_cache_get(c, pool, key, 1, &v, &len));
-    ocireg_cache_put(c, "short", val, sizeof(val), 0, 0);
+    ocireg_cache_put(c, "short", val, sizeof(val), 0,
+                     ocireg_cache_generation(c, "short"));
     assert_false(ocireg_cache_get(c, pool, "short", 1, &v, &len));
     /* a null handle (no cache configured) is a cache that never hits */
     ocireg_cache_put(NULL, "short", "x", 1, 0, 0);
@@ -127,7 +129,10 @@ static void *APR_THREAD_FUNC writer(apr_thread_t *t, void *data)
         int k = i % 7;
         snprintf(key, sizeof(key), "k%d", k);
         memset(val, 'a' + k, sizeof(val));
-        ocireg_cache_put(r->c, key, val, (apr_size_t)(10 + (i % 150)), 0, 0);
+        ocireg_cache_put(r->c, key, val, (apr_size_t)(10 + (i % 150)), 0,
+                         ocireg_cache_generation(r->c, key));
+        if (i % 5000 == 0)
+            ocireg_cache_bump(r->c, key);
     }
     apr_thread_exit(t, APR_SUCCESS);
     return NULL;
