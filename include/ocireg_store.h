@@ -212,13 +212,17 @@ typedef struct {
      * bytes through this server that a record or part already holds. `w`
      * is this request's closed writer, or NULL when it brought no bytes.
      * If the blob already exists the upload is dropped. *ref (when not
-     * NULL) gets where the blob's bytes are, for blob_link. */
+     * NULL) gets where the blob's bytes are, for blob_link. With
+     * link_name, the blob is linked into that repository as well (as
+     * blob_link would), at the same time as the blob is made where the
+     * driver can. */
     apr_status_t (*upload_commit)(ocireg_store *s, apr_pool_t *p,
                                   const char *uuid, unsigned char *state,
                                   apr_uint64_t version,
                                   ocireg_upload_writer *w,
                                   const char *digest, apr_off_t size,
-                                  ocireg_blob_ref *ref);
+                                  ocireg_blob_ref *ref,
+                                  const char *link_name);
     /* `digest` is the digest of the session's bytes when they are all
      * there (NULL otherwise): a driver that made the blob's data before a
      * crash can tell whether a blob now names it. */

@@ -101,6 +101,18 @@ static inline apr_status_t exists(ocireg_store *s, apr_pool_t *p, const char *k)
     return ocireg_s3_head(S3(s)->s3, p, k, NULL);
 }
 
+/* ocireg_store_s3.c: a repository's blob link naming data key dk of
+ * size bytes, as a request for ocireg_s3_run; and what the cache learns
+ * once it is written. */
+void s3_link_op(ocireg_store *s, apr_pool_t *p, const char *name,
+                const char *digest, const char *dk, apr_off_t size,
+                ocireg_s3_op *op);
+void s3_link_written(ocireg_store *s, apr_pool_t *p, const char *name,
+                     const char *digest, const char *dk, apr_off_t size,
+                     apr_uint32_t gen);
+apr_uint32_t s3_link_gen(ocireg_store *s, apr_pool_t *p, const char *name,
+                         const char *digest);
+
 /* ocireg_store_s3_records.c: session records, locks, sweep claims */
 
 /* Creates k with If-None-Match: * and a random token in its metadata
@@ -111,6 +123,12 @@ static inline apr_status_t exists(ocireg_store *s, apr_pool_t *p, const char *k)
 apr_status_t s3_create_only(ocireg_store *s, apr_pool_t *p, const char *k,
                             const void *data, apr_size_t len,
                             const apr_table_t *meta);
+/* The same as a request of its own: metadata with a fresh token for an
+ * If-None-Match PUT, and after its 412 whether the object is that PUT's
+ * own (APR_SUCCESS) or someone else's (APR_EEXIST). */
+apr_table_t *s3_create_only_meta(apr_pool_t *p, const apr_table_t *meta);
+apr_status_t s3_created_by_us(ocireg_store *s, apr_pool_t *p, const char *k,
+                              const apr_table_t *meta);
 apr_status_t s3_create_only_file(ocireg_store *s, apr_pool_t *p,
                                  const char *k, apr_file_t *body,
                                  apr_off_t len, const apr_table_t *meta);
@@ -158,7 +176,7 @@ apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, unsigned char *state,
                               apr_uint64_t version, ocireg_upload_writer *w,
                               const char *digest, apr_off_t size,
-                              ocireg_blob_ref *ref);
+                              ocireg_blob_ref *ref, const char *link_name);
 apr_status_t s3_upload_abort(ocireg_store *s, apr_pool_t *p,
                              const char *uuid, unsigned char *state,
                              apr_uint64_t version, const char *digest);

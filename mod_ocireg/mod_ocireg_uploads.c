@@ -176,10 +176,7 @@ static int finish_upload(ocireg_req *q, const char *uuid,
     }
     rv = q->store->ops->upload_commit(q->store, r->pool, uuid, s->driver,
                                       s->version, w, digest, s->offset,
-                                      &ref);
-    if (rv == APR_SUCCESS)
-        rv = q->store->ops->blob_link(q->store, r->pool, q->route.name,
-                                      digest, &ref);
+                                      &ref, q->route.name);
     if (rv == OCIREG_STORE_ECONFLICT) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       "OCIREG00024: upload %s: stored parts differ from "

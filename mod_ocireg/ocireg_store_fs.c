@@ -693,7 +693,8 @@ static apr_status_t fs_upload_commit(ocireg_store *s, apr_pool_t *p,
                                      apr_uint64_t version,
                                      ocireg_upload_writer *w,
                                      const char *digest, apr_off_t size,
-                                     ocireg_blob_ref *ref)
+                                     ocireg_blob_ref *ref,
+                                     const char *link_name)
 {
     const char *from = upload_file(s, p, uuid);
     const char *to = blob_file(s, p, digest);
@@ -723,7 +724,8 @@ static apr_status_t fs_upload_commit(ocireg_store *s, apr_pool_t *p,
     fsync_dir_of(p, to);
     unlink(state_file(s, p, uuid));
     unlink(lock_file(s, p, uuid));
-    return APR_SUCCESS;
+    return link_name ? fs_blob_link(s, p, link_name, digest, ref)
+                     : APR_SUCCESS;
 }
 
 static apr_status_t fs_upload_abort(ocireg_store *s, apr_pool_t *p,

@@ -259,6 +259,34 @@ static apr_status_t s3_blob_link(ocireg_store *s, apr_pool_t *p,
 static int link_ref(ocireg_store *s, const apr_table_t *meta,
                     const char **dk, apr_off_t *size);
 
+void s3_link_op(ocireg_store *s, apr_pool_t *p, const char *name,
+                const char *digest, const char *dk, apr_off_t size,
+                ocireg_s3_op *op)
+{
+    apr_table_t *meta = apr_table_make(p, 2);
+    apr_table_setn(meta, META_DATA, dk);
+    apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
+    memset(op, 0, sizeof(*op));
+    op->kind = OCIREG_S3_OP_PUT;
+    op->key = link_key(s, p, name, "_layers", digest);
+    op->data = "";
+    op->meta = meta;
+}
+
+apr_uint32_t s3_link_gen(ocireg_store *s, apr_pool_t *p, const char *name,
+                         const char *digest)
+{
+    return cache_gen(s, cache_key(s, p, 'L', name, digest));
+}
+
+void s3_link_written(ocireg_store *s, apr_pool_t *p, const char *name,
+                     const char *digest, const char *dk, apr_off_t size,
+                     apr_uint32_t gen)
+{
+    cache_mutable(s, cache_key(s, p, 'L', name, digest),
+                  ref_text(p, dk, size), gen);
+}
+
 static apr_status_t s3_blob_linked(ocireg_store *s, apr_pool_t *p,
                                    const char *name, const char *digest)
 {

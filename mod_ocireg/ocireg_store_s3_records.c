@@ -77,6 +77,22 @@ static apr_status_t ours_or_theirs(ocireg_store *s, apr_pool_t *p,
     return theirs && strcmp(theirs, token) == 0 ? APR_SUCCESS : APR_EEXIST;
 }
 
+apr_table_t *s3_create_only_meta(apr_pool_t *p, const apr_table_t *meta)
+{
+    char token[33];
+    apr_table_t *m = meta ? apr_table_copy(p, meta) : apr_table_make(p, 1);
+    if (new_token(token, sizeof(token)) == APR_SUCCESS)
+        apr_table_set(m, META_TOKEN, token);
+    return m;
+}
+
+apr_status_t s3_created_by_us(ocireg_store *s, apr_pool_t *p, const char *k,
+                              const apr_table_t *meta)
+{
+    const char *token = apr_table_get(meta, META_TOKEN);
+    return token ? ours_or_theirs(s, p, k, token) : APR_EEXIST;
+}
+
 apr_status_t s3_create_only(ocireg_store *s, apr_pool_t *p, const char *k,
                             const void *data, apr_size_t len,
                             const apr_table_t *meta)

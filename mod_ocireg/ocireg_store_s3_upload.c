@@ -701,7 +701,8 @@ static int completed_before(ocireg_store *s, apr_pool_t *p, const char *dk,
  * this session killed after writing it): its data stays. */
 static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
                                   const char *bk, const char *dk,
-                                  apr_off_t size, const char **in_use)
+                                  apr_off_t size, const char **in_use,
+                                  const char *digest, const char *link_name)
 {
     ocireg_s3 *s3 = S3(s)->s3;
     apr_table_t *meta = apr_table_make(p, 3);
@@ -712,6 +713,50 @@ static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
     apr_table_setn(meta, META_DATA, dk);
     apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
     *in_use = dk;
+    if (link_name) {
+        /* The pointer and the link at once; a link naming this upload's
+         * data before the pointer does points at complete bytes. */
+        apr_uint32_t gen = s3_link_gen(s, p, link_name, digest);
+        ocireg_s3_op ops[2];
+        s3_link_op(s, p, link_name, digest, dk, size, &ops[1]);
+        memset(&ops[0], 0, sizeof(ops[0]));
+        ops[0].kind = OCIREG_S3_OP_PUT;
+        ops[0].key = bk;
+        ops[0].data = "";
+        ops[0].meta = s3_create_only_meta(p, meta);
+        ops[0].if_none_match = 1;
+        rv = ocireg_s3_run(s3, p, ops, 2, 2);
+        if (rv == APR_SUCCESS)
+            rv = ops[0].status;
+        if (rv == APR_EEXIST)
+            rv = s3_created_by_us(s, p, bk, ops[0].meta);
+        if (rv == APR_SUCCESS && ops[1].status == APR_SUCCESS) {
+            s3_link_written(s, p, link_name, digest, dk, size, gen);
+            return APR_SUCCESS;
+        }
+        if (rv == APR_SUCCESS)
+            return ops[1].status;
+        if (rv != APR_EEXIST)
+            return rv;
+        /* Another upload's pointer: the link must name its data. */
+        rv = ocireg_s3_head(s3, p, bk, &res);
+        if (rv == APR_ENOENT)
+            return OCIREG_S3_EUNAVAILABLE;
+        if (rv != APR_SUCCESS)
+            return rv;
+        named = apr_table_get(res.meta, META_DATA);
+        if (named && strcmp(named, dk) == 0)
+            return ops[1].status;
+        ocireg_s3_delete(s3, p, dk, NULL);
+        *in_use = named ? named : bk;
+        {
+            ocireg_s3_op link;
+            s3_link_op(s, p, link_name, digest, *in_use,
+                       named ? size : res.content_length, &link);
+            rv = ocireg_s3_run(s3, p, &link, 1, 1);
+            return rv == APR_SUCCESS ? link.status : rv;
+        }
+    }
     rv = s3_create_only(s, p, bk, "", 0, meta);
     if (rv != APR_EEXIST)
         return rv;
@@ -734,26 +779,13 @@ static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
  * spool they go straight to the blob's key; from a record, S3 copies them
  * (only if the record still holds exactly the bytes its state counts). A
  * blob already there is simply written again with the same bytes. */
-static apr_status_t commit_small(ocireg_store *s, apr_pool_t *p,
-                                 const char *uuid, const s3_state *st,
-                                 apr_uint64_t version,
-                                 ocireg_upload_writer *w, const char *bk)
+static apr_status_t put_small(ocireg_store *s, apr_pool_t *p,
+                              const s3_state *st, ocireg_upload_writer *w,
+                              const char *bk)
 {
     ocireg_s3 *s3 = S3(s)->s3;
     apr_status_t rv;
     int attempt;
-    if (!w && st->tail > 0) {
-        ocireg_s3_result res;
-        rv = ocireg_s3_copy(s3, p, s3_state_key(s, p, uuid, version), bk,
-                            NULL, md5_hex(p, st->tail_md5), &res);
-        if (rv == APR_SUCCESS && !etag_is(res.etag, st->tail_md5)) {
-            /* A server that ignored the condition copied other bytes: a
-             * missing blob is better than a wrong one. */
-            ocireg_s3_delete(s3, p, bk, NULL);
-            rv = OCIREG_S3_ECHANGED;
-        }
-        return rv;
-    }
     if (!w || st->tail == 0)
         return ocireg_s3_put(s3, p, bk, "", 0, NULL, 0, NULL);
     for (attempt = 0;; attempt++) {
@@ -768,11 +800,69 @@ static apr_status_t commit_small(ocireg_store *s, apr_pool_t *p,
     }
 }
 
+static apr_status_t commit_small(ocireg_store *s, apr_pool_t *p,
+                                 const char *uuid, const s3_state *st,
+                                 apr_uint64_t version,
+                                 ocireg_upload_writer *w, const char *bk,
+                                 const char *digest, apr_off_t size,
+                                 const char *link_name)
+{
+    ocireg_s3 *s3 = S3(s)->s3;
+    ocireg_s3_op ops[2];
+    apr_uint32_t gen = 0;
+    apr_status_t rv;
+    int n = 0;
+
+    if (w || st->tail == 0) {
+        rv = put_small(s, p, st, w, bk);
+        if (rv == APR_SUCCESS && link_name) {
+            gen = s3_link_gen(s, p, link_name, digest);
+            s3_link_op(s, p, link_name, digest, bk, size, &ops[0]);
+            rv = ocireg_s3_run(s3, p, ops, 1, 1);
+            if (rv == APR_SUCCESS)
+                rv = ops[0].status;
+            if (rv == APR_SUCCESS)
+                s3_link_written(s, p, link_name, digest, bk, size, gen);
+        }
+        return rv;
+    }
+    /* The copy of the record's tail and the link at once: a link to bytes
+     * that are not there yet is no worse than none (a reader gets 404),
+     * and it goes again if the copy fails. */
+    memset(&ops[0], 0, sizeof(ops[0]));
+    ops[n].kind = OCIREG_S3_OP_COPY;
+    ops[n].key = bk;
+    ops[n].src_key = s3_state_key(s, p, uuid, version);
+    ops[n++].if_match = md5_hex(p, st->tail_md5);
+    if (link_name) {
+        gen = s3_link_gen(s, p, link_name, digest);
+        s3_link_op(s, p, link_name, digest, bk, size, &ops[n++]);
+    }
+    rv = ocireg_s3_run(s3, p, ops, n, n);
+    if (rv == APR_SUCCESS)
+        rv = ops[0].status;
+    if (rv == APR_SUCCESS && !etag_is(ops[0].res.etag, st->tail_md5)) {
+        /* A server that ignored the condition copied other bytes: a
+         * missing blob is better than a wrong one. */
+        ocireg_s3_delete(s3, p, bk, NULL);
+        rv = OCIREG_S3_ECHANGED;
+    }
+    if (link_name && rv == APR_SUCCESS) {
+        rv = ops[1].status;
+        if (rv == APR_SUCCESS)
+            s3_link_written(s, p, link_name, digest, bk, size, gen);
+    }
+    else if (link_name && ops[1].status == APR_SUCCESS) {
+        ocireg_s3_delete(s3, p, ops[1].key, NULL);
+    }
+    return rv;
+}
+
 apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
                               const char *uuid, unsigned char *state,
                               apr_uint64_t version, ocireg_upload_writer *w,
                               const char *digest, apr_off_t size,
-                              ocireg_blob_ref *ref)
+                              ocireg_blob_ref *ref, const char *link_name)
 {
     s3_state *st = (s3_state *)state;
     ocireg_s3 *s3 = S3(s)->s3;
@@ -795,7 +885,8 @@ apr_status_t s3_upload_commit(ocireg_store *s, apr_pool_t *p,
         ref->data = st->parts == 0 ? bk : dk;
     }
     if (st->parts == 0) {
-        rv = commit_small(s, p, uuid, st, version, w, bk);
+        rv = commit_small(s, p, uuid, st, version, w, bk, digest, size,
+                          link_name);
         if (rv == OCIREG_S3_ECHANGED)
             rv = OCIREG_STORE_ECONFLICT;
         return rv;
@@ -879,7 +970,7 @@ completed:
         rv = APR_SUCCESS;
     if (rv == APR_SUCCESS) {
         const char *in_use = dk;
-        rv = write_pointer(s, p, bk, dk, size, &in_use);
+        rv = write_pointer(s, p, bk, dk, size, &in_use, digest, link_name);
         if (ref)
             ref->data = in_use;
     }

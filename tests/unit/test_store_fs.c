@@ -717,7 +717,7 @@ static void test_upload_two_chunks(void **st)
     upload_write_at(UUID1, state2, 6, "world", 5);
 
     const char *d = sha("hello world", 11);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state2, 0, NULL, d, 11, NULL),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state2, 0, NULL, d, 11, NULL, NULL),
                      APR_SUCCESS);
     read_blob_is(d, "hello world", 11);
     assert_int_equal(count_paths_containing(UUID1), 0);
@@ -753,7 +753,7 @@ static void test_upload_many_writes(void **st)
     }
     const char *d = sha(data, total);
     assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d,
-                                        (apr_off_t)total, NULL), APR_SUCCESS);
+                                        (apr_off_t)total, NULL, NULL), APR_SUCCESS);
     char *back = NULL;
     apr_size_t len = 0;
     assert_int_equal(ops->blob_read_all(s, pool, d, total, &back, &len),
@@ -773,7 +773,7 @@ static void test_upload_truncates_tail(void **st)
     upload_write_at(UUID1, state, 0, "0123456789", 10);
     upload_write_at(UUID1, state, 4, "XY", 2);
     const char *d = sha("0123XY", 6);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 6, NULL),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 6, NULL, NULL),
                      APR_SUCCESS);
     read_blob_is(d, "0123XY", 6);
     assert_int_equal(count_paths_containing(UUID1), 0);
@@ -788,7 +788,7 @@ static void test_upload_commit_drops_tail(void **st)
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
     upload_write_at(UUID1, state, 0, "0123456789", 10);
     const char *d = sha("012345", 6);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 6, NULL),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 6, NULL, NULL),
                      APR_SUCCESS);
     read_blob_is(d, "012345", 6);
     assert_int_equal(count_paths_containing(UUID1), 0);
@@ -814,7 +814,7 @@ static void test_no_temp_leftovers(void **st)
     memset(state, 0, sizeof state);
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
     upload_write_at(UUID1, state, 0, "y", 1);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, sha("y", 1), 1, NULL),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, sha("y", 1), 1, NULL, NULL),
                      APR_SUCCESS);
     assert_int_equal(count_tmp_files(), 0);
     assert_int_equal(count_upload_files(), 0);
@@ -831,7 +831,7 @@ static void test_upload_open_without_write(void **st)
     upload_write_at(UUID1, state, 0, "", 0);
     upload_write_at(UUID1, state, 0, "xyz", 3);
     const char *d = sha("xyz", 3);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 3, NULL),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 3, NULL, NULL),
                      APR_SUCCESS);
     read_blob_is(d, "xyz", 3);
 }
@@ -843,7 +843,7 @@ static void test_upload_empty_blob(void **st)
     memset(state, 0, sizeof state);
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
     const char *d = sha("", 0);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 0, NULL),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 0, NULL, NULL),
                      APR_SUCCESS);
     read_blob_is(d, "", 0);
     assert_int_equal(count_paths_containing(UUID1), 0);
@@ -880,7 +880,7 @@ static void test_upload_commit_existing_blob(void **st)
     memset(state, 0, sizeof state);
     assert_int_equal(ops->upload_create(s, pool, UUID1, state), APR_SUCCESS);
     upload_write_at(UUID1, state, 0, "hello world", 11);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 11, NULL),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, state, 0, NULL, d, 11, NULL, NULL),
                      APR_SUCCESS);
     read_blob_is(d, "hello world", 11);
     assert_int_equal(count_files_containing(d + 7), 1);
@@ -891,7 +891,7 @@ static void test_upload_commit_existing_blob(void **st)
     memset(state, 0, sizeof state);
     assert_int_equal(ops->upload_create(s, pool, UUID2, state), APR_SUCCESS);
     upload_write_at(UUID2, state, 0, "hello world", 11);
-    assert_int_equal(ops->upload_commit(s, pool, UUID2, state, 0, NULL, d, 11, NULL),
+    assert_int_equal(ops->upload_commit(s, pool, UUID2, state, 0, NULL, d, 11, NULL, NULL),
                      APR_SUCCESS);
     read_blob_is(d, "hello world", 11);
     assert_int_equal(count_files_containing(d + 7), 1);
@@ -911,9 +911,9 @@ static void test_two_uploads_interleaved(void **st)
     upload_write_at(UUID1, s1, 4, "first", 5);
     upload_write_at(UUID2, s2, 4, "second", 6);
     const char *d1 = sha("one-first", 9), *d2 = sha("two-second", 10);
-    assert_int_equal(ops->upload_commit(s, pool, UUID2, s2, 0, NULL, d2, 10, NULL),
+    assert_int_equal(ops->upload_commit(s, pool, UUID2, s2, 0, NULL, d2, 10, NULL, NULL),
                      APR_SUCCESS);
-    assert_int_equal(ops->upload_commit(s, pool, UUID1, s1, 0, NULL, d1, 9, NULL),
+    assert_int_equal(ops->upload_commit(s, pool, UUID1, s1, 0, NULL, d1, 9, NULL, NULL),
                      APR_SUCCESS);
     read_blob_is(d1, "one-first", 9);
     read_blob_is(d2, "two-second", 10);
@@ -938,7 +938,7 @@ static void test_upload_survives_new_store_handle(void **st)
     assert_int_equal(other->ops->upload_write(w, "world", 5), APR_SUCCESS);
     assert_int_equal(other->ops->upload_close(w, state), APR_SUCCESS);
     const char *d = sha("hello world", 11);
-    assert_int_equal(other->ops->upload_commit(other, p2, UUID1, state, 0, NULL, d, 11, NULL),
+    assert_int_equal(other->ops->upload_commit(other, p2, UUID1, state, 0, NULL, d, 11, NULL, NULL),
                      APR_SUCCESS);
     read_blob_is(d, "hello world", 11);
     assert_true(other->id == s->id);

@@ -111,7 +111,7 @@ static void test_open_and_commit_refuse_bad_state(void **unused)
         s->ops->upload_commit(s, pool, UUID1, (unsigned char *)&st, 1, NULL,
                               "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e"
                               "4649b934ca495991b7852b855",
-                              0, NULL),
+                              0, NULL, NULL),
         S3_EBADSTATE);
     /* settle with a bad state deletes nothing and does not crash */
     assert_int_equal(s->ops->upload_settle(s, pool, UUID1, 1,
