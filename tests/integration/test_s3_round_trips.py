@@ -7,8 +7,8 @@ A small blob (less than a part) pushed the way docker and skopeo push it
 (POST, one chunked PATCH without Content-Length, closing PUT):
   POST   PUT  uploads/<uuid>/state.1       the session's record (create-only)
   PATCH  PUT  uploads/<uuid>/state.2       the record, its body the bytes
-  PUT    PUT  blobs/sha256/<hex>            server-side copy of state.2's body
-         PUT  repositories/<name>/_layers/  the repository's link
+  PUT    PUT  blobs/sha256/<hex>            server-side copy of state.2's body,
+         PUT  repositories/<name>/_layers/  and beside it the repository's link
   after the 201:
          POST ?delete                       the records, in one DeleteObjects
 The same push continued by another host reads the record the Location
