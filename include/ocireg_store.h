@@ -295,6 +295,11 @@ typedef struct {
     /* Lets go of the lock without removing it: the session it guarded was
      * committed or aborted, and its removal goes with the rest. */
     void (*upload_lock_drop)(ocireg_upload_lock *l);
+
+    /* Work a store does in the background once children serve, off every
+     * request's path (S3: completes the listing index of a store written
+     * before it, or marks an empty store's); NULL when there is none. */
+    apr_status_t (*prepare)(ocireg_store *s, apr_pool_t *p);
 } ocireg_store_ops;
 
 struct ocireg_store {

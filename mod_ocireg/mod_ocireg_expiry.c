@@ -217,14 +217,48 @@ static void sweep_stores(server_rec *s, ocireg_uploads *u, apr_time_t before,
     }
 }
 
+/* Once, when the watchdog starts in its child: what the stores do in the
+ * background rather than on a request's path. */
+static void prepare_stores(server_rec *s, apr_pool_t *p)
+{
+    apr_hash_t *done = apr_hash_make(p);
+    for (; s && !child_stopping(); s = s->next) {
+        ocireg_server_conf *sc =
+            ap_get_module_config(s->module_config, &ocireg_module);
+        apr_status_t rv;
+        if (!sc->store || !sc->store->ops->prepare
+            || apr_hash_get(done, &sc->store->id, sizeof(sc->store->id)))
+            continue;
+        apr_hash_set(done, &sc->store->id, sizeof(sc->store->id), sc);
+        rv = sc->store->ops->prepare(sc->store, p);
+        if (rv != APR_SUCCESS)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         "OCIREG00361: preparing store %08x in the "
+                         "background failed (the first listing does it "
+                         "instead): %s",
+                         (unsigned)sc->store->id, ocireg_status_why(p, rv));
+    }
+}
+
 static apr_status_t expiry_run(int state, void *data, apr_pool_t *p)
 {
     server_rec *s = data;
     ocireg_uploads *u;
     apr_time_t now, before;
-    if (state != AP_WATCHDOG_STATE_RUNNING || !run_lock)
+    static int prepared;
+    if ((state != AP_WATCHDOG_STATE_RUNNING
+         && state != AP_WATCHDOG_STATE_STARTING)
+        || !run_lock)
         return APR_SUCCESS;
     apr_thread_mutex_lock(run_lock);
+    if (!prepared) {
+        prepared = 1;
+        prepare_stores(s, p);
+    }
+    if (state == AP_WATCHDOG_STATE_STARTING) {
+        apr_thread_mutex_unlock(run_lock);
+        return APR_SUCCESS;
+    }
     u = table_of_process ? table_of_process() : NULL;
     if (!child_stopping() && u) {
         now = apr_time_now();

@@ -967,6 +967,7 @@ static const ocireg_store_ops fs_ops = {
     fs_upload_lock_keep,
     fs_upload_unlock,
     fs_upload_lock_drop,
+    NULL,
 };
 
 

@@ -697,17 +697,32 @@ static const char *old_tag_key(ocireg_store *s, apr_pool_t *p,
 
 /* Whether the listing index is known complete; asks the store (one HEAD,
  * at most once a minute) when this process does not know yet. */
+/* A complete index stays complete: once any child saw the marker, the
+ * shared cache tells the others. */
+static void listing_is_ready(ocireg_store *s, apr_pool_t *p)
+{
+    const char *ck = cache_key(s, p, 'I', LISTING_MARKER, NULL);
+    apr_atomic_set32(&S3(s)->listing_ready, 1);
+    cache_immutable(s, ck, "1", cache_gen(s, ck));
+}
+
 static int listing_ready(ocireg_store *s, apr_pool_t *p)
 {
     s3_store *st = S3(s);
     apr_time_t now;
+    char *cached;
     if (apr_atomic_read32(&st->listing_ready))
         return 1;
+    if (cache_get(s, p, cache_key(s, p, 'I', LISTING_MARKER, NULL),
+                  &cached)) {
+        apr_atomic_set32(&st->listing_ready, 1);
+        return 1;
+    }
     now = apr_time_now();
     if (st->listing_checked && now - st->listing_checked < LISTING_RECHECK)
         return 0;
     if (exists(s, p, key(s, p, LISTING_MARKER, "", "")) == APR_SUCCESS) {
-        apr_atomic_set32(&st->listing_ready, 1);
+        listing_is_ready(s, p);
         return 1;
     }
     st->listing_checked = now;
@@ -876,8 +891,16 @@ static apr_status_t ensure_listing_index(ocireg_store *s, apr_pool_t *p)
     if (rv == APR_SUCCESS)
         rv = put_empty(s, p, key(s, p, LISTING_MARKER, "", ""));
     if (rv == APR_SUCCESS)
-        apr_atomic_set32(&S3(s)->listing_ready, 1);
+        listing_is_ready(s, p);
     return rv;
+}
+
+/* In the background at start: the index a listing needs is made before
+ * the first listing asks for it (on an empty store, one LIST and the
+ * marker). */
+static apr_status_t s3_prepare(ocireg_store *s, apr_pool_t *p)
+{
+    return ensure_listing_index(s, p);
 }
 
 /* A page of names from one ListObjectsV2 request of up to n keys. */
@@ -1075,6 +1098,7 @@ static const ocireg_store_ops s3_ops = {
     s3_upload_lock_keep,
     s3_upload_unlock,
     s3_upload_lock_drop,
+    s3_prepare,
 };
 
 
