@@ -635,6 +635,10 @@ static struct curl_slist *prepare(ocireg_s3 *s3, CURL *h, s3_req *rq)
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
                          (s3->cfg.timeout_ms + 999) / 1000);
+        /* A blob streamed to a client: fewer, larger reads (about a
+         * tenth less CPU per GiB than curl's 16 KiB). */
+        if (rq->sink)
+            curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
     }
     else {
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s3->cfg.timeout_ms);
