@@ -20,6 +20,7 @@
  * Complete. */
 #include <string.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <apr_strings.h>
 #include <apr_lib.h>
 #include <apr_thread_proc.h>
@@ -27,6 +28,7 @@
 #include <apr_thread_cond.h>
 #include <openssl/evp.h>
 #include <apr_file_io.h>
+#include <apr_portable.h>
 #include "ocireg_store_s3_int.h"
 
 /* A part upload (from a spool) or copy (of a record's tail), run by a
@@ -42,6 +44,13 @@ typedef struct {
     const char *copy_if_match;
     int retries;
     int counted;                 /* a full part the state then counts */
+    /* A part sent while its bytes arrive: the thread reads the spool up
+     * to `filled` and waits for more until `len`, or gives up (abandon:
+     * the body ended first, the part is not made). */
+    int stream;
+    apr_off_t filled;
+    apr_off_t read_off;
+    int abandon;
     apr_status_t rv;
     char etag[160];
     apr_thread_mutex_t *mutex;
@@ -65,8 +74,11 @@ struct ocireg_upload_writer {
     int fill;
     apr_off_t cur;               /* bytes in spool[fill] */
     EVP_MD_CTX *md5;             /* of spool[fill]'s bytes */
-    apr_off_t expected;
-    part_job *job;               /* in flight, or NULL */
+    apr_off_t expected;          /* still to come in this request, or -1 */
+    part_job *job;               /* the older part in flight, or NULL */
+    part_job *streaming;         /* the part spool[fill] is sent as, or
+                                  * NULL */
+    int filled_parts;            /* parts this request filled */
     part_job jobs[2];
     int closed;
 };
@@ -233,12 +245,14 @@ static apr_status_t load_tail(ocireg_upload_writer *w)
 }
 
 static apr_status_t job_wait(ocireg_upload_writer *w);
+static void stream_abandon(ocireg_upload_writer *w);
 
 static apr_status_t writer_cleanup(void *data)
 {
     ocireg_upload_writer *w = data;
     /* A request that ends early (an error, an aborted connection) still
-     * waits for its part thread: the thread reads a spool of this pool. */
+     * waits for its part threads: they read spools of this pool. */
+    stream_abandon(w);
     job_wait(w);
     if (w->md5)
         EVP_MD_CTX_free(w->md5);
@@ -311,6 +325,37 @@ static void chain_etag(unsigned char *etags, const char *etag)
     EVP_MD_CTX_free(ctx);
 }
 
+/* The thread's reader of a part still arriving: what the request thread
+ * wrote to the spool, waiting for more until the part is whole. */
+static apr_ssize_t stream_reader(void *ctx, char *buf, apr_size_t n)
+{
+    part_job *j = ctx;
+    apr_off_t avail;
+    apr_os_file_t fd;
+    ssize_t got;
+    apr_thread_mutex_lock(j->mutex);
+    while (!j->abandon && j->read_off < j->len && j->read_off >= j->filled)
+        apr_thread_cond_wait(j->cond, j->mutex);
+    if (j->abandon) {
+        apr_thread_mutex_unlock(j->mutex);
+        return -1;
+    }
+    avail = j->filled - j->read_off;
+    apr_thread_mutex_unlock(j->mutex);
+    if (j->read_off >= j->len)
+        return 0;
+    if ((apr_off_t)n > avail)
+        n = (apr_size_t)avail;
+    if (apr_os_file_get(&fd, j->spool) != APR_SUCCESS)
+        return -1;
+    /* pread: the request thread appends through its own file offset. */
+    got = pread(fd, buf, n, j->read_off);
+    if (got <= 0)
+        return -1;
+    j->read_off += got;
+    return (apr_ssize_t)got;
+}
+
 static void *APR_THREAD_FUNC part_thread(apr_thread_t *t, void *data)
 {
     part_job *j = data;
@@ -325,13 +370,16 @@ static void *APR_THREAD_FUNC part_thread(apr_thread_t *t, void *data)
         }
         else {
             ocireg_s3_result res;
-            rv = s3_spool_rewind(j->spool);
+            memset(&res, 0, sizeof(res));
+            j->read_off = 0;
+            rv = j->stream ? APR_SUCCESS : s3_spool_rewind(j->spool);
             if (rv == APR_SUCCESS)
                 rv = ocireg_s3_put_stream(
                     j->s3, j->pool, j->key,
                     apr_psprintf(j->pool, "partNumber=%d&uploadId=%s",
                                  j->part, j->upload_id),
-                    j->len, s3_spool_reader, j->spool, &res);
+                    j->len, j->stream ? stream_reader : s3_spool_reader,
+                    j->stream ? (void *)j : (void *)j->spool, &res);
             etag = res.etag;
         }
         if (rv == APR_SUCCESS) {
@@ -339,14 +387,15 @@ static void *APR_THREAD_FUNC part_thread(apr_thread_t *t, void *data)
             break;
         }
         /* From the spool, a part is sent again without the client. */
-        if (rv != OCIREG_S3_EUNAVAILABLE || attempt >= j->retries)
+        if (rv != OCIREG_S3_EUNAVAILABLE || attempt >= j->retries
+            || j->abandon)
             break;
         apr_sleep(apr_time_from_msec(200) << attempt);
     }
     apr_thread_mutex_lock(j->mutex);
     j->rv = rv;
     j->done = 1;
-    apr_thread_cond_signal(j->cond);
+    apr_thread_cond_broadcast(j->cond);
     apr_thread_mutex_unlock(j->mutex);
     apr_thread_exit(t, APR_SUCCESS);
     return NULL;
@@ -361,6 +410,8 @@ static apr_status_t job_start(part_job *j, ocireg_s3 *s3, const char *key,
     j->upload_id = upload_id;
     j->retries = retries;
     j->done = 0;
+    j->abandon = 0;
+    j->read_off = 0;
     j->rv = APR_EGENERAL;
     j->etag[0] = '\0';
     /* The thread allocates only from a pool with an allocator of its own:
@@ -393,8 +444,8 @@ static apr_status_t job_join(part_job *j, ocireg_upload_lock *lock)
     return j->rv;
 }
 
-/* Waits for the writer's part in flight; a full part uploaded joins the
- * state. */
+/* Waits for the writer's older part in flight; a full part uploaded
+ * joins the state (parts join in order: the older goes first). */
 static apr_status_t job_wait(ocireg_upload_writer *w)
 {
     part_job *j = w->job;
@@ -410,11 +461,24 @@ static apr_status_t job_wait(ocireg_upload_writer *w)
     return rv;
 }
 
-/* The filling spool is a whole part and more bytes come: it goes out, and
- * the other spool (free once its part is answered) takes the bytes. */
-static apr_status_t send_full_spool(ocireg_upload_writer *w)
+/* The part being streamed will not be whole (the body ended, or a
+ * failure): its transfer is dropped and the part is not made. */
+static void stream_abandon(ocireg_upload_writer *w)
 {
-    part_job *j;
+    part_job *j = w->streaming;
+    if (!j)
+        return;
+    apr_thread_mutex_lock(j->mutex);
+    j->abandon = 1;
+    apr_thread_cond_broadcast(j->cond);
+    apr_thread_mutex_unlock(j->mutex);
+    job_join(j, w->lock);
+    w->streaming = NULL;
+}
+
+/* What sending a part needs first: the lock, and the multipart upload. */
+static apr_status_t ready_for_parts(ocireg_upload_writer *w)
+{
     apr_status_t rv = APR_SUCCESS;
     if (w->lock)
         rv = s3_lock_acquire(w->lock);
@@ -427,23 +491,55 @@ static apr_status_t send_full_spool(ocireg_upload_writer *w)
         if (rv == APR_SUCCESS)
             strcpy(w->state.upload_id, id);
     }
-    if (rv == APR_SUCCESS)
-        rv = job_wait(w);
+    return rv;
+}
+
+/* Starts the part spool[fill] is (or becomes) as a transfer: whole
+ * already, or streamed while its bytes arrive. */
+static apr_status_t part_start(ocireg_upload_writer *w, int stream)
+{
+    part_job *j = &w->jobs[w->fill];
+    int number = (int)w->state.parts + 1 + (w->job ? 1 : 0);
+    apr_status_t rv = ready_for_parts(w);
     if (rv != APR_SUCCESS)
         return rv;
-    if (w->state.parts >= S3_MAX_PARTS)
+    if (number > S3_MAX_PARTS)
         return APR_ENOSPC;
-    j = &w->jobs[w->fill];
     j->copy_src = NULL;
     j->counted = 1;
     j->spool = w->spool[w->fill];
-    j->len = w->cur;
-    j->part = (int)w->state.parts + 1;
-    rv = job_start(j, w->st->s3, data_key(w->s, w->p, w->uuid),
-                   apr_pstrdup(w->p, w->state.upload_id), w->st->retries);
-    if (rv != APR_SUCCESS)
-        return rv;
+    j->len = (apr_off_t)w->state.part_size;
+    j->stream = stream;
+    j->filled = stream ? w->cur : j->len;
+    j->part = number;
+    return job_start(j, w->st->s3, data_key(w->s, w->p, w->uuid),
+                     apr_pstrdup(w->p, w->state.upload_id), w->st->retries);
+}
+
+/* The filling spool is a whole part and more bytes come: it goes out (or
+ * has been going out), and the other spool, free once the older part is
+ * answered, takes the bytes. */
+static apr_status_t send_full_spool(ocireg_upload_writer *w)
+{
+    apr_status_t rv;
+    part_job *j = w->streaming;
+    if (!j) {
+        /* Waiting for the older part first keeps part numbers in order. */
+        rv = job_wait(w);
+        if (rv == APR_SUCCESS)
+            rv = part_start(w, 0);
+        if (rv != APR_SUCCESS)
+            return rv;
+        j = &w->jobs[w->fill];
+    }
+    else {
+        rv = job_wait(w);
+        if (rv != APR_SUCCESS)
+            return rv;
+        w->streaming = NULL;
+    }
     w->job = j;
+    w->filled_parts++;
     w->fill = 1 - w->fill;
     w->cur = 0;
     EVP_DigestInit_ex(w->md5, EVP_md5(), NULL);
@@ -451,6 +547,24 @@ static apr_status_t send_full_spool(ocireg_upload_writer *w)
     if (rv == APR_SUCCESS)
         rv = s3_spool_rewind(w->spool[w->fill]);
     return rv;
+}
+
+/* Whether the part now filling will be whole: the request says it brings
+ * enough, or (chunked) it already filled a part, so it is a big body.
+ * Such a part is sent while it arrives; any other waits until it is
+ * whole, so that a body ending inside a part costs no part at all. */
+static int stream_this_part(ocireg_upload_writer *w)
+{
+    apr_off_t psize = (apr_off_t)w->state.part_size;
+    if (w->streaming || w->cur >= psize)
+        return 0;
+    /* Ending exactly on the boundary, it is a part only for an upload
+     * that has parts (as at close). */
+    if (w->expected >= 0)
+        return w->cur + w->expected > psize
+               || (w->cur + w->expected == psize
+                   && (w->state.parts > 0 || w->job));
+    return w->filled_parts > 0;
 }
 
 static apr_status_t write_some(ocireg_upload_writer *w, const char *buf,
@@ -469,6 +583,12 @@ static apr_status_t write_some(ocireg_upload_writer *w, const char *buf,
             if (rv != APR_SUCCESS)
                 return rv;
         }
+        if (stream_this_part(w)) {
+            rv = part_start(w, 1);
+            if (rv != APR_SUCCESS)
+                return rv;
+            w->streaming = &w->jobs[w->fill];
+        }
         if ((apr_off_t)n > psize - w->cur)
             n = (apr_size_t)(psize - w->cur);
         rv = apr_file_write_full(w->spool[w->fill], buf, n, NULL);
@@ -476,6 +596,15 @@ static apr_status_t write_some(ocireg_upload_writer *w, const char *buf,
             return rv;
         EVP_DigestUpdate(w->md5, buf, n);
         w->cur += (apr_off_t)n;
+        if (w->expected >= 0)
+            w->expected -= (apr_off_t)n;
+        if (w->streaming) {
+            part_job *j = w->streaming;
+            apr_thread_mutex_lock(j->mutex);
+            j->filled = w->cur;
+            apr_thread_cond_broadcast(j->cond);
+            apr_thread_mutex_unlock(j->mutex);
+        }
         buf += n;
         len -= n;
     }
@@ -497,11 +626,15 @@ apr_status_t s3_upload_close(ocireg_upload_writer *w,
                                     unsigned char *state)
 {
     apr_status_t rv = w->failed, jrv;
+    apr_off_t psize = (apr_off_t)w->state.part_size;
+    /* A part streamed that the body did not fill is not made. */
+    if (w->streaming && (rv != APR_SUCCESS || w->cur < psize))
+        stream_abandon(w);
     /* A body that ends on a part boundary of an upload that has parts
      * sends its last part now rather than leaving a whole part for the
      * closing PUT to copy; a blob of one part stays a single object. */
-    if (rv == APR_SUCCESS && w->cur == (apr_off_t)w->state.part_size
-        && (w->state.parts > 0 || w->job))
+    if (rv == APR_SUCCESS && w->cur == psize
+        && (w->streaming || w->state.parts > 0 || w->job))
         rv = send_full_spool(w);
     jrv = job_wait(w);
     if (rv == APR_SUCCESS)
