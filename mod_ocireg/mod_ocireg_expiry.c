@@ -245,20 +245,16 @@ static apr_status_t expiry_run(int state, void *data, apr_pool_t *p)
     server_rec *s = data;
     ocireg_uploads *u;
     apr_time_t now, before;
-    static int prepared;
-    if ((state != AP_WATCHDOG_STATE_RUNNING
-         && state != AP_WATCHDOG_STATE_STARTING)
-        || !run_lock)
+    static volatile apr_uint32_t prepared;
+    /* At the watchdog's start, which may come before this module's
+     * child_init (so without run_lock): the stores need nothing of it. */
+    if ((state == AP_WATCHDOG_STATE_STARTING
+         || state == AP_WATCHDOG_STATE_RUNNING)
+        && apr_atomic_cas32(&prepared, 1, 0) == 0)
+        prepare_stores(s, p);
+    if (state != AP_WATCHDOG_STATE_RUNNING || !run_lock)
         return APR_SUCCESS;
     apr_thread_mutex_lock(run_lock);
-    if (!prepared) {
-        prepared = 1;
-        prepare_stores(s, p);
-    }
-    if (state == AP_WATCHDOG_STATE_STARTING) {
-        apr_thread_mutex_unlock(run_lock);
-        return APR_SUCCESS;
-    }
     u = table_of_process ? table_of_process() : NULL;
     if (!child_stopping() && u) {
         now = apr_time_now();
