@@ -49,6 +49,7 @@ def hosts(rgw, base_dir):
                 pytest.fail(str(e), pytrace=False)
             started.append(inst)
             conftest._RUNNING.append(inst)
+        proxy.wait_prepared(len(started))
         yield insts[0], insts[1], proxy
     finally:
         for inst in started:
@@ -167,6 +168,7 @@ def test_no_cache_when_switched_off(rgw, base_dir):
     inst.start()
     conftest._RUNNING.append(inst)
     try:
+        proxy.wait_prepared()
         reg = Registry(inst.base_url)
         d = reg.push_blob("cache/off", os.urandom(1000))
         r, reqs = cost(proxy, lambda: reg.head(f"/v2/cache/off/blobs/{d}"))

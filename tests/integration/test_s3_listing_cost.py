@@ -71,6 +71,7 @@ def start_counted(rgw, base_dir, name, global_extra="", prefix=None):
     except HttpdError as e:
         proxy.close()
         pytest.fail(str(e), pytrace=False)
+    proxy.wait_prepared()
     assert bad_log_lines(inst.error_log_since(0)) == []
     inst.checked_offset = inst.error_log_size()
     conftest._RUNNING.append(inst)

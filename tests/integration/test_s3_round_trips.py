@@ -65,6 +65,7 @@ def counted_pair(rgw, base_dir, request):
                 pytest.fail(str(e), pytrace=False)
             started.append(inst)
             conftest._RUNNING.append(inst)
+        proxy.wait_prepared(len(started))
         yield insts[0], insts[1], proxy
     finally:
         for inst in started:
