@@ -835,68 +835,17 @@ static int completed_before(ocireg_store *s, apr_pool_t *p, const char *dk,
  * data goes, so one copy stays. A pointer that exists and names our own
  * data is ours (an earlier attempt whose answer was lost, or a request of
  * this session killed after writing it): its data stays. */
-static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
+/* After a 412 on the pointer bk: whose it is. One naming our data dk is
+ * ours; another upload's makes ours a second copy, which goes, and
+ * *in_use (and *size, for a blob stored whole at bk) name theirs. */
+static apr_status_t pointer_taken(ocireg_store *s, apr_pool_t *p,
                                   const char *bk, const char *dk,
-                                  apr_off_t size, const char **in_use,
-                                  const char *digest, const char *link_name)
+                                  const char **in_use, apr_off_t *size)
 {
     ocireg_s3 *s3 = S3(s)->s3;
-    apr_table_t *meta = apr_table_make(p, 3);
     ocireg_s3_result res;
     const char *named;
-    apr_status_t rv;
-
-    apr_table_setn(meta, META_DATA, dk);
-    apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
-    *in_use = dk;
-    if (link_name) {
-        /* The pointer and the link at once; a link naming this upload's
-         * data before the pointer does points at complete bytes. */
-        apr_uint32_t gen = s3_link_gen(s, p, link_name, digest);
-        ocireg_s3_op ops[2];
-        s3_link_op(s, p, link_name, digest, dk, size, &ops[1]);
-        memset(&ops[0], 0, sizeof(ops[0]));
-        ops[0].kind = OCIREG_S3_OP_PUT;
-        ops[0].key = bk;
-        ops[0].data = "";
-        ops[0].meta = s3_create_only_meta(p, meta);
-        ops[0].if_none_match = 1;
-        rv = ocireg_s3_run(s3, p, ops, 2, 2);
-        if (rv == APR_SUCCESS)
-            rv = ops[0].status;
-        if (rv == APR_EEXIST)
-            rv = s3_created_by_us(s, p, bk, ops[0].meta);
-        if (rv == APR_SUCCESS && ops[1].status == APR_SUCCESS) {
-            s3_link_written(s, p, link_name, digest, dk, size, gen);
-            return APR_SUCCESS;
-        }
-        if (rv == APR_SUCCESS)
-            return ops[1].status;
-        if (rv != APR_EEXIST)
-            return rv;
-        /* Another upload's pointer: the link must name its data. */
-        rv = ocireg_s3_head(s3, p, bk, &res);
-        if (rv == APR_ENOENT)
-            return OCIREG_S3_EUNAVAILABLE;
-        if (rv != APR_SUCCESS)
-            return rv;
-        named = apr_table_get(res.meta, META_DATA);
-        if (named && strcmp(named, dk) == 0)
-            return ops[1].status;
-        ocireg_s3_delete(s3, p, dk, NULL);
-        *in_use = named ? named : bk;
-        {
-            ocireg_s3_op link;
-            s3_link_op(s, p, link_name, digest, *in_use,
-                       named ? size : res.content_length, &link);
-            rv = ocireg_s3_run(s3, p, &link, 1, 1);
-            return rv == APR_SUCCESS ? link.status : rv;
-        }
-    }
-    rv = s3_create_only(s, p, bk, "", 0, meta);
-    if (rv != APR_EEXIST)
-        return rv;
-    rv = ocireg_s3_head(s3, p, bk, &res);
+    apr_status_t rv = ocireg_s3_head(s3, p, bk, &res);
     if (rv == APR_ENOENT)
         /* Deleted meanwhile: our data stays for the client's retry. */
         return OCIREG_S3_EUNAVAILABLE;
@@ -905,10 +854,61 @@ static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
     named = apr_table_get(res.meta, META_DATA);
     if (named && strcmp(named, dk) == 0)
         return APR_SUCCESS;
-    /* Another upload's blob: ours is a second copy. */
     ocireg_s3_delete(s3, p, dk, NULL);
     *in_use = named ? named : bk;
+    if (!named)
+        *size = res.content_length;
     return APR_SUCCESS;
+}
+
+static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
+                                  const char *bk, const char *dk,
+                                  apr_off_t size, const char **in_use,
+                                  const char *digest, const char *link_name)
+{
+    ocireg_s3 *s3 = S3(s)->s3;
+    apr_table_t *meta = apr_table_make(p, 3);
+    ocireg_s3_op ops[2];
+    apr_uint32_t gen;
+    apr_status_t rv;
+
+    apr_table_setn(meta, META_DATA, dk);
+    apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
+    *in_use = dk;
+    if (!link_name) {
+        rv = s3_create_only(s, p, bk, "", 0, meta);
+        return rv == APR_EEXIST ? pointer_taken(s, p, bk, dk, in_use, &size)
+                                : rv;
+    }
+    /* The pointer and the link at once; a link naming this upload's data
+     * before the pointer does points at complete bytes. */
+    gen = s3_link_gen(s, p, link_name, digest);
+    s3_link_op(s, p, link_name, digest, dk, size, &ops[1]);
+    memset(&ops[0], 0, sizeof(ops[0]));
+    ops[0].kind = OCIREG_S3_OP_PUT;
+    ops[0].key = bk;
+    ops[0].data = "";
+    ops[0].meta = s3_create_only_meta(p, meta);
+    ops[0].if_none_match = 1;
+    rv = ocireg_s3_run(s3, p, ops, 2, 2);
+    if (rv == APR_SUCCESS)
+        rv = ops[0].status;
+    if (rv == APR_EEXIST)
+        rv = s3_created_by_us(s, p, bk, ops[0].meta);
+    if (rv == APR_EEXIST)
+        rv = pointer_taken(s, p, bk, dk, in_use, &size);
+    if (rv != APR_SUCCESS)
+        return rv;
+    /* Another upload's blob: the link must name its data. */
+    if (*in_use != dk) {
+        s3_link_op(s, p, link_name, digest, *in_use, size, &ops[1]);
+        rv = ocireg_s3_run(s3, p, &ops[1], 1, 1);
+    }
+    if (rv == APR_SUCCESS)
+        rv = ops[1].status;
+    if (rv == APR_SUCCESS && *in_use == dk)
+        s3_link_written(s, p, link_name, digest, dk, size, gen);
+    return rv;
 }
 
 /* A blob smaller than a part: its bytes are the tail. From this request's
