@@ -139,6 +139,18 @@ int ocireg_handle_tags(ocireg_req *q);
 int ocireg_handle_catalog(ocireg_req *q);
 int ocireg_handle_referrers(ocireg_req *q);
 
+/* Access control (mod_ocireg_access.c). */
+void ocireg_access_register(apr_pool_t *p);
+/* The action a request is, for Apache's rules: "pull" (GET, HEAD),
+ * "push" (POST, PATCH, PUT, and DELETE of an upload session), "delete". */
+const char *ocireg_action_of(int method_number, ocireg_route_kind kind);
+/* Whether r's client may do action ("pull", "push", "delete") on
+ * repository, by the same rules (Require, authz providers) that guard r's
+ * own URL, asked through a sub-request; verdicts are kept for the rest of
+ * the main request. */
+int ocireg_access_allowed(request_rec *r, const char *repository,
+                          const char *action);
+
 /* A random lowercase UUID (version 4) in pool memory. */
 const char *ocireg_new_uuid(apr_pool_t *p);
 

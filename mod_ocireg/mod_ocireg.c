@@ -22,6 +22,8 @@
 #include "mod_ocireg.h"
 #include "mod_ocireg_expiry.h"
 #include "ocireg_parse.h"
+#include <stdlib.h>
+#include <jansson.h>
 
 
 #define NOTE_OURS "ocireg-request"
@@ -516,6 +518,34 @@ static ocireg_body_kind body_kind(request_rec *r)
                                            : OCIREG_BODY_BLOB;
 }
 
+/* A refusal names what was refused, never why: which credentials failed
+ * or which rule said no is for the error log, not for the client. */
+static const char *access_error_body(request_rec *r)
+{
+    request_rec *m = r;
+    const char *repository, *action;
+    ocireg_error e;
+    json_t *detail;
+    char *text;
+    while (m->prev)
+        m = m->prev;
+    repository = apr_table_get(m->subprocess_env, "OCI_REPOSITORY");
+    action = apr_table_get(m->subprocess_env, "OCI_ACTION");
+    detail = json_pack("{s:s, s:s}", "repository",
+                       repository ? repository : "", "action",
+                       action ? action : "");
+    text = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
+    e.code = r->status == HTTP_UNAUTHORIZED ? OCIREG_E_UNAUTHORIZED
+                                             : OCIREG_E_DENIED;
+    e.message = r->status == HTTP_UNAUTHORIZED
+                    ? "authentication required"
+                    : "requested access to the resource is denied";
+    e.detail_json = text ? apr_pstrdup(r->pool, text) : NULL;
+    free(text);
+    json_decref(detail);
+    return ocireg_error_body(r->pool, &e, 1);
+}
+
 /* Error responses made outside the handler (mod_auth_basic's 401,
  * LimitRequestBody's 413, core URL checks, a malformed chunked body, the
  * byterange filter's 416) carry httpd's HTML page; the API promises a JSON
@@ -534,9 +564,13 @@ static apr_status_t error_json_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     if (!f->ctx) {
         /* "413 Request Entity Too Large" -> "Request Entity Too Large" */
         const char *line = ap_get_status_line(r->status);
-        const char *body = ocireg_error_body1(
-            r->pool, ocireg_error_for_status(r->status, body_kind(r)),
-            line && strlen(line) > 4 ? line + 4 : NULL, NULL);
+        const char *body;
+        if (r->status == HTTP_UNAUTHORIZED || r->status == HTTP_FORBIDDEN)
+            body = access_error_body(r);
+        else
+            body = ocireg_error_body1(
+                r->pool, ocireg_error_for_status(r->status, body_kind(r)),
+                line && strlen(line) > 4 ? line + 4 : NULL, NULL);
         const char *size = apr_table_get(r->notes, OCIREG_NOTE_BLOB_SIZE);
         f->ctx = f;
         /* Some error paths (the byterange filter's 416) drop the headers
@@ -579,7 +613,6 @@ static void insert_error_filter(request_rec *r)
 
 static void register_hooks(apr_pool_t *p)
 {
-    (void)p;
     ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
@@ -594,6 +627,7 @@ static void register_hooks(apr_pool_t *p)
                                 APR_HOOK_MIDDLE);
     ap_register_output_filter("OCIREG_ERROR_JSON", error_json_filter, NULL,
                               AP_FTYPE_RESOURCE);
+    ocireg_access_register(p);
 }
 
 AP_DECLARE_MODULE(ocireg) = {

@@ -114,16 +114,6 @@ static int digest_arg(ocireg_req *q, const char **digest)
     return DECLINED;
 }
 
-/* A client may mount only what it may read: ask httpd's own access checks
- * about the source URL, as if the client had requested it. */
-static int may_read(request_rec *r, const char *uri)
-{
-    request_rec *rr = ap_sub_req_method_uri("GET", uri, r, NULL);
-    int ok = rr->status == HTTP_OK;
-    ap_destroy_sub_req(rr);
-    return ok;
-}
-
 static int try_mount(ocireg_req *q, const char *digest, const char *from)
 {
     request_rec *r = q->r;
@@ -140,8 +130,9 @@ static int try_mount(ocireg_req *q, const char *digest, const char *from)
                                         &src)
         != APR_SUCCESS)
         return DECLINED;
-    if (!may_read(r, apr_pstrcat(r->pool, "/v2/", from, "/blobs/", digest,
-                                 NULL)))
+    /* A client may mount only what it may read: the same rules, asked
+     * about the source. */
+    if (!ocireg_access_allowed(r, from, "pull"))
         return DECLINED;
     ref.size = src.size;
     ref.data = src.data;
