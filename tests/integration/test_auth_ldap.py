@@ -4,7 +4,8 @@ The slapd fixture (tests/fixtures/slapd.py) holds alice (team-a-pushers),
 bob (readers), carol (no group) and dave (registry-admins). httpd
 authenticates them with `AuthBasicProvider ldap` and decides with the
 registry's `Require oci-pull|oci-push|oci-delete` rules whose principals
-are `ldap-group:<dn>`, as conf/examples/auth-ldap.conf shows. Storage does
+are `ldap-group:<dn>`: the rules of conf/examples/auth-ldap.conf, as
+they stand there. Storage does
 not matter here, so only the filesystem store runs these tests.
 """
 
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 
 from ocireg_client import (MT_OCI_MANIFEST, Registry, assert_error,  # noqa: E402
                            descriptor, oci_manifest, sha256, MT_OCI_CONFIG)
-from slapd import GROUPS, PEOPLE, USERS, Slapd, SlapdError, group_dn  # noqa: E402
+from slapd import GROUPS, USERS, Slapd, SlapdError  # noqa: E402
 
 SKOPEO = shutil.which("skopeo")
 
@@ -40,31 +41,20 @@ LoadModule authnz_ldap_module /usr/lib/apache2/modules/mod_authnz_ldap.so
 """
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "conf" / "examples" / "auth-ldap.conf"
+
+
 def ldap_rules(url, cache=True):
-    """The <Location /v2> of conf/examples/auth-ldap.conf, against our slapd.
-    It comes after the LoadModule lines (global_extra), since a <Location>
-    is parsed where it stands; the template's own <Location /v2> gets no
-    rules, and httpd merges the two."""
+    """conf/examples/auth-ldap.conf as it stands, pointed at our slapd,
+    with the harness's storage. It goes after the LoadModule lines
+    (global_extra), since a <Location> is parsed where it stands; the
+    template's own <Location /v2> gets no rules, and httpd merges the two."""
+    text = EXAMPLE.read_text()
+    assert "ldap://ldap.example.org/" in text
+    text = text.replace("ldap://ldap.example.org", url)
+    text = "\n".join(l for l in text.splitlines() if not l.startswith("OCIRegStorage "))
     caches = "" if cache else "LDAPCacheEntries 0\nLDAPOpCacheEntries 0\n"
-    return f"""{LDAP_MODULES}{caches}
-<Location /v2>
-    AuthType Basic
-    AuthName "registry"
-    AuthBasicProvider ldap
-    AuthLDAPURL "{url}/{PEOPLE}?uid"
-    AuthLDAPGroupAttribute member
-    AuthLDAPMaxSubGroupDepth 0
-    AuthzSendForbiddenOnFailure On
-    <RequireAny>
-        Require oci-push team-a/* ldap-group:{group_dn('team-a-pushers')}
-        Require oci-pull team-a/* ldap-group:{group_dn('readers')}
-        Require oci-push * ldap-group:{group_dn('registry-admins')}
-        Require oci-delete * ldap-group:{group_dn('registry-admins')}
-        Require oci-pull public/* valid-user
-        Require expr "%{{env:OCI_ACTION}} == 'pull' && %{{env:OCI_REPOSITORY}} =~ m#^public/#"
-    </RequireAny>
-</Location>
-"""
+    return f"{LDAP_MODULES}{caches}\n{text}\n"
 
 
 @pytest.fixture(scope="module")

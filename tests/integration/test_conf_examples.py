@@ -1,0 +1,58 @@
+"""Every file in conf/examples/ passes `apache2 -t`.
+
+Each example is a fragment for an existing Apache: it assumes the modules
+it names are enabled (a2enmod) and mod_ocireg is loaded. The test wraps it
+in a minimal server configuration that loads all of them (mod_ocireg from
+the build under test), includes the example, and runs `apache2 -t`.
+"""
+
+from pathlib import Path
+
+import subprocess
+
+import pytest
+
+from httpd_harness import APACHE2, REPO_ROOT, HttpdInstance, module_path
+
+EXAMPLES = sorted(p for p in (REPO_ROOT / "conf" / "examples").glob("*")
+                  if p.is_file() and not p.name.startswith("."))
+DEBIAN_MODULES = Path("/usr/lib/apache2/modules")
+# What the examples may use, all from Debian's apache2 package. Loading a
+# module an example does not need costs nothing under -t.
+MODULES = ["mpm_event", "authz_core", "authz_host", "authz_user", "authz_groupfile",
+           "authn_core", "authn_file", "auth_basic", "ldap", "authnz_ldap",
+           "env", "setenvif", "headers", "dir", "alias", "rewrite"]
+
+
+def wrapped(tmp_path, example):
+    lines = [f'ServerRoot "{tmp_path}"',
+             "ServerName 127.0.0.1",
+             "Listen 127.0.0.1:1",  # -t only parses, never binds
+             f'PidFile "{tmp_path}/httpd.pid"',
+             f'DefaultRuntimeDir "{tmp_path}"',
+             f"Mutex file:{tmp_path} default",
+             f'ErrorLog "{tmp_path}/error_log"']
+    for m in MODULES:
+        lines.append(f"LoadModule {m}_module {DEBIAN_MODULES / f'mod_{m}.so'}")
+    lines.append(f'LoadModule ocireg_module "{module_path()}"')
+    lines.append(f'Include "{example}"')
+    return "\n".join(lines) + "\n"
+
+
+def test_examples_exist():
+    assert any(p.name == "auth-ldap.conf" for p in EXAMPLES), EXAMPLES
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_passes_configtest(tmp_path, example):
+    missing = [m for m in MODULES if not (DEBIAN_MODULES / f"mod_{m}.so").exists()]
+    assert not missing, f"Debian apache2 modules missing: {missing}"
+    # Its env() preloads the sanitizer runtimes for a sanitizer build.
+    inst = HttpdInstance("conf-example", tmp_path)
+    conf = tmp_path / "httpd.conf"
+    conf.write_text(wrapped(tmp_path, example))
+    p = subprocess.run([APACHE2, "-t", "-f", str(conf)], capture_output=True, text=True,
+                       timeout=30, env=inst.env(), cwd=str(tmp_path))
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, f"{example.name}:\n{out}"
+    assert "Syntax OK" in out, out
