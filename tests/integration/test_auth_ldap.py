@@ -118,6 +118,33 @@ def test_slapd_holds_the_directory(slapd):
     assert GROUPS.startswith("ou=groups,")
 
 
+def test_slapd_fixture_retries_a_taken_port(tmp_path, monkeypatch):
+    import socket
+    import slapd as fixture
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = [taken.getsockname()[1]]
+        real = fixture._free_port
+        monkeypatch.setattr(fixture, "_free_port", lambda: ports.pop() if ports else real())
+        s = Slapd(tmp_path, name="clash")
+        try:
+            s.start()
+            assert s.port != taken.getsockname()[1] and not ports
+            assert s.bind_ok("bob", USERS["bob"])
+        finally:
+            s.stop()
+    assert not s.running
+
+
+def test_slapd_fixture_names_what_is_missing(tmp_path, monkeypatch):
+    import slapd as fixture
+    real = fixture._tool
+    monkeypatch.setattr(fixture, "_tool", lambda name, *a: None if name == "slapd" else real(name))
+    with pytest.raises(SlapdError, match=r"need slapd.*make test-deps"):
+        Slapd(tmp_path).start()
+
+
 @filesystem_only
 def test_ldap_team_pushes_readers_pull_others_refused(client):
     repo = "team-a/py"
