@@ -17,12 +17,16 @@
 #include "ap_provider.h"
 #include "apr_fnmatch.h"
 #include "apr_strings.h"
+#include "apr_lib.h"
+#include "util_script.h"
 #include "mod_ocireg.h"
 
 APLOG_USE_MODULE(ocireg);
 
 #define ENV_REPOSITORY "OCI_REPOSITORY"
 #define ENV_ACTION "OCI_ACTION"
+/* r->notes: the request is the API's root, /v2/. */
+#define NOTE_BASE "ocireg-base"
 
 /* Per main request: verdicts already reached, so a catalog page asks
  * each repository once and each principal (a group file, an LDAP group)
@@ -92,21 +96,43 @@ static int name_the_access(request_rec *r)
     apr_table_setn(r->subprocess_env, ENV_REPOSITORY, repository);
     apr_table_setn(r->subprocess_env, ENV_ACTION,
                    ocireg_action_of(r->method_number, route.kind));
+    if (route.kind == OCIREG_R_BASE)
+        apr_table_setn(r->notes, NOTE_BASE, "1");
     return OK;
 }
 
 /* Credentials a client sends are always checked, even where the rules
  * would let it in anonymously: otherwise alice, pulling a public
  * repository with her password, would be served (and list the catalog) as
- * nobody, and a wrong password would pass unnoticed. */
+ * nobody, and a wrong password would pass unnoticed. containers/image
+ * sends Basic with an empty user and password when it has none: that is
+ * an anonymous client, not a failed login. */
+static int sent_credentials(request_rec *r)
+{
+    const char *v = apr_table_get(r->headers_in,
+                                  PROXYREQ_PROXY == r->proxyreq
+                                      ? "Proxy-Authorization"
+                                      : "Authorization");
+    const char *scheme_end;
+    char *decoded;
+    if (!v)
+        return 0;
+    scheme_end = v;
+    while (*scheme_end && !apr_isspace(*scheme_end))
+        scheme_end++;
+    if (scheme_end - v != 5 || strncasecmp(v, "Basic", 5) != 0)
+        return 1;
+    while (apr_isspace(*scheme_end))
+        scheme_end++;
+    decoded = ap_pbase64decode(r->pool, scheme_end);
+    return decoded && *decoded && *decoded != ':';
+}
+
 static int check_sent_credentials(request_rec *r)
 {
     if (!registry_here(r) || !ap_auth_type(r))
         return DECLINED;
-    return apr_table_get(r->headers_in,
-                         PROXYREQ_PROXY == r->proxyreq
-                             ? "Proxy-Authorization" : "Authorization")
-               ? OK : DECLINED;
+    return sent_credentials(r) ? OK : DECLINED;
 }
 
 /* The rules' verdict on rr, a sub-request whose authorization httpd
@@ -342,8 +368,16 @@ static authz_status check_rule(request_rec *r, const char *line,
         return AUTHZ_DENIED; /* not a registry request */
     if (!rule_covers(rule, repository, action))
         return AUTHZ_DENIED;
-    if (rule->principals->nelts == 0)
+    if (rule->principals->nelts == 0) {
+        /* Clients learn how to authenticate from the answer to /v2/ alone
+         * (docker, containers/image): where credentials can be checked,
+         * an anonymous /v2/ gets the challenge, or no client would ever
+         * send them. Anonymous pulls carry on without. */
+        if (!r->user && ap_auth_type(r)
+            && apr_table_get(r->notes, NOTE_BASE))
+            return AUTHZ_DENIED_NO_USER;
         return AUTHZ_GRANTED;
+    }
     for (i = 0; i < rule->principals->nelts; i++) {
         const principal *pr = &APR_ARRAY_IDX(rule->principals, i, principal);
         authz_status st;

@@ -6,6 +6,8 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "apr_strings.h"
+#include "apr_optional.h"
+#include "http_core.h"
 #include "mod_ocireg.h"
 #include "ocireg_parse.h"
 #include "ocireg_listing.h"
@@ -98,6 +100,70 @@ int ocireg_handle_tags(ocireg_req *q)
     return send_json(r, root, "application/json");
 }
 
+/* Whether any Require rule guards this request's method here: without
+ * one every repository is visible and the catalog needs no checks. */
+static int catalog_is_guarded(request_rec *r)
+{
+    APR_OPTIONAL_FN_TYPE(authz_some_auth_required) *guarded =
+        APR_RETRIEVE_OPTIONAL_FN(authz_some_auth_required);
+    return !guarded || guarded(r);
+}
+
+/* The caller sees only the repositories it may pull, by the same rules
+ * that guard a pull. The store's pages are read on (1000 names, one
+ * ListObjectsV2 on S3) until the page is full and one more visible name
+ * proves there is a next one; each name costs one check of the rules
+ * (ocireg_access_allowed), so a page costs the names up to its end, not
+ * the catalog. */
+static apr_status_t visible_page(ocireg_req *q, const char *last, int want,
+                                 apr_array_header_t **out, int *more)
+{
+    request_rec *r = q->r;
+    apr_array_header_t *seen = apr_array_make(r->pool, want > 0 ? want : 1,
+                                              sizeof(const char *));
+    apr_pool_t *scratch;
+    const char *cursor = last;
+    int examined = 0, store_more = 1;
+
+    *more = 0;
+    apr_pool_create(&scratch, r->pool);
+    while (store_more && !*more) {
+        apr_array_header_t *names;
+        int i;
+        apr_status_t rv;
+        apr_pool_clear(scratch);
+        rv = q->store->ops->repo_list(q->store, scratch, cursor,
+                                      OCIREG_PAGE_MAX, &names, &store_more);
+        if (rv != APR_SUCCESS) {
+            apr_pool_destroy(scratch);
+            return rv;
+        }
+        for (i = 0; i < names->nelts && !*more; i++) {
+            const char *name = APR_ARRAY_IDX(names, i, const char *);
+            examined++;
+            if (!ocireg_access_allowed(r, name, "pull"))
+                continue;
+            if (seen->nelts == want)
+                *more = 1;
+            else
+                APR_ARRAY_PUSH(seen, const char *) =
+                    apr_pstrdup(r->pool, name);
+        }
+        if (names->nelts == 0)
+            break;
+        cursor = apr_pstrdup(r->pool,
+                             APR_ARRAY_IDX(names, names->nelts - 1,
+                                           const char *));
+    }
+    apr_pool_destroy(scratch);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                  "OCIREG00452: catalog page: %d of %d repositories "
+                  "examined are visible to %s",
+                  seen->nelts, examined, r->user ? r->user : "anonymous");
+    *out = seen;
+    return APR_SUCCESS;
+}
+
 int ocireg_handle_catalog(ocireg_req *q)
 {
     request_rec *r = q->r;
@@ -109,8 +175,11 @@ int ocireg_handle_catalog(ocireg_req *q)
 
     if (status != DECLINED)
         return status;
-    rv = q->store->ops->repo_list(q->store, r->pool, last, page_size(n),
-                                  &names, &more);
+    if (catalog_is_guarded(r))
+        rv = visible_page(q, last, page_size(n), &names, &more);
+    else
+        rv = q->store->ops->repo_list(q->store, r->pool, last, page_size(n),
+                                      &names, &more);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "repository list");
     set_next_link(r, "/v2/_catalog", n, names, more);
