@@ -5,11 +5,12 @@ bob (readers), carol (no group) and dave (registry-admins). httpd
 authenticates them with `AuthBasicProvider ldap` and decides with the
 registry's `Require oci-pull|oci-push|oci-delete` rules whose principals
 are `ldap-group:<dn>`: the rules of conf/examples/auth-ldap.conf, as
-they stand there. Storage does
-not matter here, so only the filesystem store runs these tests.
+they stand there. Storage does not matter here, so only the filesystem
+store runs these tests.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 
 from ocireg_client import (MT_OCI_MANIFEST, Registry, assert_error,  # noqa: E402
                            descriptor, oci_manifest, sha256, MT_OCI_CONFIG)
-from slapd import GROUPS, USERS, Slapd, SlapdError  # noqa: E402
+from slapd import USERS, Slapd, SlapdError, user_dn  # noqa: E402
 
 SKOPEO = shutil.which("skopeo")
 
@@ -115,7 +116,8 @@ def test_slapd_holds_the_directory(slapd):
     for uid, pw in USERS.items():
         assert slapd.bind_ok(uid, pw)
         assert not slapd.bind_ok(uid, pw + "x")
-    assert GROUPS.startswith("ou=groups,")
+    assert slapd.members("team-a-pushers") == [user_dn("alice")]
+    assert slapd.members("readers") == [user_dn("bob")]
 
 
 def test_slapd_fixture_retries_a_taken_port(tmp_path, monkeypatch):
@@ -310,7 +312,6 @@ def skopeo_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("skopeo-ldap")
     (d / "policy.json").write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
     (d / "home").mkdir()
-    import os
     env = dict(os.environ, HOME=str(d / "home"), XDG_RUNTIME_DIR=str(d / "home"),
                XDG_CONFIG_HOME=str(d / "home" / ".config"))
     env.pop("REGISTRY_AUTH_FILE", None)
@@ -318,6 +319,7 @@ def skopeo_run(tmp_path_factory):
     def run(*args):
         return subprocess.run([SKOPEO, "--policy", str(d / "policy.json"), *args],
                               env=env, capture_output=True, text=True, timeout=180)
+    run.dir = d
     return run
 
 
@@ -353,9 +355,25 @@ def test_ldap_skopeo_push_pull_refusals(ldap_server, skopeo_run, layout, tmp_pat
     assert p.returncode != 0 and "denied" in p.stderr, p.stderr
     p = skopeo_run("inspect", "--tls-verify=false", "--creds", "alice:wrong", f"{ref}:v1")
     assert p.returncode != 0 and "unauthorized" in p.stderr.lower(), p.stderr
+    # after `skopeo login`, the stored LDAP credentials are used
+    authfile = str(skopeo_run.dir / "bob-auth.json")
+    p = skopeo_run("login", "--tls-verify=false", "--authfile", authfile,
+                   "-u", "bob", "-p", USERS["bob"], ldap_server.hostport)
+    assert p.returncode == 0, p.stderr
+    p = skopeo_run("inspect", "--tls-verify=false", "--authfile", authfile, f"{ref}:v1")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["Digest"] == info["manifest_digest"]
+    p = skopeo_run("login", "--tls-verify=false", "--authfile", authfile,
+                   "-u", "bob", "-p", "wrong", ldap_server.hostport)
+    assert p.returncode != 0, p.stdout
+
     # delete is the admins' right, not the pushers'
     p = skopeo_run("delete", "--tls-verify=false", "--creds", creds["alice"], f"{ref}:v1")
     assert p.returncode != 0 and "denied" in p.stderr, p.stderr
+    p = skopeo_run("delete", "--tls-verify=false", "--creds", creds["dave"], f"{ref}:v1")
+    assert p.returncode == 0, p.stderr
+    p = skopeo_run("inspect", "--tls-verify=false", "--creds", creds["alice"], f"{ref}:v1")
+    assert p.returncode != 0 and "manifest unknown" in p.stderr.lower(), p.stderr
 
 
 @filesystem_only
