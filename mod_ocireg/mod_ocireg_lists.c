@@ -111,10 +111,12 @@ static int catalog_is_guarded(request_rec *r)
 
 /* The caller sees only the repositories it may pull, by the same rules
  * that guard a pull. The store's pages are read on (1000 names, one
- * ListObjectsV2 on S3) until the page is full and one more visible name
- * proves there is a next one; each name costs one check of the rules
- * (ocireg_access_allowed), so a page costs the names up to its end, not
- * the catalog. */
+ * ListObjectsV2 on S3) until the page is full; each name costs one check
+ * of the rules (ocireg_access_allowed). Whether a next page exists is
+ * settled within the store page at hand: a visible name after the page's
+ * last says yes; when none is left in it, the store's own "more" answers
+ * (the next page may then turn out empty), so proving it never costs
+ * another store request. */
 static apr_status_t visible_page(ocireg_req *q, const char *last, int want,
                                  apr_array_header_t **out, int *more)
 {
@@ -123,11 +125,11 @@ static apr_status_t visible_page(ocireg_req *q, const char *last, int want,
                                               sizeof(const char *));
     apr_pool_t *scratch;
     const char *cursor = last;
-    int examined = 0, store_more = 1;
+    int examined = 0, store_more = want > 0;
 
     *more = 0;
     apr_pool_create(&scratch, r->pool);
-    while (store_more && !*more) {
+    while (store_more) {
         apr_array_header_t *names;
         int i;
         apr_status_t rv;
@@ -148,6 +150,10 @@ static apr_status_t visible_page(ocireg_req *q, const char *last, int want,
             else
                 APR_ARRAY_PUSH(seen, const char *) =
                     apr_pstrdup(r->pool, name);
+        }
+        if (seen->nelts == want) {
+            *more = *more || store_more;
+            break;
         }
         if (names->nelts == 0)
             break;
