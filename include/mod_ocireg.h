@@ -141,8 +141,8 @@ int ocireg_handle_referrers(ocireg_req *q);
 
 /* Access control (mod_ocireg_access.c). */
 void ocireg_access_register(apr_pool_t *p);
-/* The action a request is, for Apache's rules: "pull" (GET, HEAD),
- * "push" (POST, PATCH, PUT, and DELETE of an upload session), "delete". */
+/* The action a request is, for Apache's rules: "pull" (GET, HEAD,
+ * OPTIONS), "delete" (DELETE, but of an upload session), else "push". */
 const char *ocireg_action_of(int method_number, ocireg_route_kind kind);
 /* Whether r's client may do action ("pull", "push", "delete") on
  * repository, by the same rules (Require, authz providers) that guard r's
