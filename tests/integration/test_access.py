@@ -356,3 +356,44 @@ def test_example_htpasswd(httpd_factory, base_dir):
     finally:
         for c in (alice, bob, dave, anon):
             c.close()
+
+
+def test_catalog_scan_limit_resumes_without_naming_hidden_repositories(
+        httpd_factory, base_dir):
+    """A filtered catalog response checks at most OCIRegCatalogScanLimit
+    names; it then links on with a sealed cursor, never a hidden name."""
+    inst = httpd_factory("rights-scan", location_auth=_rules(base_dir),
+                         global_extra="OCIRegCatalogScanLimit 4")
+    alice, carol, dave = (client(inst, u) for u in ("alice", "carol", "dave"))
+    try:
+        hidden = [f"team-a/h{i:02d}" for i in range(10)]
+        for name in hidden:
+            alice.push_image(name, tag="v1")
+        dave.push_image("public/a1", tag="v1")    # carol sees only public/*
+        dave.push_image("public/z1", tag="v1")
+
+        def walk(c, secret=()):
+            names, url, pages = [], "/v2/_catalog?n=100", 0
+            while url:
+                r = c.get(url)
+                pages += 1
+                assert not any(h in r.text for h in secret)
+                names += r.json()["repositories"]
+                link = header_ci(r.headers, "Link")
+                url = None
+                if link:
+                    assert not any(h in link for h in secret), link
+                    url = link[link.index("<") + 1:link.index(">")]
+            return names, pages
+
+        names, pages = walk(carol, hidden)
+        assert names == ["public/a1", "public/z1"]
+        assert pages >= 3          # 12 names, 4 checked per response
+        names, _ = walk(alice)
+        assert names == ["public/a1", "public/z1"] + hidden
+        r = carol.get("/v2/_catalog?last=~AAAAbogus", check=False)
+        assert r.status_code == 400
+        check_error_body(r.status_code, r.headers.get("Content-Type"), r.content)
+    finally:
+        for c in (alice, carol, dave):
+            c.close()
