@@ -19,7 +19,7 @@ test-deps:
 
 run: deps
 	@$(MAKE) --no-print-directory build
-	@sh conf/run.sh "$(CURDIR)" "$(PORT)" "$(DATA)"
+	@CONF_EXTRA="$(CONF_EXTRA)" sh conf/run.sh "$(CURDIR)" "$(PORT)" "$(DATA)"
 
 unit: $(UNIT_BIN) $(S3OPS_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \

@@ -33,13 +33,21 @@ OCIRegS3Prefix $S3_PREFIX"
 OCIRegS3AllowInsecure On"
     chmod 1777 "$rundir"
 fi
+# CONF_EXTRA: a file of directives for the <Location /v2> (auth rules).
+extra=""
+if [ -n "${CONF_EXTRA:-}" ]; then
+    case "$CONF_EXTRA" in /*) ;; *) CONF_EXTRA="$PWD/$CONF_EXTRA" ;; esac
+    [ -r "$CONF_EXTRA" ] || { echo "CONF_EXTRA=$CONF_EXTRA: no such readable file" >&2; exit 1; }
+    extra="    Include \"$CONF_EXTRA\""
+fi
 conf="$rundir/httpd.conf"
 sed -e "s|@RUNDIR@|$rundir|g" -e "s|@PORT@|$port|g" -e "s|@DATA@|$data|g" \
     -e "s|@MODDIR@|/usr/lib/apache2/modules|g" \
-    -e "s|@MODULE@|$top/build/mod_ocireg.so|g" \
+    -e "s|@MODULE@|${OCIREG_MODULE:-$top/build/mod_ocireg.so}|g" \
     "$top/conf/ocireg-run.conf.in" | awk -v ug="$user_group" \
-    -v st="$storage" \
-    '{ if ($0 == "@USER_GROUP@") print ug; else if ($0 == "@STORAGE@") print st; else print }' > "$conf"
+    -v st="$storage" -v ex="$extra" \
+    '{ if ($0 == "@USER_GROUP@") print ug; else if ($0 == "@STORAGE@") print st;
+       else if ($0 == "@CONF_EXTRA@") print ex; else print }' > "$conf"
 /usr/sbin/apache2 -t -f "$conf"
 where=$data
 [ -n "${S3_ENDPOINT:-}" ] && where="$S3_ENDPOINT bucket $S3_BUCKET"

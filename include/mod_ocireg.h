@@ -10,6 +10,7 @@
 #include "ocireg_store.h"
 #include "ocireg_uploads.h"
 #include "ocireg_hash.h"
+#include "ocireg_cursor.h"
 
 extern module AP_MODULE_DECLARE_DATA ocireg_module;
 
@@ -33,6 +34,9 @@ typedef struct {
     const unsigned char *record_key;
     apr_size_t record_keylen;
     int record_key_set;
+    /* Seals catalog cursors: from the record key, so hosts sharing a store
+     * accept each other's (random when the key is empty). */
+    unsigned char cursor_key[OCIREG_CURSOR_KEY_LEN];
 } ocireg_server_conf;
 
 /* Configuration (mod_ocireg_config.c). */
@@ -42,6 +46,10 @@ extern int ocireg_conf_upload_slots;
 #define OCIREG_DEFAULT_CACHE_ENTRIES 8192
 #define OCIREG_DEFAULT_CACHE_SECONDS 5
 extern int ocireg_conf_cache_entries;
+/* A filtered catalog response checks at most this many names, then answers
+ * with the visible ones found and a sealed cursor (ocireg_cursor.h). */
+#define OCIREG_DEFAULT_CATALOG_SCAN 10000
+extern int ocireg_conf_catalog_scan;
 extern apr_interval_time_t ocireg_conf_cache_ttl;
 #define OCIREG_DEFAULT_UPLOAD_EXPIRY apr_time_from_sec(86400)
 extern apr_interval_time_t ocireg_conf_upload_expiry;
@@ -141,8 +149,8 @@ int ocireg_handle_referrers(ocireg_req *q);
 
 /* Access control (mod_ocireg_access.c). */
 void ocireg_access_register(apr_pool_t *p);
-/* The action a request is, for Apache's rules: "pull" (GET, HEAD),
- * "push" (POST, PATCH, PUT, and DELETE of an upload session), "delete". */
+/* The action a request is, for Apache's rules: "pull" (GET, HEAD,
+ * OPTIONS), "delete" (DELETE, but of an upload session), else "push". */
 const char *ocireg_action_of(int method_number, ocireg_route_kind kind);
 /* Whether r's client may do action ("pull", "push", "delete") on
  * repository, by the same rules (Require, authz providers) that guard r's

@@ -57,6 +57,7 @@ static int pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     (void)ptemp;
     ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
     ocireg_conf_cache_entries = OCIREG_DEFAULT_CACHE_ENTRIES;
+    ocireg_conf_catalog_scan = OCIREG_DEFAULT_CATALOG_SCAN;
     ocireg_conf_cache_ttl = apr_time_from_sec(OCIREG_DEFAULT_CACHE_SECONDS);
     ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
     ocireg_conf_upload_lease = 0; /* unset: from Timeout (check_config) */
@@ -168,6 +169,9 @@ static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
             ocireg_record_key_check(pconf, sc);
             if (check_only)
                 continue;
+            if (ocireg_cursor_key(sc->cursor_key, sc->record_key,
+                                  sc->record_keylen) != 0)
+                return HTTP_INTERNAL_SERVER_ERROR;
             rv = ocireg_store_s3_create(pconf, &sc->s3, &sc->store);
             if (rv != APR_SUCCESS) {
                 ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
@@ -181,6 +185,9 @@ static int open_stores(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s,
         ocireg_record_key_check(pconf, sc);
         if (check_only)
             continue;
+        if (ocireg_cursor_key(sc->cursor_key, sc->record_key,
+                              sc->record_keylen) != 0)
+            return HTTP_INTERNAL_SERVER_ERROR;
         rv = ocireg_store_fs_create(pconf, sc->storage_arg, &sc->store);
         if (rv == APR_SUCCESS)
             rv = hand_store_to_user(s, sc->storage_arg);

@@ -72,8 +72,10 @@ static int registry_here(request_rec *r)
 const char *ocireg_action_of(int method_number, ocireg_route_kind kind)
 {
     switch (method_number) {
-    case M_GET:
-        return "pull"; /* HEAD is a GET to httpd */
+    case M_GET:     /* HEAD is a GET to httpd */
+    case M_OPTIONS: /* changes nothing; a browser's preflight has no
+                       credentials to send */
+        return "pull";
     case M_DELETE:
         /* Cancelling one's own upload removes only what one sent. */
         return kind == OCIREG_R_UPLOAD ? "push" : "delete";

@@ -15,6 +15,7 @@
 
 int ocireg_conf_upload_slots = OCIREG_DEFAULT_UPLOAD_SLOTS;
 int ocireg_conf_cache_entries = OCIREG_DEFAULT_CACHE_ENTRIES;
+int ocireg_conf_catalog_scan = OCIREG_DEFAULT_CATALOG_SCAN;
 apr_interval_time_t ocireg_conf_cache_ttl =
     apr_time_from_sec(OCIREG_DEFAULT_CACHE_SECONDS);
 apr_interval_time_t ocireg_conf_upload_expiry = OCIREG_DEFAULT_UPLOAD_EXPIRY;
@@ -362,6 +363,17 @@ static const char *cmd_cache_entries(cmd_parms *cmd, void *dconf,
     return err;
 }
 
+static const char *cmd_catalog_scan(cmd_parms *cmd, void *dconf,
+                                    const char *arg)
+{
+    apr_off_t n;
+    const char *err = global_number(cmd, arg, 1, 1000000, "", &n);
+    (void)dconf;
+    if (!err)
+        ocireg_conf_catalog_scan = (int)n;
+    return err;
+}
+
 static const char *cmd_cache_seconds(cmd_parms *cmd, void *dconf,
                                      const char *arg)
 {
@@ -477,6 +489,10 @@ const command_rec ocireg_cmds[] = {
                   "s3 <endpoint URL>"),
     AP_INIT_TAKE1("OCIRegCacheEntries", cmd_cache_entries, NULL, RSRC_CONF,
                   "entries of the shared cache of store answers (0: none)"),
+    AP_INIT_TAKE1("OCIRegCatalogScanLimit", cmd_catalog_scan, NULL,
+                  RSRC_CONF,
+                  "repository names one filtered catalog response checks at "
+                  "most before it answers with what it found"),
     AP_INIT_TAKE1("OCIRegCacheSeconds", cmd_cache_seconds, NULL, RSRC_CONF,
                   "how long another host's change to a tag or link may go "
                   "unseen here (0: tags and links are not cached)"),

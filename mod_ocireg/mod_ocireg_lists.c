@@ -111,23 +111,27 @@ static int catalog_is_guarded(request_rec *r)
 
 /* The caller sees only the repositories it may pull, by the same rules
  * that guard a pull. The store's pages are read on (1000 names, one
- * ListObjectsV2 on S3) until the page is full and one more visible name
- * proves there is a next one; each name costs one check of the rules
- * (ocireg_access_allowed), so a page costs the names up to its end, not
- * the catalog. */
+ * ListObjectsV2 on S3) until the page is full; each name costs one check
+ * of the rules (ocireg_access_allowed). Whether a next page exists is
+ * settled within the store page at hand: a visible name after the page's
+ * last says yes; when none is left in it, the store's own "more" answers
+ * (the next page may then turn out empty), so proving it never costs
+ * another store request. */
 static apr_status_t visible_page(ocireg_req *q, const char *last, int want,
-                                 apr_array_header_t **out, int *more)
+                                 apr_array_header_t **out, int *more,
+                                 const char **resume)
 {
     request_rec *r = q->r;
     apr_array_header_t *seen = apr_array_make(r->pool, want > 0 ? want : 1,
                                               sizeof(const char *));
     apr_pool_t *scratch;
-    const char *cursor = last;
-    int examined = 0, store_more = 1;
+    const char *cursor = last, *last_examined = NULL;
+    int examined = 0, store_more = want > 0;
 
     *more = 0;
+    *resume = NULL;
     apr_pool_create(&scratch, r->pool);
-    while (store_more && !*more) {
+    while (store_more && !*resume) {
         apr_array_header_t *names;
         int i;
         apr_status_t rv;
@@ -140,7 +144,20 @@ static apr_status_t visible_page(ocireg_req *q, const char *last, int want,
         }
         for (i = 0; i < names->nelts && !*more; i++) {
             const char *name = APR_ARRAY_IDX(names, i, const char *);
+            if (examined == ocireg_conf_catalog_scan) {
+                /* Enough work for one response: the client goes on after
+                 * the last name checked, without learning it (it may be
+                 * one it cannot see). */
+                *resume = ocireg_cursor_seal(r->pool, q->conf->cursor_key,
+                                             last_examined);
+                if (!*resume) {
+                    apr_pool_destroy(scratch);
+                    return APR_EGENERAL;
+                }
+                break;
+            }
             examined++;
+            last_examined = apr_pstrdup(r->pool, name);
             if (!ocireg_access_allowed(r, name, "pull"))
                 continue;
             if (seen->nelts == want)
@@ -148,6 +165,14 @@ static apr_status_t visible_page(ocireg_req *q, const char *last, int want,
             else
                 APR_ARRAY_PUSH(seen, const char *) =
                     apr_pstrdup(r->pool, name);
+        }
+        if (*resume) {
+            *more = 1;
+            break;
+        }
+        if (seen->nelts == want) {
+            *more = *more || store_more;
+            break;
         }
         if (names->nelts == 0)
             break;
@@ -168,21 +193,35 @@ int ocireg_handle_catalog(ocireg_req *q)
 {
     request_rec *r = q->r;
     apr_array_header_t *names;
-    const char *last;
+    const char *last, *resume = NULL;
     json_t *root;
     apr_status_t rv;
     int more, n, status = page_args(r, &n, &last, 1);
 
     if (status != DECLINED)
         return status;
+    if (last && *last == OCIREG_CURSOR_MARK) {
+        const char *opened = ocireg_cursor_open(r->pool, q->conf->cursor_key,
+                                                last);
+        if (!opened)
+            return ocireg_respond_error(
+                r, HTTP_BAD_REQUEST, OCIREG_E_UNSUPPORTED,
+                "last is not a cursor of this registry (or it restarted)",
+                NULL);
+        last = opened;
+    }
     if (catalog_is_guarded(r))
-        rv = visible_page(q, last, page_size(n), &names, &more);
+        rv = visible_page(q, last, page_size(n), &names, &more, &resume);
     else
         rv = q->store->ops->repo_list(q->store, r->pool, last, page_size(n),
                                       &names, &more);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "repository list");
-    set_next_link(r, "/v2/_catalog", n, names, more);
+    if (resume)
+        apr_table_setn(r->headers_out, "Link",
+                       ocireg_next_link(r->pool, "/v2/_catalog", n, resume));
+    else
+        set_next_link(r, "/v2/_catalog", n, names, more);
     root = json_object();
     json_object_set_new(root, "repositories", string_array(names));
     return send_json(r, root, "application/json");

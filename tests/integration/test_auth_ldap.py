@@ -46,16 +46,15 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "conf" / "examples" / "auth-ldap
 
 
 def ldap_rules(url, cache=True):
-    """conf/examples/auth-ldap.conf as it stands, pointed at our slapd,
-    with the harness's storage. It goes after the LoadModule lines
-    (global_extra), since a <Location> is parsed where it stands; the
-    template's own <Location /v2> gets no rules, and httpd merges the two."""
+    """conf/examples/auth-ldap.conf as it stands, pointed at our slapd, in
+    a <Location /v2> after the LoadModule lines (global_extra: a <Location>
+    is parsed where it stands); the template's own <Location /v2> gets no
+    rules, and httpd merges the two."""
     text = EXAMPLE.read_text()
     assert "ldap://ldap.example.org/" in text
     text = text.replace("ldap://ldap.example.org", url)
-    text = "\n".join(l for l in text.splitlines() if not l.startswith("OCIRegStorage "))
     caches = "" if cache else "LDAPCacheEntries 0\nLDAPOpCacheEntries 0\n"
-    return f"{LDAP_MODULES}{caches}\n{text}\n"
+    return f"{LDAP_MODULES}{caches}\n<Location /v2>\n{text}\n</Location>\n"
 
 
 @pytest.fixture(scope="module")

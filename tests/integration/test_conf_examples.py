@@ -1,9 +1,10 @@
 """Every file in conf/examples/ passes `apache2 -t`.
 
-Each example is a fragment for an existing Apache: it assumes the modules
-it names are enabled (a2enmod) and mod_ocireg is loaded. The test wraps it
-in a minimal server configuration that loads all of them (mod_ocireg from
-the build under test), includes the example, and runs `apache2 -t`.
+Each example holds the directives of a registry's <Location /v2> (what
+`make run` takes as CONF_EXTRA) and assumes the modules it names are
+enabled. The test wraps it in a minimal server configuration that loads
+all of them (mod_ocireg from the build under test), includes the example
+in a `<Location /v2>` with `OCIRegistry On`, and runs `apache2 -t`.
 """
 
 from pathlib import Path
@@ -35,7 +36,11 @@ def wrapped(tmp_path, example):
     for m in MODULES:
         lines.append(f"LoadModule {m}_module {DEBIAN_MODULES / f'mod_{m}.so'}")
     lines.append(f'LoadModule ocireg_module "{module_path()}"')
-    lines.append(f'Include "{example}"')
+    lines += [f'OCIRegStorage filesystem "{tmp_path}/data"',
+              "<Location /v2>",
+              "    OCIRegistry On",
+              f'    Include "{example}"',
+              "</Location>"]
     return "\n".join(lines) + "\n"
 
 
