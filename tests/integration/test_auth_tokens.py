@@ -514,22 +514,42 @@ def test_bad_token_directive(tmp_path, keys, line, directive, words):
 
 # -- tokens beside Apache's other rules --------------------------------------
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "conf" / "examples" / "auth-tokens.conf"
+
+
+def example_location(realm, keys):
+    """The <Location /v2> of conf/examples/auth-tokens.conf, with this
+    test's token server, names and key."""
+    text = EXAMPLE.read_text()
+    body = text[text.index("<Location /v2>") + len("<Location /v2>"):
+                text.index("</Location>")]
+    lines = []
+    for line in body.splitlines():
+        word = line.split()[0] if line.split() else ""
+        if word.startswith("#") or word in ("OCIRegistry", "LimitRequestBody"):
+            continue  # the test template has its own
+        line = {"OCIRegTokenRealm": f"OCIRegTokenRealm {realm}",
+                "OCIRegTokenService": f"OCIRegTokenService {SERVICE}",
+                "OCIRegTokenIssuer": f"OCIRegTokenIssuer {ISSUER}",
+                "OCIRegTokenPublicKey": f'OCIRegTokenPublicKey "{keys["rsa_crt"]}"',
+                }.get(word, line)
+        lines.append(line)
+    return "\n".join(lines)
+
+
 @pytest.fixture(scope="module")
 def server_tokens_public(httpd_factory, keys, token_server):
-    """Anonymous pull of tok/public-*, everything else by token."""
-    auth = token_conf(token_server.realm, keys, require="\n".join([
-        "<RequireAny>",
-        "    Require oci-pull tok/public-*",
-        "    Require oci-token",
-        "</RequireAny>"]))
-    inst = httpd_factory("tokens-public", location_auth=auth)
+    """The example configuration: anonymous pull of public/*, everything
+    else by token."""
+    inst = httpd_factory("tokens-example",
+                         location_auth=example_location(token_server.realm, keys))
     inst.realm = token_server.realm
     return inst
 
 
-def test_anonymous_pull_beside_tokens(server_tokens_public, keys, repo):
-    public = "tok/public-" + repo.replace("/", "-")
-    pusher = client(server_tokens_public, es256(keys, claims([(public, ["pull", "push"])])))
+def test_example_anonymous_pull_beside_tokens(server_tokens_public, keys, repo):
+    public = "public/" + repo.replace("/", "-")
+    pusher = client(server_tokens_public, rs256(keys, claims([(public, ["pull", "push"])])))
     img = pusher.push_image(public, tag="v1")
     pusher.close()
     anonymous = client(server_tokens_public)
@@ -542,3 +562,6 @@ def test_anonymous_pull_beside_tokens(server_tokens_public, keys, repo):
     r = anonymous.get(f"/v2/{repo}/tags/list")
     assert_refused(r, server_tokens_public, repo, "pull", f"repository:{repo}:pull", None)
     anonymous.close()
+    reader = client(server_tokens_public, rs256(keys, claims([(repo, ["pull"])])))
+    assert reader.get(f"/v2/{repo}/tags/list").status_code == 404  # allowed, empty
+    reader.close()
