@@ -374,7 +374,10 @@ static ocireg_token_status check_claims(apr_pool_t *p,
         return OCIREG_TOKEN_WRONG_AUDIENCE;
     t->issuer = apr_pstrdup(p, json_string_value(iss));
     t->subject = sub ? apr_pstrdup(p, json_string_value(sub)) : "";
-    t->expires = (apr_int64_t)json_number_value(exp);
+    /* A double beyond 64 bits does not convert (found by fuzz_token). */
+    t->expires = json_number_value(exp) >= 9223372036854775807.0
+                     ? APR_INT64_MAX
+                     : (apr_int64_t)json_number_value(exp);
     t->access = apr_array_make(p, 2, sizeof(ocireg_token_access));
     if (!parse_access(p, json_object_get(c, "access"), t->access))
         return OCIREG_TOKEN_MALFORMED;

@@ -220,6 +220,12 @@ static void test_audience_array_and_optional_claims(void **st)
         OCIREG_TOKEN_OK);
     assert_int_equal(t->access->nelts, 1);
     assert_false(ocireg_token_allows(t, "repository", "a", "pull"));
+    /* An expiry far beyond 64 bits of seconds. */
+    assert_int_equal(
+        check(keys, mint(ec_key, "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\","
+                         "\"exp\":1800e000300}"), NOW, &t),
+        OCIREG_TOKEN_OK);
+    assert_true(t->expires == INT64_MAX);
 }
 
 static void test_time_claims_with_leeway(void **st)
