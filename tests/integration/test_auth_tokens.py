@@ -565,3 +565,19 @@ def test_example_anonymous_pull_beside_tokens(server_tokens_public, keys, repo):
     reader = client(server_tokens_public, rs256(keys, claims([(repo, ["pull"])])))
     assert reader.get(f"/v2/{repo}/tags/list").status_code == 404  # allowed, empty
     reader.close()
+
+
+def test_settings_at_server_level_reach_the_location(httpd_factory, keys, token_server):
+    """OCIRegToken* outside any section are the defaults every <Location>
+    inherits."""
+    settings = [l for l in token_conf(token_server.realm, keys).splitlines()
+                if l.startswith("OCIRegToken")]
+    inst = httpd_factory("tokens-server-level", global_extra="\n".join(settings),
+                         location_auth="AuthType oci-token\nRequire oci-token")
+    inst.realm = token_server.realm
+    reg = client(inst)
+    assert_refused(reg.get("/v2/tok/app/tags/list"), inst, "tok/app", "pull",
+                   "repository:tok/app:pull", None)
+    reg = client(inst, rs256(keys, claims([("tok/app", ["pull"])])))
+    assert reg.get("/v2/tok/app/tags/list").status_code == 404  # allowed, empty
+    reg.close()
