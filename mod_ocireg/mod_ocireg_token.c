@@ -387,11 +387,63 @@ static const char *parse_require(cmd_parms *cmd, const char *line,
 
 static const authz_provider token_provider = {token_allows, parse_require};
 
+/* Settings every token location needs. Where a <Location> gets them from
+ * is only known per request (sections merge by URL), so `apachectl -t`
+ * refuses only what is certain: AuthType oci-token somewhere, and one of
+ * these nowhere in the whole configuration. */
+static const char *const required[] = {
+    "OCIRegTokenRealm", "OCIRegTokenService", "OCIRegTokenIssuer",
+    "OCIRegTokenPublicKey",
+};
+#define NREQUIRED (sizeof(required) / sizeof(required[0]))
+
+static void survey(apr_pool_t *p, const ap_directive_t *d, int seen[],
+                   const ap_directive_t **token_auth)
+{
+    apr_size_t i;
+    for (; d; d = d->next) {
+        if (strcasecmp(d->directive, "AuthType") == 0 && !*token_auth) {
+            const char *args = d->args;
+            if (strcasecmp(ap_getword_conf(p, &args), AUTH_TYPE) == 0)
+                *token_auth = d;
+        }
+        for (i = 0; i < NREQUIRED; i++)
+            if (strcasecmp(d->directive, required[i]) == 0)
+                seen[i] = 1;
+        survey(p, d->first_child, seen, token_auth);
+    }
+}
+
+static int check_token_settings(apr_pool_t *pconf, apr_pool_t *plog,
+                                apr_pool_t *ptemp, server_rec *s)
+{
+    int seen[NREQUIRED] = {0};
+    const ap_directive_t *token_auth = NULL;
+    apr_size_t i;
+    (void)pconf;
+    (void)plog;
+    survey(ptemp, ap_conftree, seen, &token_auth);
+    if (!token_auth)
+        return OK;
+    for (i = 0; i < NREQUIRED; i++) {
+        if (seen[i])
+            continue;
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                     "OCIREG00475: AuthType oci-token (%s:%d) needs %s, "
+                     "which is set nowhere",
+                     token_auth->filename, token_auth->line_num,
+                     required[i]);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
 void ocireg_token_register(apr_pool_t *p)
 {
     ap_hook_check_authn(authenticate, NULL, NULL, APR_HOOK_MIDDLE,
                         AP_AUTH_INTERNAL_PER_CONF);
     ap_hook_note_auth_failure(challenge, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(check_token_settings, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, AUTH_TYPE,
                               AUTHZ_PROVIDER_VERSION, &token_provider,
                               AP_AUTH_INTERNAL_PER_CONF);

@@ -581,3 +581,13 @@ def test_settings_at_server_level_reach_the_location(httpd_factory, keys, token_
     reg = client(inst, rs256(keys, claims([("tok/app", ["pull"])])))
     assert reg.get("/v2/tok/app/tags/list").status_code == 404  # allowed, empty
     reg.close()
+
+
+@pytest.mark.parametrize("left_out", ["OCIRegTokenRealm", "OCIRegTokenService",
+                                      "OCIRegTokenIssuer", "OCIRegTokenPublicKey"])
+def test_token_mode_without_a_setting_fails_configtest(tmp_path, keys, left_out):
+    conf = "\n".join(l for l in token_conf("https://auth.example.org/token", keys).splitlines()
+                     if not l.startswith(left_out))
+    rc, out = configtest(tmp_path, conf)
+    assert rc != 0, out
+    assert "OCIREG00475: AuthType oci-token" in out and f"needs {left_out}" in out, out
