@@ -87,9 +87,12 @@ void ocireg_record_key_check(apr_pool_t *p, ocireg_server_conf *sc);
  * as "APR does not understand this error code". */
 const char *ocireg_status_why(apr_pool_t *p, apr_status_t rv);
 
+struct ocireg_token_conf;
+
 typedef struct {
     int enabled;                    /* -1 unset */
     int deletes;                    /* -1 unset, default on */
+    struct ocireg_token_conf *token; /* OCIRegToken*; NULL: none here */
 } ocireg_dir_conf;
 
 /* One API request in flight. */
@@ -158,6 +161,30 @@ const char *ocireg_action_of(int method_number, ocireg_route_kind kind);
  * the main request. */
 int ocireg_access_allowed(request_rec *r, const char *repository,
                           const char *action);
+
+/* Bearer tokens (mod_ocireg_token.c): `AuthType oci-token`, `Require
+ * oci-token` and the OCIRegToken* directives. */
+void ocireg_token_register(apr_pool_t *p);
+struct ocireg_token_conf *ocireg_token_conf_merge(
+    apr_pool_t *p, const struct ocireg_token_conf *base,
+    const struct ocireg_token_conf *add);
+const char *ocireg_token_cmd(cmd_parms *cmd, void *dconf, const char *arg);
+#define OCIREG_TOKEN_CMD(name, what, help)                                 \
+    AP_INIT_TAKE1(name, ocireg_token_cmd, what, RSRC_CONF | ACCESS_CONF, help)
+#define OCIREG_TOKEN_CMDS                                                  \
+    OCIREG_TOKEN_CMD("OCIRegTokenRealm", "realm",                          \
+                     "URL of the token server (the Bearer realm)"),        \
+    OCIREG_TOKEN_CMD("OCIRegTokenService", "service",                      \
+                     "this registry's name for the token server (the "     \
+                     "service; tokens' aud must name it)"),                \
+    OCIREG_TOKEN_CMD("OCIRegTokenIssuer", "issuer",                        \
+                     "the token server's name (tokens' iss)"),             \
+    OCIREG_TOKEN_CMD("OCIRegTokenPublicKey", "key",                        \
+                     "PEM file of a public key or certificate tokens may " \
+                     "be signed with (EC P-256 or RSA; repeatable)"),      \
+    OCIREG_TOKEN_CMD("OCIRegTokenLeeway", "leeway",                        \
+                     "seconds of clock skew allowed on exp and nbf "       \
+                     "(default 30)")
 
 /* A random lowercase UUID (version 4) in pool memory. */
 const char *ocireg_new_uuid(apr_pool_t *p);

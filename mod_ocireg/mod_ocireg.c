@@ -635,6 +635,7 @@ static void register_hooks(apr_pool_t *p)
     ap_register_output_filter("OCIREG_ERROR_JSON", error_json_filter, NULL,
                               AP_FTYPE_RESOURCE);
     ocireg_access_register(p);
+    ocireg_token_register(p);
 }
 
 AP_DECLARE_MODULE(ocireg) = {

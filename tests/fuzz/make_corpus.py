@@ -156,6 +156,28 @@ sig = [
 ]
 write("sigv4", sig)
 
+H_ES = '{"typ":"JWT","alg":"ES256","kid":"ABCD:EFGH"}'
+CLAIMS = ('{"iss":"iss","sub":"alice","aud":"aud","exp":1800000300,'
+          '"nbf":1799999990,"iat":1799999990,"jti":"x","access":[{"type":'
+          '"repository","name":"a/b","actions":["pull","push"]},{"type":'
+          '"registry","name":"catalog","actions":["*"]}]}')
+token = [
+    H_ES + "\n" + CLAIMS,
+    H_ES + "\n" + '{"iss":"iss","aud":["x","aud"],"exp":1800000001.5}',
+    H_ES + "\n" + '{"iss":"iss","aud":"aud","exp":1,"nbf":1900000000}',
+    H_ES + "\n" + '{"iss":"iss","aud":"aud","exp":1800000300,"access":[{"type":"repository","name":"a"}]}',
+    '{"alg":"RS256","crit":["x"]}\n{}',
+    '{"alg":"none"}\n' + CLAIMS,
+    # compact tokens as a client sends them (signatures that never verify)
+    "eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjF9." + "A" * 86,
+    "eyJhbGciOiJSUzI1NiJ9.e30.AAAA",
+    "eyJhbGciOiJub25lIn0.e30.",
+    "a.b.c.d.e", "..", "e30=.e30.e30",
+    # found by fuzzing: an exp beyond 64 bits
+    H_ES + "\n" + '{"iss":"iss","aud":"aud","exp":1800e000300}',
+]
+write("token", token)
+
 seeds = "build/fuzz/session_seeds"
 if os.path.isdir(seeds):
     items = []
