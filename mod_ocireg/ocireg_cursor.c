@@ -70,6 +70,10 @@ static unsigned char *decode(apr_pool_t *p, const char *in, size_t *len)
             out[o++] = (unsigned char)(v >> bits);
         }
     }
+    /* Only the canonical spelling: bits left over must be zero, or two
+     * cursors would open to one. */
+    if (v & ((1u << bits) - 1))
+        return NULL;
     *len = o;
     return out;
 }
