@@ -55,6 +55,17 @@ def test_example_passes_configtest(tmp_path, example):
     # Its env() preloads the sanitizer runtimes for a sanitizer build.
     inst = HttpdInstance("conf-example", tmp_path)
     conf = tmp_path / "httpd.conf"
+    text = example.read_text()
+    if "/etc/apache2/registry-token.pem" in text:
+        # Token keys are read at start: a real public key stands in.
+        key, pub = tmp_path / "token.key", tmp_path / "token.pem"
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-out", str(key)], check=True,
+                       capture_output=True)
+        subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(pub)],
+                       check=True, capture_output=True)
+        example = tmp_path / example.name
+        example.write_text(text.replace("/etc/apache2/registry-token.pem", str(pub)))
     conf.write_text(wrapped(tmp_path, example))
     p = subprocess.run([APACHE2, "-t", "-f", str(conf)], capture_output=True, text=True,
                        timeout=30, env=inst.env(), cwd=str(tmp_path))
