@@ -309,7 +309,9 @@ typedef struct {
 
     /* Work a store does in the background once children serve, off every
      * request's path (S3: completes the listing index of a store written
-     * before it, or marks an empty store's); NULL when there is none. */
+     * before it, or marks an empty store's; both stores: completes the
+     * holder index for blob links made before it, once, then marks it);
+     * NULL when there is none. */
     apr_status_t (*prepare)(ocireg_store *s, apr_pool_t *p);
 } ocireg_store_ops;
 

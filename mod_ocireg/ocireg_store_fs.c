@@ -1022,6 +1022,73 @@ static apr_off_t fs_max_blob_size(ocireg_store *s)
     return -1;
 }
 
+/* The one-time backfill of the holder index for blob links made before
+ * it: a walk of repositories/ adding each _layers link's entry, then the
+ * marker. Entries are idempotent, so a walk cut short is done again at the
+ * next start; until then a mount without `from` misses those links (an
+ * upload session, never a wrong answer). */
+#define HOLDERS_MARKER "holders.complete"
+
+static void fill_holders(ocireg_store *s, apr_pool_t *p, const char *dir,
+                         const char *prefix, apr_status_t *rv)
+{
+    apr_pool_t *sub;
+    struct dirent *e;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    if (apr_pool_create(&sub, p) != APR_SUCCESS) {
+        closedir(d);
+        return;
+    }
+    while ((e = readdir(d)) != NULL && *rv == APR_SUCCESS) {
+        const char *name, *path;
+        struct stat st;
+        if (e->d_name[0] == '_' || e->d_name[0] == '.')
+            continue;
+        apr_pool_clear(sub);
+        path = apr_pstrcat(sub, dir, "/", e->d_name, NULL);
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        name = prefix ? apr_pstrcat(sub, prefix, "/", e->d_name, NULL)
+                      : apr_pstrdup(sub, e->d_name);
+        if (strlen(name) > OCIREG_NAME_MAX)
+            continue;
+        if (ocireg_name_valid(name)) {
+            DIR *links = opendir(apr_pstrcat(sub, path, "/_layers/sha256",
+                                             NULL));
+            struct dirent *l;
+            while (links && (l = readdir(links)) != NULL
+                   && *rv == APR_SUCCESS) {
+                const char *digest = apr_pstrcat(sub, "sha256:", l->d_name,
+                                                 NULL);
+                if (ocireg_digest_parse(digest) == OCIREG_DIGEST_SHA256)
+                    *rv = add_holder(s, sub, name, digest);
+            }
+            if (links)
+                closedir(links);
+        }
+        fill_holders(s, sub, path, name, rv);
+    }
+    closedir(d);
+    apr_pool_destroy(sub);
+}
+
+static apr_status_t fs_prepare(ocireg_store *s, apr_pool_t *p)
+{
+    const char *marker = apr_pstrcat(p, FS(s)->root, "/" HOLDERS_MARKER,
+                                     NULL);
+    apr_status_t rv = path_exists(marker);
+    if (rv != APR_ENOENT)
+        return rv;
+    rv = APR_SUCCESS;
+    fill_holders(s, p, apr_pstrcat(p, FS(s)->root, "/repositories", NULL),
+                 NULL, &rv);
+    if (rv == APR_SUCCESS)
+        rv = write_atomic(s, p, marker, "", 0);
+    return rv;
+}
+
 static const ocireg_store_ops fs_ops = {
     "filesystem",
     fs_blob_stat,
@@ -1065,7 +1132,7 @@ static const ocireg_store_ops fs_ops = {
     fs_upload_lock_keep,
     fs_upload_unlock,
     fs_upload_lock_drop,
-    NULL,
+    fs_prepare,
 };
 
 

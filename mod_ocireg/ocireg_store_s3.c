@@ -932,12 +932,93 @@ static apr_status_t ensure_listing_index(ocireg_store *s, apr_pool_t *p)
     return rv;
 }
 
+/* The one-time backfill of the holder index for blob links made before
+ * it: one paged scan of repositories/ writing holders/sha256/<hex>/<name>
+ * for each _layers link, in parallel batches, then the marker. Entries are
+ * empty and idempotent, so hosts racing through it, or a scan cut short
+ * (retried at the next start), do no harm; until it is done a mount
+ * without `from` misses those links (an upload session, never a wrong
+ * answer). */
+#define HOLDERS_MARKER "holders.complete"
+#define HOLDER_FILL_BATCH 64
+#define HOLDER_FILL_IN_FLIGHT 16
+
+typedef struct {
+    ocireg_store *s;
+    apr_pool_t *batch;                     /* keys of the ops below */
+    ocireg_s3_op ops[HOLDER_FILL_BATCH];
+    int n;
+} holder_fill;
+
+static apr_status_t holder_fill_flush(holder_fill *h)
+{
+    apr_status_t rv = APR_SUCCESS;
+    int i;
+    if (h->n)
+        rv = ocireg_s3_run(S3(h->s)->s3, h->batch, h->ops, h->n,
+                           HOLDER_FILL_IN_FLIGHT);
+    for (i = 0; rv == APR_SUCCESS && i < h->n; i++)
+        rv = h->ops[i].status;
+    h->n = 0;
+    apr_pool_clear(h->batch);
+    return rv;
+}
+
+static apr_status_t holder_fill_key(void *ctx, apr_pool_t *page,
+                                    const char *k, int is_prefix)
+{
+    holder_fill *h = ctx;
+    const char *cut = strstr(k, "/_"), *name, *digest;
+    ocireg_s3_op *op;
+    (void)is_prefix;
+    if (!cut || strncmp(cut + 1, "_layers/sha256/", 15) != 0)
+        return APR_SUCCESS;
+    name = apr_pstrmemdup(page, k, (apr_size_t)(cut - k));
+    digest = apr_pstrcat(page, "sha256:", cut + 16, NULL);
+    if (!ocireg_name_valid(name)
+        || ocireg_digest_parse(digest) != OCIREG_DIGEST_SHA256)
+        return APR_SUCCESS;
+    op = &h->ops[h->n++];
+    memset(op, 0, sizeof(*op));
+    op->kind = OCIREG_S3_OP_PUT;
+    op->key = holder_key(h->s, h->batch, name, digest);
+    op->data = "";
+    return h->n == HOLDER_FILL_BATCH ? holder_fill_flush(h) : APR_SUCCESS;
+}
+
+static apr_status_t ensure_holder_index(ocireg_store *s, apr_pool_t *p)
+{
+    const char *marker = key(s, p, HOLDERS_MARKER, "", "");
+    ocireg_s3_list_args a;
+    holder_fill *h;
+    apr_status_t rv = exists(s, p, marker);
+    if (rv != APR_ENOENT)
+        return rv;
+    h = apr_pcalloc(p, sizeof(*h));
+    h->s = s;
+    rv = apr_pool_create(&h->batch, p);
+    if (rv != APR_SUCCESS)
+        return rv;
+    memset(&a, 0, sizeof(a));
+    a.prefix = key(s, p, "repositories/", "", "");
+    rv = ocireg_s3_list_pages(S3(s)->s3, p, &a, holder_fill_key, h, NULL);
+    if (rv == APR_SUCCESS)
+        rv = holder_fill_flush(h);
+    apr_pool_destroy(h->batch);
+    if (rv == APR_SUCCESS)
+        rv = put_empty(s, p, marker);
+    return rv;
+}
+
 /* In the background at start: the index a listing needs is made before
  * the first listing asks for it (on an empty store, one LIST and the
- * marker). */
+ * marker); then the holder index is completed for links older than it
+ * (on a store where that was done, one HEAD). */
 static apr_status_t s3_prepare(ocireg_store *s, apr_pool_t *p)
 {
-    return ensure_listing_index(s, p);
+    apr_status_t rv = ensure_listing_index(s, p);
+    apr_status_t hrv = ensure_holder_index(s, p);
+    return rv != APR_SUCCESS ? rv : hrv;
 }
 
 /* A page of names from one ListObjectsV2 request of up to n keys. */

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from httpd_harness import htpasswd_file
+from httpd_harness import htpasswd_file, wait_for
 from ocireg_client import Registry, assert_error, random_digest, sha256, with_query
+from test_restart import graceful_restart
 
 OCTET = {"Content-Type": "application/octet-stream"}
 
@@ -66,6 +67,33 @@ class Store:
         d = Path(self.inst.data_dir) / "holders" / "sha256" / hexd
         d.mkdir(parents=True, exist_ok=True)
         (d / name.replace("/", "+")).write_bytes(b"")
+
+    def forget_holders(self, digest):
+        """As a build before the index left the store: no entries for the
+        digest, no marker of a completed index."""
+        hexd = digest.split(":", 1)[1]
+        if self.s3:
+            for name in self.holders(digest):
+                self.s3.delete_object(
+                    Bucket=self.bucket,
+                    Key=f"{self.prefix}holders/sha256/{hexd}/{name}")
+            self.s3.delete_object(Bucket=self.bucket,
+                                  Key=f"{self.prefix}holders.complete")
+            return
+        d = Path(self.inst.data_dir) / "holders" / "sha256" / hexd
+        for f in d.iterdir():
+            f.unlink()
+        (Path(self.inst.data_dir) / "holders.complete").unlink()
+
+    def index_complete(self):
+        if self.s3:
+            try:
+                self.s3.head_object(Bucket=self.bucket,
+                                    Key=f"{self.prefix}holders.complete")
+                return True
+            except Exception:  # noqa: BLE001
+                return False
+        return (Path(self.inst.data_dir) / "holders.complete").exists()
 
     def holders(self, digest):
         hexd = digest.split(":", 1)[1]
@@ -145,6 +173,30 @@ def test_an_entry_without_a_link_mounts_nothing(reg, repo, store):
     # A holder listed after the stale ones is still found.
     reg.push_blob(f"{repo}/zz", data)
     assert_mounted(reg, mount(reg, f"{repo}/dst", d), f"{repo}/dst", d, data)
+
+
+def test_links_older_than_the_index_are_found_after_a_start(httpd_factory, request):
+    """Links made before the holder index have no entries: not found (a
+    session), until a start completes the index in the background (once:
+    its marker says so)."""
+    inst = httpd_factory(f"holders-backfill-{os.urandom(3).hex()}")
+    store = Store(inst, request)
+    reg = Registry(inst.base_url)
+    try:
+        wait_for(store.index_complete, timeout=60, what="the index marked at start")
+        data = os.urandom(2000)
+        d = reg.push_blob("old/src", data)
+        reg.push_blob("old/src/nested", data)
+        store.forget_holders(d)
+        assert store.holders(d) == []
+        assert_session(reg, mount(reg, "old/dst", d))
+        assert_not_linked(reg, "old/dst", d)
+        graceful_restart(inst)
+        wait_for(store.index_complete, timeout=60, what="the index completed")
+        assert store.holders(d) == ["old/src", "old/src/nested"]
+        assert_mounted(reg, mount(reg, "old/dst", d), "old/dst", d, data)
+    finally:
+        reg.close()
 
 
 # -- with rules ---------------------------------------------------------------

@@ -388,6 +388,41 @@ static void test_blob_holders(void **st)
     holders_are("sha256:../../x", 100, NULL, 0);
 }
 
+/* Links made before the holder index get their entries once, at the
+ * first start of a build that keeps it. */
+static void test_holder_backfill(void **st)
+{
+    (void)st;
+    const char *d = sha("old", 3);
+    const char *dir = apr_psprintf(pool, "%s/holders/sha256/%s", root, d + 7);
+    const char *marker = apr_pstrcat(pool, root, "/holders.complete", NULL);
+    struct stat sb;
+    assert_non_null(ops->prepare);
+    assert_int_equal(ops->blob_put(s, pool, d, "old", 3), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "old/one", d, NULL), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "old/one/nested", d, NULL),
+                     APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "two", d, NULL), APR_SUCCESS);
+    /* as an older build left it: links, no entries, no marker */
+    assert_int_equal(remove(apr_pstrcat(pool, dir, "/old+one", NULL)), 0);
+    assert_int_equal(remove(apr_pstrcat(pool, dir, "/old+one+nested", NULL)), 0);
+    assert_int_equal(remove(apr_pstrcat(pool, dir, "/two", NULL)), 0);
+    holders_are(d, 100, NULL, 0);
+    assert_int_equal(ops->prepare(s, pool), APR_SUCCESS);
+    {
+        const char *const all[] = {"old/one", "old/one/nested", "two"};
+        holders_are(d, 100, all, 3);
+    }
+    assert_int_equal(stat(marker, &sb), 0);
+    /* Done once: the marker says so, and the walk is not repeated. */
+    assert_int_equal(remove(apr_pstrcat(pool, dir, "/two", NULL)), 0);
+    assert_int_equal(ops->prepare(s, pool), APR_SUCCESS);
+    {
+        const char *const left[] = {"old/one", "old/one/nested"};
+        holders_are(d, 100, left, 2);
+    }
+}
+
 /* --------------------------------------------------------- manifests */
 
 static void test_manifest_links(void **st)
@@ -1118,6 +1153,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_blob_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_holders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_holder_backfill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_list_repo_without_tags, setup, teardown),
