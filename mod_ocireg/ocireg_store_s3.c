@@ -20,6 +20,8 @@
  *                             the repository links this blob (empty; written
  *                             beside each blob link, removed with it): the
  *                             holder index a mount without `from` lists
+ *   holders.complete          the holder index covers links older than it
+ *                             (see ensure_holder_index)
  *   catalog/<name>            the repository has had a manifest linked
  *   catalog.complete          the two above cover everything stored before
  *                             them (see ensure_listing_index)
