@@ -116,6 +116,17 @@ typedef struct {
     apr_status_t (*links_exist)(ocireg_store *s, apr_pool_t *p,
                                 const char *name, ocireg_link_check *checks,
                                 int n);
+    /* Repositories that hold a link to the blob, for a mount without
+     * `from`: at most max (> 0) names in lexical order, from one look at
+     * an index kept by digest (S3: one ListObjectsV2 request; filesystem:
+     * one directory read). blob_link adds a name, blob_unlink removes it.
+     * The index may name a repository whose link is gone (a failed or
+     * racing unlink) and misses links made before it existed: a caller
+     * confirms a name with blob_open_linked before trusting it. An empty
+     * array when none is known. */
+    apr_status_t (*blob_holders)(ocireg_store *s, apr_pool_t *p,
+                                 const char *digest, int max,
+                                 apr_array_header_t **names);
 
     /* Manifests. manifest_put stores the bytes (as the content-addressed
      * blob `digest`) and links them in the repository with the pushed
@@ -298,7 +309,9 @@ typedef struct {
 
     /* Work a store does in the background once children serve, off every
      * request's path (S3: completes the listing index of a store written
-     * before it, or marks an empty store's); NULL when there is none. */
+     * before it, or marks an empty store's; both stores: completes the
+     * holder index for blob links made before it, once, then marks it);
+     * NULL when there is none. */
     apr_status_t (*prepare)(ocireg_store *s, apr_pool_t *p);
 } ocireg_store_ops;
 

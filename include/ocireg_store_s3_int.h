@@ -102,11 +102,14 @@ static inline apr_status_t exists(ocireg_store *s, apr_pool_t *p, const char *k)
 }
 
 /* ocireg_store_s3.c: a repository's blob link naming data key dk of
- * size bytes, as a request for ocireg_s3_run; and what the cache learns
- * once it is written. */
-void s3_link_op(ocireg_store *s, apr_pool_t *p, const char *name,
-                const char *digest, const char *dk, apr_off_t size,
-                ocireg_s3_op *op);
+ * size bytes, as S3_LINK_OPS requests for one ocireg_s3_run: ops[0] the
+ * link (its status is the link's), ops[1] the digest's holder entry for
+ * the repository (a hint: its failure fails nothing); and what the cache
+ * learns once the link is written. */
+#define S3_LINK_OPS 2
+void s3_link_ops(ocireg_store *s, apr_pool_t *p, const char *name,
+                 const char *digest, const char *dk, apr_off_t size,
+                 ocireg_s3_op *ops);
 void s3_link_written(ocireg_store *s, apr_pool_t *p, const char *name,
                      const char *digest, const char *dk, apr_off_t size,
                      apr_uint32_t gen);

@@ -114,18 +114,30 @@ static int digest_arg(ocireg_req *q, const char **digest)
     return DECLINED;
 }
 
+/* Links the blob a source's link (src) names into the target: where the
+ * bytes are, the new link says the same. */
+static int link_mounted(ocireg_req *q, const char *digest,
+                        const ocireg_blob_body *src)
+{
+    ocireg_blob_ref ref;
+    apr_status_t rv;
+    ref.size = src->size;
+    ref.data = src->data;
+    rv = q->store->ops->blob_link(q->store, q->r->pool, q->route.name,
+                                  digest, &ref);
+    if (rv != APR_SUCCESS)
+        return ocireg_store_failure(q->r, rv, "blob link (mount)");
+    return created(q, digest);
+}
+
 static int try_mount(ocireg_req *q, const char *digest, const char *from)
 {
     request_rec *r = q->r;
     ocireg_blob_body src;
-    ocireg_blob_ref ref;
-    apr_status_t rv;
 
     if (!from || !ocireg_name_valid(from)
         || ocireg_digest_parse(digest) != OCIREG_DIGEST_SHA256)
         return DECLINED;
-    /* The source's link tells where the bytes are; the new link says the
-     * same. */
     if (q->store->ops->blob_open_linked(q->store, r->pool, from, digest, 0,
                                         &src)
         != APR_SUCCESS)
@@ -134,13 +146,55 @@ static int try_mount(ocireg_req *q, const char *digest, const char *from)
      * about the source. */
     if (!ocireg_access_allowed(r, from, "pull"))
         return DECLINED;
-    ref.size = src.size;
-    ref.data = src.data;
-    rv = q->store->ops->blob_link(q->store, r->pool, q->route.name, digest,
-                                  &ref);
-    if (rv != APR_SUCCESS)
-        return ocireg_store_failure(r, rv, "blob link (mount)");
-    return created(q, digest);
+    return link_mounted(q, digest, &src);
+}
+
+/* How many repositories holding a digest a mount without `from` looks
+ * at: one listing of the holder index, and at most this many verdicts
+ * of the access rules (no store request each). */
+#define DISCOVERY_HOLDERS_MAX 100
+
+/* A mount without `from` (the spec's optional automatic content
+ * discovery): the store's holder index names the repositories that link
+ * the digest (one listing); the first of them this client may pull from
+ * whose link is still there (one HEAD: an index entry is only a hint) is
+ * the source. Nothing found, nothing allowed: DECLINED, and the caller
+ * opens a session as for any unmountable blob. */
+static int try_discovered_mount(ocireg_req *q, const char *digest)
+{
+    request_rec *r = q->r;
+    apr_array_header_t *holders;
+    apr_status_t rv;
+    int i;
+
+    if (ocireg_digest_parse(digest) != OCIREG_DIGEST_SHA256)
+        return DECLINED;
+    rv = q->store->ops->blob_holders(q->store, r->pool, digest,
+                                     DISCOVERY_HOLDERS_MAX, &holders);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "OCIREG00490: mount of %s into %s without from: the "
+                      "repositories holding it could not be listed (%s); "
+                      "an upload session instead",
+                      digest, q->route.name, ocireg_status_why(r->pool, rv));
+        return DECLINED;
+    }
+    for (i = 0; i < holders->nelts; i++) {
+        const char *holder = APR_ARRAY_IDX(holders, i, const char *);
+        ocireg_blob_body src;
+        if (!ocireg_access_allowed(r, holder, "pull"))
+            continue;
+        rv = q->store->ops->blob_open_linked(q->store, r->pool, holder,
+                                             digest, 0, &src);
+        if (rv != APR_SUCCESS)
+            continue;
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "OCIREG00491: %s mounted into %s from %s (found by "
+                      "its digest)",
+                      digest, q->route.name, holder);
+        return link_mounted(q, digest, &src);
+    }
+    return DECLINED;
 }
 
 /* Verifies and publishes an upload whose bytes are all in: the digest
@@ -760,7 +814,9 @@ int ocireg_handle_uploads(ocireg_req *q)
         if (ocireg_digest_parse(mount) == OCIREG_DIGEST_BAD)
             return ocireg_respond_error(r, HTTP_BAD_REQUEST, OCIREG_E_DIGEST_INVALID,
                                 NULL, mount);
-        if ((status = try_mount(q, mount, from)) != DECLINED)
+        status = from ? try_mount(q, mount, from)
+                      : try_discovered_mount(q, mount);
+        if (status != DECLINED)
             return status;
         /* Not mountable: an ordinary session, as the spec asks. */
     }

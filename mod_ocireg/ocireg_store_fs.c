@@ -230,14 +230,63 @@ static const char *link_path(ocireg_store *s, apr_pool_t *p, const char *name,
                         ocireg_digest_path(p, digest));
 }
 
+/* The holder index: holders/<alg>/<hex>/<name with '/' as '+'>, an empty
+ * file per repository linking the blob, so that the repositories holding
+ * a digest are one directory read away. '+' is outside the name grammar,
+ * so the mapping is one to one and a name of 255 characters still fits
+ * one file name. */
+static const char *holders_dir(ocireg_store *s, apr_pool_t *p,
+                               const char *digest)
+{
+    return apr_psprintf(p, "%s/holders/%s", FS(s)->root,
+                        ocireg_digest_path(p, digest));
+}
+
+static const char *holder_file(ocireg_store *s, apr_pool_t *p,
+                               const char *name, const char *digest)
+{
+    char *escaped = apr_pstrdup(p, name), *c;
+    for (c = escaped; *c; c++)
+        if (*c == '/')
+            *c = '+';
+    return apr_pstrcat(p, holders_dir(s, p, digest), "/", escaped, NULL);
+}
+
+/* An empty file says all there is: created in place (it is whole or
+ * absent), and the directory synced so that it stays. */
+static apr_status_t add_holder(ocireg_store *s, apr_pool_t *p,
+                               const char *name, const char *digest)
+{
+    const char *path = holder_file(s, p, name, digest);
+    apr_status_t rv;
+    int fd;
+    if (path_exists(path) == APR_SUCCESS)
+        return APR_SUCCESS;
+    rv = make_parent(p, path);
+    if (rv != APR_SUCCESS)
+        return rv;
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return APR_FROM_OS_ERROR(errno);
+    close(fd);
+    fsync_dir_of(p, path);
+    return APR_SUCCESS;
+}
+
 /* The link is an empty file: the blob's file is found by its digest,
- * which costs nothing here, so `ref` is not kept. */
+ * which costs nothing here, so `ref` is not kept. The holder entry goes
+ * first, so that a crash between the two leaves an entry without a link
+ * (which readers confirm against the link), not a link the index misses;
+ * an entry that cannot be written fails nothing (the index is a hint:
+ * a mount without `from` then opens a session). A link already there
+ * gets its entry too (links made before the index). */
 static apr_status_t fs_blob_link(ocireg_store *s, apr_pool_t *p,
                                  const char *name, const char *digest,
                                  const ocireg_blob_ref *ref)
 {
     const char *path = link_path(s, p, name, "_layers", digest);
     (void)ref;
+    (void)add_holder(s, p, name, digest);
     if (path_exists(path) == APR_SUCCESS)
         return APR_SUCCESS;
     return write_atomic(s, p, path, "", 0);
@@ -279,10 +328,58 @@ static apr_status_t fs_links_exist(ocireg_store *s, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+/* The link, then the holder entry (an entry left by a failure here is
+ * confirmed against the link by its readers). */
 static apr_status_t fs_blob_unlink(ocireg_store *s, apr_pool_t *p,
                                    const char *name, const char *digest)
 {
-    return remove_file(p, link_path(s, p, name, "_layers", digest));
+    apr_status_t rv = remove_file(p, link_path(s, p, name, "_layers",
+                                               digest));
+    if (rv == APR_SUCCESS || rv == APR_ENOENT)
+        (void)remove_file(p, holder_file(s, p, name, digest));
+    return rv;
+}
+
+static int name_cmp(const char *a, const char *b)
+{
+    return ocireg_lexical_cmp(a, b);
+}
+
+/* One pass over the digest's holder directory, keeping the max smallest
+ * names. */
+static apr_status_t fs_blob_holders(ocireg_store *s, apr_pool_t *p,
+                                    const char *digest, int max,
+                                    apr_array_header_t **names)
+{
+    ocireg_select sel;
+    struct dirent *e;
+    DIR *d;
+
+    if (max <= 0 || ocireg_digest_parse(digest) == OCIREG_DIGEST_BAD) {
+        *names = apr_array_make(p, 1, sizeof(const char *));
+        return APR_SUCCESS;
+    }
+    ocireg_select_init(&sel, p, max, NULL, name_cmp);
+    d = opendir(holders_dir(s, p, digest));
+    if (!d) {
+        apr_status_t rv = errno_status();
+        *names = apr_array_make(p, 1, sizeof(const char *));
+        return rv == APR_ENOENT ? APR_SUCCESS : rv;
+    }
+    while ((e = readdir(d)) != NULL) {
+        char name[OCIREG_SELECT_NAME_MAX], *c;
+        if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(name))
+            continue;
+        strcpy(name, e->d_name);
+        for (c = name; *c; c++)
+            if (*c == '+')
+                *c = '/';
+        if (ocireg_name_valid(name))
+            ocireg_select_offer(&sel, name);
+    }
+    closedir(d);
+    *names = ocireg_select_sorted(&sel, p);
+    return APR_SUCCESS;
 }
 
 /* Content first, then the link that makes it reachable. */
@@ -925,6 +1022,73 @@ static apr_off_t fs_max_blob_size(ocireg_store *s)
     return -1;
 }
 
+/* The one-time backfill of the holder index for blob links made before
+ * it: a walk of repositories/ adding each _layers link's entry, then the
+ * marker. Entries are idempotent, so a walk cut short is done again at the
+ * next start; until then a mount without `from` misses those links (an
+ * upload session, never a wrong answer). */
+#define HOLDERS_MARKER "holders.complete"
+
+static void fill_holders(ocireg_store *s, apr_pool_t *p, const char *dir,
+                         const char *prefix, apr_status_t *rv)
+{
+    apr_pool_t *sub;
+    struct dirent *e;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    if (apr_pool_create(&sub, p) != APR_SUCCESS) {
+        closedir(d);
+        return;
+    }
+    while ((e = readdir(d)) != NULL && *rv == APR_SUCCESS) {
+        const char *name, *path;
+        struct stat st;
+        if (e->d_name[0] == '_' || e->d_name[0] == '.')
+            continue;
+        apr_pool_clear(sub);
+        path = apr_pstrcat(sub, dir, "/", e->d_name, NULL);
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        name = prefix ? apr_pstrcat(sub, prefix, "/", e->d_name, NULL)
+                      : apr_pstrdup(sub, e->d_name);
+        if (strlen(name) > OCIREG_NAME_MAX)
+            continue;
+        if (ocireg_name_valid(name)) {
+            DIR *links = opendir(apr_pstrcat(sub, path, "/_layers/sha256",
+                                             NULL));
+            struct dirent *l;
+            while (links && (l = readdir(links)) != NULL
+                   && *rv == APR_SUCCESS) {
+                const char *digest = apr_pstrcat(sub, "sha256:", l->d_name,
+                                                 NULL);
+                if (ocireg_digest_parse(digest) == OCIREG_DIGEST_SHA256)
+                    *rv = add_holder(s, sub, name, digest);
+            }
+            if (links)
+                closedir(links);
+        }
+        fill_holders(s, sub, path, name, rv);
+    }
+    closedir(d);
+    apr_pool_destroy(sub);
+}
+
+static apr_status_t fs_prepare(ocireg_store *s, apr_pool_t *p)
+{
+    const char *marker = apr_pstrcat(p, FS(s)->root, "/" HOLDERS_MARKER,
+                                     NULL);
+    apr_status_t rv = path_exists(marker);
+    if (rv != APR_ENOENT)
+        return rv;
+    rv = APR_SUCCESS;
+    fill_holders(s, p, apr_pstrcat(p, FS(s)->root, "/repositories", NULL),
+                 NULL, &rv);
+    if (rv == APR_SUCCESS)
+        rv = write_atomic(s, p, marker, "", 0);
+    return rv;
+}
+
 static const ocireg_store_ops fs_ops = {
     "filesystem",
     fs_blob_stat,
@@ -936,6 +1100,7 @@ static const ocireg_store_ops fs_ops = {
     fs_blob_open_linked,
     fs_blob_unlink,
     fs_links_exist,
+    fs_blob_holders,
     fs_manifest_put,
     fs_manifest_linked,
     fs_manifest_read_linked,
@@ -967,7 +1132,7 @@ static const ocireg_store_ops fs_ops = {
     fs_upload_lock_keep,
     fs_upload_unlock,
     fs_upload_lock_drop,
-    NULL,
+    fs_prepare,
 };
 
 

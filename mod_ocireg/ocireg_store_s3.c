@@ -16,6 +16,12 @@
  *   repositories/<name>/_tags/<lowercased tag>!<tag>
  *                             a tag (content: the digest), named so that
  *                             byte order is the spec's lexical order
+ *   holders/sha256/<hex>/<name>
+ *                             the repository links this blob (empty; written
+ *                             beside each blob link, removed with it): the
+ *                             holder index a mount without `from` lists
+ *   holders.complete          the holder index covers links older than it
+ *                             (see ensure_holder_index)
  *   catalog/<name>            the repository has had a manifest linked
  *   catalog.complete          the two above cover everything stored before
  *                             them (see ensure_listing_index)
@@ -224,6 +230,41 @@ static const char *link_key(ocireg_store *s, apr_pool_t *p, const char *name,
                                 NULL));
 }
 
+/* The holder index: one empty key per repository linking a digest, under
+ * the digest, so that one listing names the repositories holding it. */
+static const char *holders_prefix(ocireg_store *s, apr_pool_t *p,
+                                  const char *digest)
+{
+    return key(s, p, "holders/", ocireg_digest_path(p, digest), "/");
+}
+
+static const char *holder_key(ocireg_store *s, apr_pool_t *p,
+                              const char *name, const char *digest)
+{
+    return apr_pstrcat(p, holders_prefix(s, p, digest), name, NULL);
+}
+
+/* The link, and beside it (same round trip) the holder entry. The entry
+ * is a hint whose readers confirm it against the link, so its outcome is
+ * not the link's: a lost entry only makes a mount without `from` open a
+ * session. */
+void s3_link_ops(ocireg_store *s, apr_pool_t *p, const char *name,
+                 const char *digest, const char *dk, apr_off_t size,
+                 ocireg_s3_op *ops)
+{
+    apr_table_t *meta = apr_table_make(p, 2);
+    apr_table_setn(meta, META_DATA, dk);
+    apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
+    memset(ops, 0, S3_LINK_OPS * sizeof(*ops));
+    ops[0].kind = OCIREG_S3_OP_PUT;
+    ops[0].key = link_key(s, p, name, "_layers", digest);
+    ops[0].data = "";
+    ops[0].meta = meta;
+    ops[1].kind = OCIREG_S3_OP_PUT;
+    ops[1].key = holder_key(s, p, name, digest);
+    ops[1].data = "";
+}
+
 /* A blob link is an empty object whose metadata says where the bytes are
  * (META_DATA: the data object's key, as the pointer's) and how many
  * (META_SIZE): a read through the link needs no look at the pointer. That
@@ -236,7 +277,7 @@ static apr_status_t s3_blob_link(ocireg_store *s, apr_pool_t *p,
 {
     const char *dk = ref ? ref->data : NULL;
     apr_off_t size = ref ? ref->size : -1;
-    apr_table_t *meta = apr_table_make(p, 2);
+    ocireg_s3_op ops[S3_LINK_OPS];
     if (!dk || size < 0) {
         apr_status_t rv = locate(s, p, digest, &dk, &size);
         if (rv != APR_SUCCESS)
@@ -245,10 +286,10 @@ static apr_status_t s3_blob_link(ocireg_store *s, apr_pool_t *p,
     const char *ck = cache_key(s, p, 'L', name, digest);
     apr_uint32_t gen = cache_gen(s, ck);
     apr_status_t rv;
-    apr_table_setn(meta, META_DATA, dk);
-    apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
-    rv = ocireg_s3_put(S3(s)->s3, p, link_key(s, p, name, "_layers", digest),
-                       "", 0, meta, 0, NULL);
+    s3_link_ops(s, p, name, digest, dk, size, ops);
+    rv = ocireg_s3_run(S3(s)->s3, p, ops, S3_LINK_OPS, S3_LINK_OPS);
+    if (rv == APR_SUCCESS)
+        rv = ops[0].status;
     /* A link made replaces no answer anyone could have read but "none",
      * which is never kept: no bump. */
     if (rv == APR_SUCCESS)
@@ -258,20 +299,6 @@ static apr_status_t s3_blob_link(ocireg_store *s, apr_pool_t *p,
 
 static int link_ref(ocireg_store *s, const apr_table_t *meta,
                     const char **dk, apr_off_t *size);
-
-void s3_link_op(ocireg_store *s, apr_pool_t *p, const char *name,
-                const char *digest, const char *dk, apr_off_t size,
-                ocireg_s3_op *op)
-{
-    apr_table_t *meta = apr_table_make(p, 2);
-    apr_table_setn(meta, META_DATA, dk);
-    apr_table_setn(meta, META_SIZE, apr_off_t_toa(p, size));
-    memset(op, 0, sizeof(*op));
-    op->kind = OCIREG_S3_OP_PUT;
-    op->key = link_key(s, p, name, "_layers", digest);
-    op->data = "";
-    op->meta = meta;
-}
 
 apr_uint32_t s3_link_gen(ocireg_store *s, apr_pool_t *p, const char *name,
                          const char *digest)
@@ -377,11 +404,23 @@ static apr_status_t delete_existing(ocireg_store *s, apr_pool_t *p,
     return ocireg_s3_delete(S3(s)->s3, p, k, NULL);
 }
 
+/* The link's HEAD (the API tells whether it was there), then the link
+ * and its holder entry removed together. An entry that stays (its DELETE
+ * failed) is confirmed against the link by its readers. */
 static apr_status_t s3_blob_unlink(ocireg_store *s, apr_pool_t *p,
                                    const char *name, const char *digest)
 {
-    apr_status_t rv = delete_existing(s, p,
-                                      link_key(s, p, name, "_layers", digest));
+    ocireg_s3_op ops[2];
+    apr_status_t rv = exists(s, p, link_key(s, p, name, "_layers", digest));
+    if (rv == APR_SUCCESS) {
+        memset(ops, 0, sizeof(ops));
+        ops[0].kind = ops[1].kind = OCIREG_S3_OP_DELETE;
+        ops[0].key = link_key(s, p, name, "_layers", digest);
+        ops[1].key = holder_key(s, p, name, digest);
+        rv = ocireg_s3_run(S3(s)->s3, p, ops, 2, 2);
+        if (rv == APR_SUCCESS)
+            rv = ops[0].status;
+    }
     cache_changed(s, cache_key(s, p, 'L', name, digest));
     return rv;
 }
@@ -895,12 +934,93 @@ static apr_status_t ensure_listing_index(ocireg_store *s, apr_pool_t *p)
     return rv;
 }
 
+/* The one-time backfill of the holder index for blob links made before
+ * it: one paged scan of repositories/ writing holders/sha256/<hex>/<name>
+ * for each _layers link, in parallel batches, then the marker. Entries are
+ * empty and idempotent, so hosts racing through it, or a scan cut short
+ * (retried at the next start), do no harm; until it is done a mount
+ * without `from` misses those links (an upload session, never a wrong
+ * answer). */
+#define HOLDERS_MARKER "holders.complete"
+#define HOLDER_FILL_BATCH 64
+#define HOLDER_FILL_IN_FLIGHT 16
+
+typedef struct {
+    ocireg_store *s;
+    apr_pool_t *batch;                     /* keys of the ops below */
+    ocireg_s3_op ops[HOLDER_FILL_BATCH];
+    int n;
+} holder_fill;
+
+static apr_status_t holder_fill_flush(holder_fill *h)
+{
+    apr_status_t rv = APR_SUCCESS;
+    int i;
+    if (h->n)
+        rv = ocireg_s3_run(S3(h->s)->s3, h->batch, h->ops, h->n,
+                           HOLDER_FILL_IN_FLIGHT);
+    for (i = 0; rv == APR_SUCCESS && i < h->n; i++)
+        rv = h->ops[i].status;
+    h->n = 0;
+    apr_pool_clear(h->batch);
+    return rv;
+}
+
+static apr_status_t holder_fill_key(void *ctx, apr_pool_t *page,
+                                    const char *k, int is_prefix)
+{
+    holder_fill *h = ctx;
+    const char *cut = strstr(k, "/_"), *name, *digest;
+    ocireg_s3_op *op;
+    (void)is_prefix;
+    if (!cut || strncmp(cut + 1, "_layers/sha256/", 15) != 0)
+        return APR_SUCCESS;
+    name = apr_pstrmemdup(page, k, (apr_size_t)(cut - k));
+    digest = apr_pstrcat(page, "sha256:", cut + 16, NULL);
+    if (!ocireg_name_valid(name)
+        || ocireg_digest_parse(digest) != OCIREG_DIGEST_SHA256)
+        return APR_SUCCESS;
+    op = &h->ops[h->n++];
+    memset(op, 0, sizeof(*op));
+    op->kind = OCIREG_S3_OP_PUT;
+    op->key = holder_key(h->s, h->batch, name, digest);
+    op->data = "";
+    return h->n == HOLDER_FILL_BATCH ? holder_fill_flush(h) : APR_SUCCESS;
+}
+
+static apr_status_t ensure_holder_index(ocireg_store *s, apr_pool_t *p)
+{
+    const char *marker = key(s, p, HOLDERS_MARKER, "", "");
+    ocireg_s3_list_args a;
+    holder_fill *h;
+    apr_status_t rv = exists(s, p, marker);
+    if (rv != APR_ENOENT)
+        return rv;
+    h = apr_pcalloc(p, sizeof(*h));
+    h->s = s;
+    rv = apr_pool_create(&h->batch, p);
+    if (rv != APR_SUCCESS)
+        return rv;
+    memset(&a, 0, sizeof(a));
+    a.prefix = key(s, p, "repositories/", "", "");
+    rv = ocireg_s3_list_pages(S3(s)->s3, p, &a, holder_fill_key, h, NULL);
+    if (rv == APR_SUCCESS)
+        rv = holder_fill_flush(h);
+    apr_pool_destroy(h->batch);
+    if (rv == APR_SUCCESS)
+        rv = put_empty(s, p, marker);
+    return rv;
+}
+
 /* In the background at start: the index a listing needs is made before
  * the first listing asks for it (on an empty store, one LIST and the
- * marker). */
+ * marker); then the holder index is completed for links older than it
+ * (on a store where that was done, one HEAD). */
 static apr_status_t s3_prepare(ocireg_store *s, apr_pool_t *p)
 {
-    return ensure_listing_index(s, p);
+    apr_status_t rv = ensure_listing_index(s, p);
+    apr_status_t hrv = ensure_holder_index(s, p);
+    return rv != APR_SUCCESS ? rv : hrv;
 }
 
 /* A page of names from one ListObjectsV2 request of up to n keys. */
@@ -979,6 +1099,21 @@ static apr_status_t s3_repo_list(ocireg_store *s, apr_pool_t *p,
     }
     return list_page(s, p, key(s, p, "catalog/", "", ""), last, n, 0, names,
                      more);
+}
+
+/* The holder index under the digest: one ListObjectsV2 request of at most
+ * max keys (names are lowercase, so byte order is lexical order). */
+static apr_status_t s3_blob_holders(ocireg_store *s, apr_pool_t *p,
+                                    const char *digest, int max,
+                                    apr_array_header_t **names)
+{
+    int more;
+    if (max > OCIREG_S3_LIST_PAGE)
+        max = OCIREG_S3_LIST_PAGE;
+    if (ocireg_digest_parse(digest) == OCIREG_DIGEST_BAD)
+        max = 0;
+    return list_page(s, p, holders_prefix(s, p, digest), NULL, max, 0,
+                     names, &more);
 }
 
 /* Referrers */
@@ -1067,6 +1202,7 @@ static const ocireg_store_ops s3_ops = {
     s3_blob_open_linked,
     s3_blob_unlink,
     s3_links_exist,
+    s3_blob_holders,
     s3_manifest_put,
     s3_manifest_linked,
     s3_manifest_read_linked,

@@ -868,7 +868,7 @@ static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
 {
     ocireg_s3 *s3 = S3(s)->s3;
     apr_table_t *meta = apr_table_make(p, 3);
-    ocireg_s3_op ops[2];
+    ocireg_s3_op ops[1 + S3_LINK_OPS];
     apr_uint32_t gen;
     apr_status_t rv;
 
@@ -880,17 +880,18 @@ static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
         return rv == APR_EEXIST ? pointer_taken(s, p, bk, dk, in_use, &size)
                                 : rv;
     }
-    /* The pointer and the link at once; a link naming this upload's data
-     * before the pointer does points at complete bytes. */
+    /* The pointer and the link (with its holder entry) at once; a link
+     * naming this upload's data before the pointer does points at
+     * complete bytes. */
     gen = s3_link_gen(s, p, link_name, digest);
-    s3_link_op(s, p, link_name, digest, dk, size, &ops[1]);
+    s3_link_ops(s, p, link_name, digest, dk, size, &ops[1]);
     memset(&ops[0], 0, sizeof(ops[0]));
     ops[0].kind = OCIREG_S3_OP_PUT;
     ops[0].key = bk;
     ops[0].data = "";
     ops[0].meta = s3_create_only_meta(p, meta);
     ops[0].if_none_match = 1;
-    rv = ocireg_s3_run(s3, p, ops, 2, 2);
+    rv = ocireg_s3_run(s3, p, ops, 1 + S3_LINK_OPS, 1 + S3_LINK_OPS);
     if (rv == APR_SUCCESS)
         rv = ops[0].status;
     if (rv == APR_EEXIST)
@@ -899,9 +900,10 @@ static apr_status_t write_pointer(ocireg_store *s, apr_pool_t *p,
         rv = pointer_taken(s, p, bk, dk, in_use, &size);
     if (rv != APR_SUCCESS)
         return rv;
-    /* Another upload's blob: the link must name its data. */
+    /* Another upload's blob: the link must name its data (the holder
+     * entry is written already). */
     if (*in_use != dk) {
-        s3_link_op(s, p, link_name, digest, *in_use, size, &ops[1]);
+        s3_link_ops(s, p, link_name, digest, *in_use, size, &ops[1]);
         rv = ocireg_s3_run(s3, p, &ops[1], 1, 1);
     }
     if (rv == APR_SUCCESS)
@@ -944,7 +946,7 @@ static apr_status_t commit_small(ocireg_store *s, apr_pool_t *p,
                                  const char *link_name)
 {
     ocireg_s3 *s3 = S3(s)->s3;
-    ocireg_s3_op ops[2];
+    ocireg_s3_op ops[1 + S3_LINK_OPS];
     apr_uint32_t gen = 0;
     apr_status_t rv;
     int n = 0;
@@ -953,8 +955,8 @@ static apr_status_t commit_small(ocireg_store *s, apr_pool_t *p,
         rv = put_small(s, p, st, w, bk);
         if (rv == APR_SUCCESS && link_name) {
             gen = s3_link_gen(s, p, link_name, digest);
-            s3_link_op(s, p, link_name, digest, bk, size, &ops[0]);
-            rv = ocireg_s3_run(s3, p, ops, 1, 1);
+            s3_link_ops(s, p, link_name, digest, bk, size, ops);
+            rv = ocireg_s3_run(s3, p, ops, S3_LINK_OPS, S3_LINK_OPS);
             if (rv == APR_SUCCESS)
                 rv = ops[0].status;
             if (rv == APR_SUCCESS)
@@ -972,7 +974,8 @@ static apr_status_t commit_small(ocireg_store *s, apr_pool_t *p,
     ops[n++].if_match = md5_hex(p, st->tail_md5);
     if (link_name) {
         gen = s3_link_gen(s, p, link_name, digest);
-        s3_link_op(s, p, link_name, digest, bk, size, &ops[n++]);
+        s3_link_ops(s, p, link_name, digest, bk, size, &ops[n]);
+        n += S3_LINK_OPS;
     }
     rv = ocireg_s3_run(s3, p, ops, n, n);
     if (rv == APR_SUCCESS)

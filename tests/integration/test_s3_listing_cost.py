@@ -260,8 +260,11 @@ def test_backfill_of_a_store_without_index(rgw, base_dir):
     c = start_counted(rgw, base_dir, "s3-backfill", prefix=prefix)
     try:
         def marked():
+            # The holder index's completion comes after the listing
+            # index's; both are done once the second marker is there.
             try:
-                client.head_object(Bucket=rgw.bucket, Key=f"{prefix}catalog.complete")
+                for m in ("catalog.complete", "holders.complete"):
+                    client.head_object(Bucket=rgw.bucket, Key=f"{prefix}{m}")
                 return True
             except Exception:
                 return False

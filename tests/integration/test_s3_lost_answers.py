@@ -163,6 +163,11 @@ class Push:
         g = requests.get(f"{self.base}/v2/{self.repo}/blobs/{self.digest}")
         assert g.status_code == 200, g.text
         assert digest_of(g.content) == self.digest, "a broken blob was served"
+        # The link's holder entry was written with it: a mount without
+        # `from` finds the blob.
+        r = requests.post(f"{self.base}/v2/{self.repo}-found/blobs/uploads/",
+                          params={"mount": self.digest})
+        assert r.status_code == 201, r.text
         assert_nothing_left(rgw, prefix)
 
 
@@ -212,6 +217,7 @@ LOST = [
     ("complete", "put", "POST", r"/data/[^?]+\?uploadId="),
     ("pointer", "put", "PUT", r"/blobs/sha256/"),
     ("link", "put", "PUT", r"/_layers/"),
+    ("holder", "put", "PUT", r"/holders/"),
     ("cleanup-delete", "put", "POST", r"\?delete"),
 ]
 
@@ -279,6 +285,7 @@ FINALIZE = [
     ("complete", "POST", r"/data/[^?]+\?uploadId="),
     ("pointer", "PUT", r"/blobs/sha256/"),
     ("link", "PUT", r"/_layers/"),
+    ("holder", "PUT", r"/holders/"),
     ("cleanup-delete", "POST", r"\?delete"),
 ]
 

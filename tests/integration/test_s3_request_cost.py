@@ -108,18 +108,95 @@ def test_blob_in_parts_is_two_requests(counted):
     assert reqs[1].path.startswith(key(counted, "data/")), reqs
 
 
+def holder(c, repo, digest):
+    return key(c, f"holders/sha256/{digest.split(':', 1)[1]}/{repo}")
+
+
 def test_mount_reads_the_source_link_once(counted):
     data = os.urandom(4096)
     d = counted.reg.push_blob("rc/mount-from", data)
     r, reqs = cost(counted, lambda: counted.reg.post(
         f"/v2/rc/mount-to/blobs/uploads/?mount={d}&from=rc/mount-from"))
     assert r.status_code == 201, r.text
-    assert [(q.method, q.path) for q in reqs] == [
-        ("HEAD", link(counted, "rc/mount-from", d)),
+    # The new link and its holder entry go out together (one round trip).
+    assert [(q.method, q.path) for q in reqs][0] == (
+        "HEAD", link(counted, "rc/mount-from", d)), reqs
+    assert sorted((q.method, q.path) for q in reqs[1:]) == [
+        ("PUT", holder(counted, "rc/mount-to", d)),
         ("PUT", link(counted, "rc/mount-to", d))], reqs
     r, reqs = cost(counted, lambda: counted.reg.get(f"/v2/rc/mount-to/blobs/{d}"))
     assert r.status_code == 200 and r.content == data
     assert len(reqs) == 2, reqs
+
+
+def test_mount_without_from_lists_the_holders_once(counted):
+    """A mount without `from`: one ListObjectsV2 of the digest's holder
+    entries, one HEAD of the chosen holder's link (an entry is only a
+    hint), then the new link and its entry together."""
+    data = os.urandom(4096)
+    d = counted.reg.push_blob("rc/found-src", data)
+    hexd = d.split(":", 1)[1]
+    r, reqs = cost(counted, lambda: counted.reg.post(
+        f"/v2/rc/found-dst/blobs/uploads/?mount={d}"))
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"] == f"/v2/rc/found-dst/blobs/{d}"
+    assert r.headers["Docker-Content-Digest"] == d
+    assert len(reqs) == 4, reqs
+    assert reqs[0].is_list, reqs
+    assert reqs[0].query["prefix"] == [f"{counted.prefix}holders/sha256/{hexd}/"]
+    assert reqs[0].query["max-keys"] == ["100"]
+    assert (reqs[1].method, reqs[1].path) == (
+        "HEAD", link(counted, "rc/found-src", d)), reqs
+    assert sorted((q.method, q.path) for q in reqs[2:]) == [
+        ("PUT", holder(counted, "rc/found-dst", d)),
+        ("PUT", link(counted, "rc/found-dst", d))], reqs
+    r = counted.reg.get(f"/v2/rc/found-dst/blobs/{d}")
+    assert r.status_code == 200 and r.content == data
+
+    # A digest nobody holds: the listing alone, then the session's record.
+    ghost = random_digest()
+    r, reqs = cost(counted, lambda: counted.reg.post(
+        f"/v2/rc/found-dst/blobs/uploads/?mount={ghost}"))
+    assert r.status_code == 202, r.text
+    assert reqs[0].is_list and len(reqs) == 2, reqs
+    assert reqs[1].method == "PUT" and "/uploads/" in reqs[1].path, reqs
+    assert counted.reg.delete(r.headers["Location"]).status_code == 204
+
+    # An entry whose link is gone (removed behind the registry): its HEAD
+    # says so, and the next holder is the source.
+    counted.reg.post(f"/v2/rc/found-zzz/blobs/uploads/?mount={d}&from=rc/found-src")
+    counted.rgw.client().delete_object(
+        Bucket=counted.rgw.bucket,
+        Key=f"{counted.prefix}repositories/rc/found-dst/_layers/sha256/{hexd}")
+    counted.rgw.client().delete_object(
+        Bucket=counted.rgw.bucket,
+        Key=f"{counted.prefix}repositories/rc/found-src/_layers/sha256/{hexd}")
+    r, reqs = cost(counted, lambda: counted.reg.post(
+        f"/v2/rc/found-new/blobs/uploads/?mount={d}"))
+    assert r.status_code == 201, r.text
+    assert reqs[0].is_list, reqs
+    assert [(q.method, q.path) for q in reqs[1:4]] == [
+        ("HEAD", link(counted, "rc/found-dst", d)),
+        ("HEAD", link(counted, "rc/found-src", d)),
+        ("HEAD", link(counted, "rc/found-zzz", d))], reqs
+    assert len(reqs) == 6, reqs
+    r = counted.reg.get(f"/v2/rc/found-new/blobs/{d}")
+    assert r.status_code == 200 and r.content == data
+
+
+def test_blob_delete_removes_the_holder_entry(counted):
+    data = os.urandom(1024)
+    d = counted.reg.push_blob("rc/unheld", data)
+    r, reqs = cost(counted, lambda: counted.reg.delete(f"/v2/rc/unheld/blobs/{d}"))
+    assert r.status_code == 202
+    # The link's HEAD, then the link and the entry removed together.
+    assert (reqs[0].method, reqs[0].path) == ("HEAD", link(counted, "rc/unheld", d))
+    assert sorted((q.method, q.path) for q in reqs[1:]) == [
+        ("DELETE", holder(counted, "rc/unheld", d)),
+        ("DELETE", link(counted, "rc/unheld", d))], reqs
+    r = counted.reg.post(f"/v2/rc/unheld-to/blobs/uploads/?mount={d}")
+    assert r.status_code == 202
+    assert counted.reg.delete(r.headers["Location"]).status_code == 204
 
 
 def test_manifest_reads(counted):

@@ -9,6 +9,8 @@ A small blob (less than a part) pushed the way docker and skopeo push it
   PATCH  PUT  uploads/<uuid>/state.2       the record, its body the bytes
   PUT    PUT  blobs/sha256/<hex>            server-side copy of state.2's body,
          PUT  repositories/<name>/_layers/  and beside it the repository's link
+         PUT  holders/sha256/<hex>/<name>   and the digest's holder entry (the
+                                            index a mount without `from` lists)
   after the 201:
          POST ?delete                       the records, in one DeleteObjects
 The same push continued by another host reads the record the Location
@@ -17,6 +19,7 @@ names (one HEAD) before its PATCH."""
 import hashlib
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -102,6 +105,8 @@ def shape(log):
         t = r.target
         if "?delete" in t:
             kind = "delete-many"
+        elif "/holders/sha256/" in t:
+            kind = "holder"
         elif "/uploads/" in t and "/state." in t:
             kind = "record"
         elif "/uploads/" in t and "/lock." in t:
@@ -165,10 +170,11 @@ def test_small_push_fresh_session(counted_pair):
     put(a, loc, digest_of(data))
     before_201 = shape(proxy.s3_requests())
     after = shape(wait_quiet(proxy, cleaned_up))
-    assert sorted(before_201[2:]) == [("PUT", "blob"), ("PUT", "link")]
-    assert len(before_201) == 4
-    assert after[4:] == [("POST", "delete-many")]
-    assert len(after) == 5
+    assert sorted(before_201[2:]) == [("PUT", "blob"), ("PUT", "holder"),
+                                      ("PUT", "link")]
+    assert len(before_201) == 5
+    assert after[5:] == [("POST", "delete-many")]
+    assert len(after) == 6
     assert_pulled(a, "rt/small", data)
     # Nothing of the session is left in the bucket.
     assert [r for r in proxy.s3_requests() if r.status and r.status >= 400] == []
@@ -185,8 +191,8 @@ def test_small_push_continued_on_another_host(counted_pair):
     put(b, loc, digest_of(data))
     before_201 = shape(proxy.s3_requests())
     after = shape(wait_quiet(proxy, cleaned_up))
-    assert len(before_201) == 5
-    assert len(after) == 6
+    assert len(before_201) == 6
+    assert len(after) == 7
     assert_pulled(a, "rt/moved", data)
 
 
@@ -214,9 +220,39 @@ def test_chunked_upload_over_parts(counted_pair):
     put(a, loc, digest_of(data))
     put_log = shape(proxy.s3_requests())
     # The tail as part 4 (UploadPartCopy) and ListParts side by side, then
-    # Complete, the pointer and the link.
+    # Complete, the pointer, the link and its holder entry.
     assert sorted(put_log) == sorted([
         ("PUT", "part"), ("GET", "multipart"), ("POST", "multipart"),
-        ("PUT", "blob"), ("PUT", "link")])
+        ("PUT", "blob"), ("PUT", "link"), ("PUT", "holder")])
     assert ("GET", "record") not in put_log
     assert_pulled(a, "rt/parts", data)
+
+
+@pytest.mark.parametrize("size", [300 * KIB, PART + 1], ids=["small", "parts"])
+def test_holder_entry_costs_no_round_trip(counted_pair, size):
+    """The holder entry goes out in the same batch as the blob and the
+    link: while the link's answer is held, the entry and the blob are
+    answered, so the closing PUT waits no longer than before it."""
+    a, _, proxy = counted_pair
+    data = os.urandom(size)
+    loc = patch_chunked(a, post(a, f"rt/held-{size}"), data)
+    held = proxy.hold("PUT", r"/_layers/")
+    answer = {}
+
+    def closing():
+        answer["r"] = requests.put(a.base_url + loc,
+                                   params={"digest": digest_of(data)})
+
+    t = threading.Thread(target=closing)
+    t.start()
+    try:
+        assert held.fired.wait(30), proxy.requests()[-10:]
+        done = wait_quiet(proxy, lambda log: {"holder", "blob"} <= {
+            k for m, k in shape(log) if m == "PUT"})
+        assert ("PUT", "link") not in shape(done)
+    finally:
+        held.release()
+        t.join(30)
+        proxy.clear()
+    assert answer["r"].status_code == 201, answer["r"].text
+    assert_pulled(a, f"rt/held-{size}", data)

@@ -308,6 +308,121 @@ static void test_blob_links(void **st)
     assert_true(APR_STATUS_IS_ENOENT(ops->blob_unlink(s, pool, "a", d)));
 }
 
+/* The holder index a mount without `from` reads. */
+static void holders_are(const char *d, int max, const char *const *want,
+                        int n)
+{
+    apr_array_header_t *names = NULL;
+    assert_int_equal(ops->blob_holders(s, pool, d, max, &names), APR_SUCCESS);
+    assert_non_null(names);
+    assert_int_equal(names->nelts, n);
+    for (int i = 0; i < n; i++)
+        assert_string_equal(APR_ARRAY_IDX(names, i, const char *), want[i]);
+}
+
+static void test_blob_holders(void **st)
+{
+    (void)st;
+    const char *d = sha("held", 4);
+    const char *other = sha("other", 5);
+    char longname[256];
+    assert_int_equal(ops->blob_put(s, pool, d, "held", 4), APR_SUCCESS);
+    holders_are(d, 100, NULL, 0);
+    assert_int_equal(ops->blob_link(s, pool, "b/x", d, NULL), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "a", d, NULL), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "a/b/c", d, NULL), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "a", other, NULL), APR_SUCCESS);
+    {
+        const char *const all[] = {"a", "a/b/c", "b/x"};
+        holders_are(d, 100, all, 3);
+        holders_are(d, 2, all, 2);
+    }
+    {
+        const char *const one[] = {"a"};
+        holders_are(other, 100, one, 1);
+    }
+    /* Removing the link removes the entry; another repository's stays. */
+    assert_int_equal(ops->blob_unlink(s, pool, "a", d), APR_SUCCESS);
+    {
+        const char *const left[] = {"a/b/c", "b/x"};
+        holders_are(d, 100, left, 2);
+    }
+    /* An entry is a hint: one without a link is listed (readers confirm
+     * it against the link); names that are not names are not. */
+    {
+        const char *dir = apr_psprintf(pool, "%s/holders/sha256/%s", root,
+                                       d + 7);
+        const char *junk[] = {"ghost", "UPPER", "..x", "_under", "a++b"};
+        for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+            FILE *f = fopen(apr_pstrcat(pool, dir, "/", junk[i], NULL), "w");
+            assert_non_null(f);
+            fclose(f);
+        }
+        const char *const listed[] = {"a/b/c", "b/x", "ghost"};
+        holders_are(d, 100, listed, 3);
+        assert_true(APR_STATUS_IS_ENOENT(
+            ops->blob_linked(s, pool, "ghost", d)));
+        /* A link made before the index has no entry; linking it again
+         * (a push, a mount) adds one. */
+        assert_int_equal(remove(apr_pstrcat(pool, dir, "/b+x", NULL)), 0);
+        const char *const missing[] = {"a/b/c", "ghost"};
+        holders_are(d, 100, missing, 2);
+        assert_int_equal(ops->blob_linked(s, pool, "b/x", d), APR_SUCCESS);
+        assert_int_equal(ops->blob_link(s, pool, "b/x", d, NULL),
+                         APR_SUCCESS);
+        holders_are(d, 100, listed, 3);
+    }
+    /* The longest name fits one file name. */
+    for (int i = 0; i < 255; i++)
+        longname[i] = i % 2 ? '/' : 'z';
+    longname[254] = 'z';
+    longname[255] = '\0';
+    assert_int_equal(ops->blob_link(s, pool, longname, other, NULL),
+                     APR_SUCCESS);
+    {
+        const char *const two[] = {"a", longname};
+        holders_are(other, 100, two, 2);
+    }
+    /* Unknown or malformed digests hold nothing. */
+    holders_are(fake_digest('9'), 100, NULL, 0);
+    holders_are("sha256:../../x", 100, NULL, 0);
+}
+
+/* Links made before the holder index get their entries once, at the
+ * first start of a build that keeps it. */
+static void test_holder_backfill(void **st)
+{
+    (void)st;
+    const char *d = sha("old", 3);
+    const char *dir = apr_psprintf(pool, "%s/holders/sha256/%s", root, d + 7);
+    const char *marker = apr_pstrcat(pool, root, "/holders.complete", NULL);
+    struct stat sb;
+    assert_non_null(ops->prepare);
+    assert_int_equal(ops->blob_put(s, pool, d, "old", 3), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "old/one", d, NULL), APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "old/one/nested", d, NULL),
+                     APR_SUCCESS);
+    assert_int_equal(ops->blob_link(s, pool, "two", d, NULL), APR_SUCCESS);
+    /* as an older build left it: links, no entries, no marker */
+    assert_int_equal(remove(apr_pstrcat(pool, dir, "/old+one", NULL)), 0);
+    assert_int_equal(remove(apr_pstrcat(pool, dir, "/old+one+nested", NULL)), 0);
+    assert_int_equal(remove(apr_pstrcat(pool, dir, "/two", NULL)), 0);
+    holders_are(d, 100, NULL, 0);
+    assert_int_equal(ops->prepare(s, pool), APR_SUCCESS);
+    {
+        const char *const all[] = {"old/one", "old/one/nested", "two"};
+        holders_are(d, 100, all, 3);
+    }
+    assert_int_equal(stat(marker, &sb), 0);
+    /* Done once: the marker says so, and the walk is not repeated. */
+    assert_int_equal(remove(apr_pstrcat(pool, dir, "/two", NULL)), 0);
+    assert_int_equal(ops->prepare(s, pool), APR_SUCCESS);
+    {
+        const char *const left[] = {"old/one", "old/one/nested"};
+        holders_are(d, 100, left, 2);
+    }
+}
+
 /* --------------------------------------------------------- manifests */
 
 static void test_manifest_links(void **st)
@@ -1037,6 +1152,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_blob_read_all_max, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blob_holders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_holder_backfill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_list_repo_without_tags, setup, teardown),
