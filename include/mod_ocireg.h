@@ -88,11 +88,13 @@ void ocireg_record_key_check(apr_pool_t *p, ocireg_server_conf *sc);
 const char *ocireg_status_why(apr_pool_t *p, apr_status_t rv);
 
 struct ocireg_token_conf;
+struct ocireg_mirror_conf;
 
 typedef struct {
     int enabled;                    /* -1 unset */
     int deletes;                    /* -1 unset, default on */
     struct ocireg_token_conf *token; /* OCIRegToken*; NULL: none here */
+    struct ocireg_mirror_conf *mirror; /* OCIRegMirror; NULL: none here */
 } ocireg_dir_conf;
 
 /* One API request in flight. */
@@ -185,6 +187,25 @@ const char *ocireg_token_cmd(cmd_parms *cmd, void *dconf, const char *arg);
     OCIREG_TOKEN_CMD("OCIRegTokenLeeway", "leeway",                        \
                      "seconds of clock skew allowed on exp and nbf "       \
                      "(default 30)")
+
+/* Pull-through mirror (mod_ocireg_mirror.c): OCIRegMirror and the
+ * refusal of pushes and deletes into mirrored names. */
+void ocireg_mirror_register(apr_pool_t *p);
+struct ocireg_mirror_conf *ocireg_mirror_conf_merge(
+    apr_pool_t *p, const struct ocireg_mirror_conf *base,
+    const struct ocireg_mirror_conf *add);
+const char *ocireg_mirror_cmd(cmd_parms *cmd, void *dconf, const char *args);
+/* The first OCIRegMirror rule of r's location matching repository, or
+ * NULL: a local name. */
+struct ocireg_mirror_rule;
+const struct ocireg_mirror_rule *ocireg_mirror_rule_for(
+    request_rec *r, const char *repository);
+#define OCIREG_MIRROR_CMDS                                                 \
+    AP_INIT_RAW_ARGS("OCIRegMirror", ocireg_mirror_cmd, NULL,              \
+                     RSRC_CONF | ACCESS_CONF,                              \
+                     "<repository pattern> <upstream registry>... "        \
+                     "[credentials=file:<path>|env:USER_VAR,PASS_VAR] "    \
+                     "[tag-ttl=<seconds>] [local] [insecure], or Off")
 
 /* A random lowercase UUID (version 4) in pool memory. */
 const char *ocireg_new_uuid(apr_pool_t *p);

@@ -38,7 +38,7 @@ typedef struct {
     const char *source;
 } ocireg_mirror_credentials;
 
-typedef struct {
+typedef struct ocireg_mirror_rule {
     /* As configured: shell wildcards as in `Require oci-*` (apr_fnmatch,
      * `*` matching '/' too). */
     const char *pattern;

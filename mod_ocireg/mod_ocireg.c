@@ -636,6 +636,7 @@ static void register_hooks(apr_pool_t *p)
                               AP_FTYPE_RESOURCE);
     ocireg_access_register(p);
     ocireg_token_register(p);
+    ocireg_mirror_register(p);
 }
 
 AP_DECLARE_MODULE(ocireg) = {

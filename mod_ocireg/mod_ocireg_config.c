@@ -279,6 +279,7 @@ void *ocireg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     c->enabled = add->enabled != -1 ? add->enabled : base->enabled;
     c->deletes = add->deletes != -1 ? add->deletes : base->deletes;
     c->token = ocireg_token_conf_merge(p, base->token, add->token);
+    c->mirror = ocireg_mirror_conf_merge(p, base->mirror, add->mirror);
     return c;
 }
 
@@ -486,6 +487,7 @@ const command_rec ocireg_cmds[] = {
                  OR_OPTIONS | ACCESS_CONF | RSRC_CONF,
                  "Off to refuse every DELETE with 405 UNSUPPORTED"),
     OCIREG_TOKEN_CMDS,
+    OCIREG_MIRROR_CMDS,
     AP_INIT_TAKE2("OCIRegStorage", cmd_storage, NULL, RSRC_CONF,
                   "storage driver and its argument: filesystem <dir> or "
                   "s3 <endpoint URL>"),

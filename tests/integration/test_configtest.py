@@ -89,11 +89,52 @@ def test_short_record_key_fails(tmp_path):
 @pytest.mark.parametrize("extra, directive", [
     ("OCIRegistry perhaps", "OCIRegistry"),
     ("OCIRegDeletes sometimes", "OCIRegDeletes"),
+    ("OCIRegMirror", "OCIRegMirror"),
+    ("OCIRegMirror hub/*", "OCIRegMirror"),
+    ("OCIRegMirror hub/* local", "OCIRegMirror"),
+    ("OCIRegMirror Hub/* docker.io", "OCIRegMirror"),
+    ("OCIRegMirror hub/* ftp://mirror.example.org", "OCIRegMirror"),
+    ("OCIRegMirror hub/* http://127.0.0.1:5000", "OCIRegMirror"),
+    ("OCIRegMirror hub/* https://mirror.example.org:70000", "OCIRegMirror"),
+    ("OCIRegMirror hub/* https://mirror.example.org/Org", "OCIRegMirror"),
+    ("OCIRegMirror hub/* docker.io sometimes", "OCIRegMirror"),
+    ("OCIRegMirror hub/* docker.io tag-ttl=soon", "OCIRegMirror"),
+    ("OCIRegMirror hub/* docker.io ttl=5", "OCIRegMirror"),
+    ("OCIRegMirror hub/* docker.io credentials=file:/nonexistent/cred",
+     "OCIRegMirror"),
+    ("OCIRegMirror hub/* docker.io credentials=env:NO_SUCH_VAR_A,NO_SUCH_VAR_B",
+     "OCIRegMirror"),
+    ("OCIRegMirror hub/* docker.io credentials=bob:pw", "OCIRegMirror"),
+    ("OCIRegMirror hub/* ghcr.io quay.io credentials=env:PATH,PATH",
+     "OCIRegMirror"),
+    ("OCIRegMirror hub/* docker.io\nOCIRegMirror Off", "OCIRegMirror"),
 ])
 def test_bad_location_directive(tmp_path, extra, directive):
     rc, out = configtest(tmp_path, location_extra=extra)
     assert rc != 0, out
     assert directive in out, out
+
+
+def test_mirror_rules_pass_and_keep_credentials_quiet(tmp_path):
+    cred = tmp_path / "hub.cred"
+    cred.write_text("username = bob\npassword = Mirror-Cred-Not-To-Show\n")
+    cred.chmod(0o600)
+    rc, out = configtest(tmp_path, location_extra="\n".join([
+        f"OCIRegMirror hub/* docker.io credentials=file:{cred} tag-ttl=600",
+        "OCIRegMirror ghcr/* https://ghcr.io/org mirror.example.org:8443/org",
+        "OCIRegMirror both/* http://127.0.0.1:5000 insecure local",
+        'OCIRegMirror "*" docker.io']))
+    assert rc == 0, out
+    # A credentials file holding something else: refused without quoting it.
+    cred.write_text("Mirror-Cred-Not-To-Show\n")
+    rc, out = configtest(tmp_path, location_extra=f"OCIRegMirror * docker.io "
+                         f"credentials=file:{cred}")
+    assert rc != 0 and "OCIRegMirror" in out and str(cred) in out, out
+    assert "Mirror-Cred" not in out, out
+    rc, out = configtest(tmp_path, location_extra="OCIRegMirror * "
+                         "https://bob:Mirror-Cred-Not-To-Show@ghcr.io")
+    assert rc != 0 and "OCIRegMirror" in out, out
+    assert "Mirror-Cred" not in out, out
 
 
 def test_registry_without_storage_fails(tmp_path):
