@@ -15,6 +15,8 @@ from ocireg_client import Registry, header_ci
 
 import requests
 
+from conftest import BACKENDS
+
 
 @pytest.fixture
 def run_dir(base_dir):
@@ -74,3 +76,125 @@ def test_conf_extra_puts_auth_rules_in_the_location(run_dir):
         os.kill(p.pid, signal.SIGTERM)
         p.wait(timeout=30)
         out.close()
+
+
+def start_run_sh(run_dir, env_extra, drop=("S3_ENDPOINT",)):
+    """conf/run.sh on a free port with env_extra; returns (process, base URL,
+    output file), once /v2/ answers."""
+    port = free_port()
+    env = dict(os.environ, OCIREG_MODULE=str(module_path()), **env_extra)
+    for k in drop:
+        env.pop(k, None)
+    libs = sanitizer_runtimes()
+    if libs:
+        env["LD_PRELOAD"] = " ".join(libs)
+        env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1:halt_on_error=1"
+    out = open(run_dir / "output", "wb")
+    p = subprocess.Popen(["sh", str(REPO_ROOT / "conf" / "run.sh"), str(REPO_ROOT),
+                          str(port), str(run_dir / "data")],
+                         stdout=out, stderr=subprocess.STDOUT, env=env,
+                         start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(base + "/v2/", timeout=2).status_code
+        except requests.ConnectionError:
+            assert p.poll() is None, (run_dir / "output").read_text()
+            return None
+    try:
+        wait_for(up, timeout=30, what="make run's httpd answering")
+    except BaseException:
+        stop_run_sh(p, out)
+        raise
+    return p, base, out
+
+
+def stop_run_sh(p, out):
+    # run.sh execs apache2: its PID is the server's parent.
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGTERM)
+    p.wait(timeout=30)
+    out.close()
+
+
+MIRROR_PASSWORD = "OCIREG-MAKE-RUN-MIRROR-PW-" + os.urandom(8).hex()
+
+
+def check_mirror_run(run_dir, base, upstream, env_extra=None):
+    conf = (run_dir / "data" / ".httpd" / "httpd.conf").read_text()
+    line = (f"OCIRegMirror * {upstream} "
+            "credentials=env:OCIREG_MIRROR_USER,OCIREG_MIRROR_PASSWORD insecure")
+    assert line in conf, conf
+    assert MIRROR_PASSWORD not in conf and "mirror-user" not in conf
+    # The configuration run.sh checked (apache2 -t) and serves: every name
+    # is mirrored, so pushes are refused; pulls answer from the store.
+    p = subprocess.run(["/usr/sbin/apache2", "-t", "-f",
+                        str(run_dir / "data" / ".httpd" / "httpd.conf")],
+                       capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, OCIREG_MIRROR_USER="u",
+                                OCIREG_MIRROR_PASSWORD="p", **(env_extra or {}),
+                                **({"LD_PRELOAD": " ".join(sanitizer_runtimes())}
+                                   if sanitizer_runtimes() else {})))
+    assert p.returncode == 0, p.stdout + p.stderr
+    reg = Registry(base)
+    try:
+        r = reg.post("/v2/alpine/blobs/uploads/", data=b"", check=True)
+        assert r.status_code == 405, r.text
+        assert r.json()["errors"][0]["code"] == "UNSUPPORTED"
+        assert reg.get("/v2/library/alpine/manifests/latest").status_code == 404
+    finally:
+        reg.close()
+    assert MIRROR_PASSWORD not in (run_dir / "output").read_text(errors="replace")
+
+
+def test_mirror_renders_ociregmirror_without_credentials(run_dir):
+    upstream = "http://127.0.0.1:9"     # never asked: nothing fetches yet
+    env = {"MIRROR": upstream, "MIRROR_USER": "mirror-user",
+           "MIRROR_PASSWORD": MIRROR_PASSWORD, "MIRROR_ALLOW_INSECURE": "1"}
+    p, base, out = start_run_sh(run_dir, env)
+    try:
+        check_mirror_run(run_dir, base, upstream)
+    finally:
+        stop_run_sh(p, out)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"MIRROR": "http://127.0.0.1:9"}, "MIRROR_ALLOW_INSECURE"),
+    ({"MIRROR": "docker.io", "MIRROR_USER": "u"}, "MIRROR_PASSWORD"),
+    ({"MIRROR": "docker.io\nOCIRegistry Off"}, "not a registry URL"),
+    ({"MIRROR": "ftp://mirror.example.org"}, "OCIRegMirror"),
+])
+def test_mirror_bad_settings_stop_make_run(run_dir, env, message):
+    full = dict(os.environ, OCIREG_MODULE=str(module_path()), **env)
+    full.pop("S3_ENDPOINT", None)
+    libs = sanitizer_runtimes()
+    if libs:
+        full["LD_PRELOAD"] = " ".join(libs)
+    p = subprocess.run(["sh", str(REPO_ROOT / "conf" / "run.sh"), str(REPO_ROOT),
+                        str(free_port()), str(run_dir / "data")],
+                       capture_output=True, text=True, env=full, timeout=60)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert message in p.stdout + p.stderr
+
+
+@pytest.mark.skipif("s3" not in BACKENDS, reason="OCIREG_BACKENDS does not include s3")
+def test_mirror_combines_with_s3(run_dir, rgw):
+    """MIRROR with the S3_* variables: both in one configuration."""
+    upstream = "http://127.0.0.1:9"
+    env = {"MIRROR": upstream, "MIRROR_USER": "mirror-user",
+           "MIRROR_PASSWORD": MIRROR_PASSWORD, "MIRROR_ALLOW_INSECURE": "1",
+           "S3_ENDPOINT": rgw.endpoint, "S3_BUCKET": rgw.bucket,
+           "S3_ACCESS_KEY": rgw.access_key, "S3_SECRET_KEY": rgw.secret_key,
+           "S3_REGION": "us-east-1", "S3_PREFIX": "make-run-mirror/",
+           "S3_PART_SIZE": "5M", "S3_ALLOW_INSECURE": "1"}
+    p, base, out = start_run_sh(run_dir, env, drop=())
+    try:
+        conf = (run_dir / "data" / ".httpd" / "httpd.conf").read_text()
+        assert f"OCIRegStorage s3 {rgw.endpoint}" in conf
+        assert rgw.secret_key not in conf
+        check_mirror_run(run_dir, base, upstream, {
+            "OCIREG_S3_ACCESS_KEY": rgw.access_key,
+            "OCIREG_S3_SECRET_KEY": rgw.secret_key})
+    finally:
+        stop_run_sh(p, out)
