@@ -247,3 +247,35 @@ def pytest_terminal_summary(terminalreporter):
         f"S3 key check: {st['responses']} responses and {st['log_files']} log files "
         f"({st['log_bytes'] // 1024} KiB) scanned for {', '.join(secrets_scan.registered())}: "
         + (f"{len(secrets_scan.hits)} found" if secrets_scan.hits else "none found"))
+
+
+# Upstream registries for the pull-through mirror (tests/fixtures/upstream.py):
+# Debian's docker-registry on 127.0.0.1, for the whole session. A test that
+# stops one starts it again before it ends.
+@pytest.fixture(scope="session")
+def upstream_anon(base_dir):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+    from upstream import DistributionRegistry, UpstreamError
+    try:
+        up = DistributionRegistry(base_dir, "upstream-anon").start()
+    except UpstreamError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield up
+    up.stop()
+
+
+UPSTREAM_USER = "mirror-upstream"
+UPSTREAM_PASSWORD = "Upstream-Basic-" + os.urandom(8).hex()
+
+
+@pytest.fixture(scope="session")
+def upstream_basic(base_dir):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+    from upstream import DistributionRegistry, UpstreamError
+    try:
+        up = DistributionRegistry(base_dir, "upstream-basic", user=UPSTREAM_USER,
+                                  password=UPSTREAM_PASSWORD).start()
+    except UpstreamError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield up
+    up.stop()
