@@ -66,6 +66,12 @@ def test_example_passes_configtest(tmp_path, example):
                        check=True, capture_output=True)
         example = tmp_path / example.name
         example.write_text(text.replace("/etc/apache2/registry-token.pem", str(pub)))
+    if "/etc/apache2/dockerhub.cred" in text:
+        # Mirror credentials are read at start: a stand-in file.
+        cred = tmp_path / "dockerhub.cred"
+        cred.write_text("username = example\npassword = stand-in\n")
+        example = tmp_path / example.name
+        example.write_text(text.replace("/etc/apache2/dockerhub.cred", str(cred)))
     conf.write_text(wrapped(tmp_path, example))
     p = subprocess.run([APACHE2, "-t", "-f", str(conf)], capture_output=True, text=True,
                        timeout=30, env=inst.env(), cwd=str(tmp_path))
