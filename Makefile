@@ -21,7 +21,7 @@ run: deps
 	@$(MAKE) --no-print-directory build
 	@CONF_EXTRA="$(CONF_EXTRA)" sh conf/run.sh "$(CURDIR)" "$(PORT)" "$(DATA)"
 
-unit: $(UNIT_BIN) $(S3OPS_BIN)
+unit: $(UNIT_BIN) $(S3OPS_BIN) $(UPOPS_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
 	    UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 

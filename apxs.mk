@@ -56,3 +56,12 @@ $(S3OPS_BIN): tests/integration/s3_client_ops.c $(CORE_SRC) $(HEADERS)
 	@mkdir -p $(BUILD)/tools
 	$(CC) $(WARN) $(SAN_FLAGS) -g -O1 -Iinclude $(APR_CFLAGS) $< $(CORE_SRC) -o $@ \
 	    $(APR_LIBS) $(LIBS)
+
+# The upstream registry client on its own, driven against real registries
+# by tests/integration/test_upstream_client.py; built with the unit tests.
+UPOPS_BIN := $(BUILD)/tools/upstream_client_ops
+
+$(UPOPS_BIN): tests/integration/upstream_client_ops.c $(CORE_SRC) $(HEADERS)
+	@mkdir -p $(BUILD)/tools
+	$(CC) $(WARN) $(SAN_FLAGS) -g -O1 -Iinclude $(APR_CFLAGS) $< $(CORE_SRC) -o $@ \
+	    $(APR_LIBS) $(LIBS)

@@ -10,13 +10,8 @@
 #include <apr_base64.h>
 #include "ocireg_s3.h"
 #include "ocireg_sigv4.h"
+#include "ocireg_http.h"
 
-#define MAX_IDLE_HANDLES 16
-/* Multi handles hold the idle connections: one is taken for each request
- * or batch and for each part stream. */
-#define MAX_IDLE_MULTIS 16
-/* Idle connections each multi keeps (a full batch's worth). */
-#define MULTI_MAX_CONNECTS 32
 #define DEFAULT_PARALLEL 32
 #define ERROR_BODY_MAX (64 * 1024)
 
@@ -24,79 +19,9 @@ struct ocireg_s3 {
     ocireg_s3_config cfg;
     ocireg_sigv4_creds creds;
     const char *host;                 /* Host header: host[:port] */
-    apr_thread_mutex_t *lock;         /* guards idle[] */
-    CURL *idle[MAX_IDLE_HANDLES];     /* easy handles, set up anew each use */
-    int nidle;
-    CURLM *idle_multi[MAX_IDLE_MULTIS]; /* their caches: warm connections */
-    int nidle_multi;
+    ocireg_http_settings http;
+    ocireg_http_pool *handles;        /* pooled handles, warm connections */
 };
-
-/* Handles are taken for one request and given back, so every thread gets
- * its own while connections are reused across requests. */
-static CURL *take_handle(ocireg_s3 *s3)
-{
-    CURL *h = NULL;
-    apr_thread_mutex_lock(s3->lock);
-    if (s3->nidle > 0)
-        h = s3->idle[--s3->nidle];
-    apr_thread_mutex_unlock(s3->lock);
-    if (h)
-        curl_easy_reset(h);
-    else
-        h = curl_easy_init();
-    return h;
-}
-
-static void give_handle(ocireg_s3 *s3, CURL *h)
-{
-    apr_thread_mutex_lock(s3->lock);
-    if (s3->nidle < MAX_IDLE_HANDLES) {
-        s3->idle[s3->nidle++] = h;
-        h = NULL;
-    }
-    apr_thread_mutex_unlock(s3->lock);
-    if (h)
-        curl_easy_cleanup(h);
-}
-
-/* Connections live in a multi handle's cache, and a multi handle serves
- * one thread at a time: each request or batch takes one from this pool and
- * gives it back with its connections. (A curl share of connections is not
- * safe between concurrent threads in libcurl 7.88.) */
-static CURLM *take_multi(ocireg_s3 *s3)
-{
-    CURLM *m = NULL;
-    apr_thread_mutex_lock(s3->lock);
-    if (s3->nidle_multi > 0)
-        m = s3->idle_multi[--s3->nidle_multi];
-    apr_thread_mutex_unlock(s3->lock);
-    if (!m && (m = curl_multi_init()) != NULL)
-        curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)MULTI_MAX_CONNECTS);
-    return m;
-}
-
-static void give_multi(ocireg_s3 *s3, CURLM *m)
-{
-    apr_thread_mutex_lock(s3->lock);
-    if (s3->nidle_multi < MAX_IDLE_MULTIS) {
-        s3->idle_multi[s3->nidle_multi++] = m;
-        m = NULL;
-    }
-    apr_thread_mutex_unlock(s3->lock);
-    if (m)
-        curl_multi_cleanup(m);
-}
-
-/* With the pool go the idle handles and the connections they keep. */
-static apr_status_t s3_cleanup(void *data)
-{
-    ocireg_s3 *s3 = data;
-    while (s3->nidle_multi > 0)
-        curl_multi_cleanup(s3->idle_multi[--s3->nidle_multi]);
-    while (s3->nidle > 0)
-        curl_easy_cleanup(s3->idle[--s3->nidle]);
-    return APR_SUCCESS;
-}
 
 apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
                               ocireg_s3 **out)
@@ -107,7 +32,6 @@ apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
 
     if (!h || !cfg->bucket || !cfg->access_key || !cfg->secret_key)
         return APR_EINVAL;
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     s3->cfg = *cfg;
     s3->cfg.endpoint = apr_pstrdup(p, cfg->endpoint);
     if (!s3->cfg.region)
@@ -119,64 +43,26 @@ apr_status_t ocireg_s3_create(apr_pool_t *p, const ocireg_s3_config *cfg,
     s3->creds.secret_key = cfg->secret_key;
     s3->creds.region = s3->cfg.region;
     s3->creds.service = "s3";
-    rv = apr_thread_mutex_create(&s3->lock, APR_THREAD_MUTEX_DEFAULT, p);
+    s3->http.connect_timeout_ms = cfg->connect_timeout_ms;
+    s3->http.timeout_ms = cfg->timeout_ms;
+    s3->http.ca_file = cfg->ca_file;
+    rv = ocireg_http_pool_create(p, &s3->handles);
     if (rv != APR_SUCCESS)
         return rv;
-    /* Registered after the mutex, so it runs before the mutex goes. */
-    apr_pool_cleanup_register(p, s3, s3_cleanup, apr_pool_cleanup_null);
     *out = s3;
     return APR_SUCCESS;
 }
 
-/* The calling thread's "still working" hook (ocireg_s3_while_waiting). */
-static __thread void (*waiting_fn)(void *ctx);
-static __thread void *waiting_ctx;
-static __thread int in_waiting_fn;
-static __thread apr_time_t waiting_called;
-
+/* The hook is the HTTP engine's (ocireg_http.h): one per thread for
+ * every client. */
 void ocireg_s3_while_waiting(void (*fn)(void *ctx), void *ctx)
 {
-    waiting_fn = fn;
-    waiting_ctx = ctx;
-    waiting_called = 0;
+    ocireg_http_while_waiting(fn, ctx);
 }
 
 void ocireg_s3_while_waiting_clear(void *ctx)
 {
-    if (waiting_ctx == ctx) {
-        waiting_fn = NULL;
-        waiting_ctx = NULL;
-    }
-}
-
-static void still_waiting(void)
-{
-    apr_time_t now;
-    /* The hook may itself talk to the backend: not again from there. */
-    if (!waiting_fn || in_waiting_fn)
-        return;
-    /* libcurl reports progress many times a second per transfer, and a
-     * batch runs many transfers: the hook runs about once a second. */
-    now = apr_time_now();
-    if (waiting_called && now - waiting_called < apr_time_from_sec(1))
-        return;
-    waiting_called = now;
-    in_waiting_fn = 1;
-    waiting_fn(waiting_ctx);
-    in_waiting_fn = 0;
-}
-
-/* libcurl calls this about once a second while a transfer waits. */
-static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
-                       curl_off_t ultotal, curl_off_t ulnow)
-{
-    (void)ud;
-    (void)dltotal;
-    (void)dlnow;
-    (void)ultotal;
-    (void)ulnow;
-    still_waiting();
-    return 0;
+    ocireg_http_while_waiting_clear(ctx);
 }
 
 /* Request description, shared by plain requests and part streams. */
@@ -628,25 +514,7 @@ static struct curl_slist *prepare(ocireg_s3 *s3, CURL *h, s3_req *rq)
 
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s3->cfg.connect_timeout_ms);
-    if (rq->stream) {
-        /* Big bodies take as long as they take; a stall does not. */
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
-                         (s3->cfg.timeout_ms + 999) / 1000);
-        /* A blob streamed to a client: fewer, larger reads (about a
-         * tenth less CPU per GiB than curl's 16 KiB). */
-        if (rq->sink)
-            curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
-    }
-    else {
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s3->cfg.timeout_ms);
-    }
-    if (s3->cfg.ca_file)
-        curl_easy_setopt(h, CURLOPT_CAINFO, s3->cfg.ca_file);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    ocireg_http_configure(h, &s3->http, rq->stream);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, rq);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -744,7 +612,7 @@ typedef struct {
 static apr_status_t xfer_start(ocireg_s3 *s3, CURLM *m, s3_xfer *x)
 {
     s3_req *rq = x->rq;
-    CURL *h = take_handle(s3);
+    CURL *h = ocireg_http_take_handle(s3->handles);
     if (!h)
         return APR_ENOMEM;
     memset(rq->res, 0, sizeof(*rq->res));
@@ -795,7 +663,7 @@ static void xfer_end(ocireg_s3 *s3, CURLM *m, s3_xfer *x, CURLcode cc)
     x->list = NULL;
     /* A handle whose transfer broke may hold a dead connection. */
     if (cc == CURLE_OK)
-        give_handle(s3, x->h);
+        ocireg_http_give_handle(s3->handles, x->h);
     else
         curl_easy_cleanup(x->h);
     x->h = NULL;
@@ -809,7 +677,7 @@ static void xfer_end(ocireg_s3 *s3, CURLM *m, s3_xfer *x, CURLcode cc)
                       + (apr_time_from_msec(100) << x->attempt);
         x->attempt++;
         x->state = XFER_BACKOFF;
-        still_waiting();
+        ocireg_http_still_waiting();
     }
     else {
         x->state = XFER_DONE;
@@ -831,7 +699,7 @@ static apr_status_t run_reqs(ocireg_s3 *s3, apr_pool_t *p, s3_req **rqs,
         return APR_SUCCESS;
     if (parallel <= 0)
         parallel = 1;
-    m = take_multi(s3);
+    m = ocireg_http_take_multi(s3->handles);
     if (!m)
         return APR_ENOMEM;
     xs = apr_pcalloc(p, sizeof(*xs) * (apr_size_t)n);
@@ -886,7 +754,7 @@ static apr_status_t run_reqs(ocireg_s3 *s3, apr_pool_t *p, s3_req **rqs,
             break;
         now = apr_time_now();
         if (now >= hook_at) {
-            still_waiting();
+            ocireg_http_still_waiting();
             hook_at = now + apr_time_from_sec(1);
         }
         /* A request that just ended may free a slot or be due again. */
@@ -902,7 +770,7 @@ static apr_status_t run_reqs(ocireg_s3 *s3, apr_pool_t *p, s3_req **rqs,
             wait_ms = 1000;
         curl_multi_poll(m, NULL, 0, (int)wait_ms, NULL);
     }
-    give_multi(s3, m);
+    ocireg_http_give_multi(s3->handles, m);
     return APR_SUCCESS;
 }
 
@@ -1167,18 +1035,6 @@ static s3_req *delete_batch_req(apr_pool_t *p, const char *const *keys,
     return rq;
 }
 
-static void sleep_waiting(apr_interval_time_t t)
-{
-    while (t > 0) {
-        apr_interval_time_t slice = t < apr_time_from_sec(1)
-                                        ? t
-                                        : apr_time_from_sec(1);
-        still_waiting();
-        apr_sleep(slice);
-        t -= slice;
-    }
-}
-
 apr_status_t ocireg_s3_delete_many(ocireg_s3 *s3, apr_pool_t *p,
                                    const apr_array_header_t *keys)
 {
@@ -1253,7 +1109,7 @@ apr_status_t ocireg_s3_delete_many(ocireg_s3 *s3, apr_pool_t *p,
             left = copy;
             nleft = again->nelts;
         }
-        sleep_waiting(apr_time_from_msec(100) << round);
+        ocireg_http_sleep_waiting(apr_time_from_msec(100) << round);
         apr_pool_clear(sub);
     }
     apr_pool_destroy(sub);
