@@ -82,4 +82,14 @@ const char *ocireg_query_escape(apr_pool_t *p, const char *value);
 int ocireg_range_parse(const char *h, apr_off_t size, apr_off_t *start,
                        apr_off_t *len, int *satisfiable);
 
+/* Strict base64url without padding (as JOSE uses it): NULL for any other
+ * character, a length of 1 mod 4, or non-zero unused bits, so that a value
+ * has one spelling. The result is NUL-terminated for convenience. */
+unsigned char *ocireg_base64url_decode(apr_pool_t *p, const char *s,
+                                       apr_size_t len, apr_size_t *outlen);
+
+/* Base64url without padding. */
+char *ocireg_base64url_encode(apr_pool_t *p, const unsigned char *in,
+                              apr_size_t len);
+
 #endif

@@ -7,6 +7,7 @@
 #define OCIREG_TOKEN_H
 
 #include <apr_pools.h>
+#include "ocireg_parse.h"
 #include <apr_tables.h>
 
 /* Longer tokens are refused before any decoding. Real ones with a few
@@ -90,10 +91,5 @@ ocireg_token_status ocireg_token_verify(apr_pool_t *p,
  * of that exact type and name listing the action or "*". */
 int ocireg_token_allows(const ocireg_token *t, const char *type,
                         const char *name, const char *action);
-
-/* Strict base64url without padding (as JOSE uses it): NULL for any other
- * character, a length of 1 mod 4, or non-zero unused bits. */
-unsigned char *ocireg_base64url_decode(apr_pool_t *p, const char *s,
-                                       apr_size_t len, apr_size_t *outlen);
 
 #endif

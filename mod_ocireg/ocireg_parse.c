@@ -340,3 +340,83 @@ const char *ocireg_query_escape(apr_pool_t *p, const char *value)
     *o = '\0';
     return out;
 }
+
+/* Base64url (JOSE's, and the catalog cursor's) */
+
+static int b64url_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+unsigned char *ocireg_base64url_decode(apr_pool_t *p, const char *s,
+                                       apr_size_t len, apr_size_t *outlen)
+{
+    unsigned char *out;
+    apr_size_t i, o = 0;
+    apr_uint32_t acc = 0;
+    int bits = 0;
+
+    if (len % 4 == 1)
+        return NULL;
+    out = apr_palloc(p, len / 4 * 3 + 3);
+    for (i = 0; i < len; i++) {
+        int v = b64url_value((unsigned char)s[i]);
+        if (v < 0)
+            return NULL;
+        acc = (acc << 6) | (apr_uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    /* The bits left over must be zero, so one token has one spelling. */
+    if (acc != 0)
+        return NULL;
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}
+
+static const char b64url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+char *ocireg_base64url_encode(apr_pool_t *p, const unsigned char *in,
+                              apr_size_t len)
+{
+    char *out = apr_palloc(p, (len + 2) / 3 * 4 + 1), *o = out;
+    apr_size_t i;
+    for (i = 0; i + 2 < len; i += 3) {
+        apr_uint32_t v = (apr_uint32_t)in[i] << 16
+                         | (apr_uint32_t)in[i + 1] << 8 | in[i + 2];
+        *o++ = b64url_alphabet[v >> 18 & 63];
+        *o++ = b64url_alphabet[v >> 12 & 63];
+        *o++ = b64url_alphabet[v >> 6 & 63];
+        *o++ = b64url_alphabet[v & 63];
+    }
+    if (len - i == 1) {
+        apr_uint32_t v = (apr_uint32_t)in[i] << 16;
+        *o++ = b64url_alphabet[v >> 18 & 63];
+        *o++ = b64url_alphabet[v >> 12 & 63];
+    }
+    else if (len - i == 2) {
+        apr_uint32_t v = (apr_uint32_t)in[i] << 16
+                         | (apr_uint32_t)in[i + 1] << 8;
+        *o++ = b64url_alphabet[v >> 18 & 63];
+        *o++ = b64url_alphabet[v >> 12 & 63];
+        *o++ = b64url_alphabet[v >> 6 & 63];
+    }
+    *o = '\0';
+    return out;
+}

@@ -635,23 +635,28 @@ static apr_status_t fs_referrer_each(ocireg_store *s, apr_pool_t *p,
     return rv;
 }
 
-/* Catalog: a repository is a directory holding _manifests; names never
- * start with '_', so link directories can't be mistaken for
- * repositories. The whole tree is walked once per page, keeping only the
- * page (and one directory handle per level). */
-static void walk_repos(ocireg_store *s, apr_pool_t *p, const char *dir,
-                       const char *prefix, ocireg_select *sel)
+/* Every directory under repositories/ whose path is a valid name, depth
+ * first, with one directory handle per level; names never start with '_',
+ * so a repository's own _manifests, _layers... are never taken for one.
+ * visit's failure stops the walk and is returned. */
+typedef apr_status_t (*repo_visit_fn)(void *ctx, apr_pool_t *p,
+                                      const char *name, const char *path);
+
+static apr_status_t walk_repositories(apr_pool_t *p, const char *dir,
+                                      const char *prefix,
+                                      repo_visit_fn visit, void *ctx)
 {
     apr_pool_t *sub;
     struct dirent *e;
+    apr_status_t rv = APR_SUCCESS;
     DIR *d = opendir(dir);
     if (!d)
-        return;
+        return APR_SUCCESS;
     if (apr_pool_create(&sub, p) != APR_SUCCESS) {
         closedir(d);
-        return;
+        return APR_SUCCESS;
     }
-    while ((e = readdir(d)) != NULL) {
+    while (rv == APR_SUCCESS && (e = readdir(d)) != NULL) {
         const char *name, *path;
         struct stat st;
         if (e->d_name[0] == '_' || e->d_name[0] == '.')
@@ -664,14 +669,25 @@ static void walk_repos(ocireg_store *s, apr_pool_t *p, const char *dir,
                       : apr_pstrdup(sub, e->d_name);
         if (strlen(name) > OCIREG_NAME_MAX)
             continue;
-        if (ocireg_name_valid(name)
-            && path_exists(apr_pstrcat(sub, path, "/_manifests", NULL))
-                   == APR_SUCCESS)
-            ocireg_select_offer(sel, name);
-        walk_repos(s, sub, path, name, sel);
+        if (ocireg_name_valid(name))
+            rv = visit(ctx, sub, name, path);
+        if (rv == APR_SUCCESS)
+            rv = walk_repositories(sub, path, name, visit, ctx);
     }
     closedir(d);
     apr_pool_destroy(sub);
+    return rv;
+}
+
+/* Catalog: a repository is a directory holding _manifests. The whole tree
+ * is walked once per page, keeping only the page. */
+static apr_status_t offer_if_listed(void *ctx, apr_pool_t *p,
+                                    const char *name, const char *path)
+{
+    if (path_exists(apr_pstrcat(p, path, "/_manifests", NULL))
+        == APR_SUCCESS)
+        ocireg_select_offer(ctx, name);
+    return APR_SUCCESS;
 }
 
 static apr_status_t fs_repo_list(ocireg_store *s, apr_pool_t *p,
@@ -680,8 +696,8 @@ static apr_status_t fs_repo_list(ocireg_store *s, apr_pool_t *p,
 {
     ocireg_select sel;
     ocireg_select_init(&sel, p, n, last, tag_cmp);
-    walk_repos(s, p, apr_pstrcat(p, FS(s)->root, "/repositories", NULL), NULL,
-               &sel);
+    walk_repositories(p, apr_pstrcat(p, FS(s)->root, "/repositories", NULL),
+                      NULL, offer_if_listed, &sel);
     *more = sel.more;
     *names = ocireg_select_sorted(&sel, p);
     return APR_SUCCESS;
@@ -1029,49 +1045,21 @@ static apr_off_t fs_max_blob_size(ocireg_store *s)
  * upload session, never a wrong answer). */
 #define HOLDERS_MARKER "holders.complete"
 
-static void fill_holders(ocireg_store *s, apr_pool_t *p, const char *dir,
-                         const char *prefix, apr_status_t *rv)
+static apr_status_t fill_holders_of(void *ctx, apr_pool_t *p,
+                                    const char *name, const char *path)
 {
-    apr_pool_t *sub;
-    struct dirent *e;
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    if (apr_pool_create(&sub, p) != APR_SUCCESS) {
-        closedir(d);
-        return;
+    ocireg_store *s = ctx;
+    apr_status_t rv = APR_SUCCESS;
+    DIR *links = opendir(apr_pstrcat(p, path, "/_layers/sha256", NULL));
+    struct dirent *l;
+    while (links && rv == APR_SUCCESS && (l = readdir(links)) != NULL) {
+        const char *digest = apr_pstrcat(p, "sha256:", l->d_name, NULL);
+        if (ocireg_digest_parse(digest) == OCIREG_DIGEST_SHA256)
+            rv = add_holder(s, p, name, digest);
     }
-    while ((e = readdir(d)) != NULL && *rv == APR_SUCCESS) {
-        const char *name, *path;
-        struct stat st;
-        if (e->d_name[0] == '_' || e->d_name[0] == '.')
-            continue;
-        apr_pool_clear(sub);
-        path = apr_pstrcat(sub, dir, "/", e->d_name, NULL);
-        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-            continue;
-        name = prefix ? apr_pstrcat(sub, prefix, "/", e->d_name, NULL)
-                      : apr_pstrdup(sub, e->d_name);
-        if (strlen(name) > OCIREG_NAME_MAX)
-            continue;
-        if (ocireg_name_valid(name)) {
-            DIR *links = opendir(apr_pstrcat(sub, path, "/_layers/sha256",
-                                             NULL));
-            struct dirent *l;
-            while (links && (l = readdir(links)) != NULL
-                   && *rv == APR_SUCCESS) {
-                const char *digest = apr_pstrcat(sub, "sha256:", l->d_name,
-                                                 NULL);
-                if (ocireg_digest_parse(digest) == OCIREG_DIGEST_SHA256)
-                    *rv = add_holder(s, sub, name, digest);
-            }
-            if (links)
-                closedir(links);
-        }
-        fill_holders(s, sub, path, name, rv);
-    }
-    closedir(d);
-    apr_pool_destroy(sub);
+    if (links)
+        closedir(links);
+    return rv;
 }
 
 static apr_status_t fs_prepare(ocireg_store *s, apr_pool_t *p)
@@ -1081,9 +1069,9 @@ static apr_status_t fs_prepare(ocireg_store *s, apr_pool_t *p)
     apr_status_t rv = path_exists(marker);
     if (rv != APR_ENOENT)
         return rv;
-    rv = APR_SUCCESS;
-    fill_holders(s, p, apr_pstrcat(p, FS(s)->root, "/repositories", NULL),
-                 NULL, &rv);
+    rv = walk_repositories(p, apr_pstrcat(p, FS(s)->root, "/repositories",
+                                          NULL),
+                           NULL, fill_holders_of, s);
     if (rv == APR_SUCCESS)
         rv = write_atomic(s, p, marker, "", 0);
     return rv;

@@ -47,54 +47,6 @@ ocireg_token_key_type ocireg_token_key_type_of(const ocireg_token_key *k)
     return k->type;
 }
 
-/* Base64url */
-
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-unsigned char *ocireg_base64url_decode(apr_pool_t *p, const char *s,
-                                       apr_size_t len, apr_size_t *outlen)
-{
-    unsigned char *out;
-    apr_size_t i, o = 0;
-    apr_uint32_t acc = 0;
-    int bits = 0;
-
-    if (len % 4 == 1)
-        return NULL;
-    out = apr_palloc(p, len / 4 * 3 + 3);
-    for (i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)s[i]);
-        if (v < 0)
-            return NULL;
-        acc = (acc << 6) | (apr_uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    /* The bits left over must be zero, so one token has one spelling. */
-    if (acc != 0)
-        return NULL;
-    out[o] = '\0';
-    *outlen = o;
-    return out;
-}
-
 /* Keys */
 
 static apr_status_t free_pkey(void *data)

@@ -408,17 +408,7 @@ def test_mount_needs_pull_on_the_source(server_tokens, keys, repo):
 
 # -- skopeo through the token server ---------------------------------------
 
-@pytest.fixture(scope="module")
-def skopeo_env(tmp_path_factory):
-    d = tmp_path_factory.mktemp("skopeo-tokens")
-    policy = d / "policy.json"
-    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
-    home = d / "home"
-    home.mkdir()
-    env = dict(os.environ, HOME=str(home), XDG_RUNTIME_DIR=str(home),
-               XDG_CONFIG_HOME=str(home / ".config"))
-    env.pop("REGISTRY_AUTH_FILE", None)
-    return {"dir": d, "policy": str(policy), "env": env}
+from test_skopeo import skopeo_env  # noqa: E402,F401  (its HOME, policy)
 
 
 def skopeo(env, *args, check=True):
