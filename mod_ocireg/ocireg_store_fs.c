@@ -340,11 +340,6 @@ static apr_status_t fs_blob_unlink(ocireg_store *s, apr_pool_t *p,
     return rv;
 }
 
-static int name_cmp(const char *a, const char *b)
-{
-    return ocireg_lexical_cmp(a, b);
-}
-
 /* One pass over the digest's holder directory, keeping the max smallest
  * names. */
 static apr_status_t fs_blob_holders(ocireg_store *s, apr_pool_t *p,
@@ -359,7 +354,7 @@ static apr_status_t fs_blob_holders(ocireg_store *s, apr_pool_t *p,
         *names = apr_array_make(p, 1, sizeof(const char *));
         return APR_SUCCESS;
     }
-    ocireg_select_init(&sel, p, max, NULL, name_cmp);
+    ocireg_select_init(&sel, p, max, NULL, ocireg_lexical_cmp);
     d = opendir(holders_dir(s, p, digest));
     if (!d) {
         apr_status_t rv = errno_status();
@@ -501,11 +496,6 @@ static apr_status_t fs_repo_exists(ocireg_store *s, apr_pool_t *p,
     return APR_ENOENT;
 }
 
-static int tag_cmp(const char *a, const char *b)
-{
-    return ocireg_lexical_cmp(a, b);
-}
-
 /* One pass over the directory, keeping only the page: memory is n names
  * whatever the directory holds. */
 static apr_status_t fs_tag_list(ocireg_store *s, apr_pool_t *p,
@@ -520,7 +510,7 @@ static apr_status_t fs_tag_list(ocireg_store *s, apr_pool_t *p,
     *more = 0;
     if (rv != APR_SUCCESS)
         return rv;
-    ocireg_select_init(&sel, p, n, last, tag_cmp);
+    ocireg_select_init(&sel, p, n, last, ocireg_lexical_cmp);
     d = opendir(apr_pstrcat(p, repo_dir(s, p, name), "/_tags", NULL));
     if (!d) {
         rv = errno_status();
@@ -695,7 +685,7 @@ static apr_status_t fs_repo_list(ocireg_store *s, apr_pool_t *p,
                                  apr_array_header_t **names, int *more)
 {
     ocireg_select sel;
-    ocireg_select_init(&sel, p, n, last, tag_cmp);
+    ocireg_select_init(&sel, p, n, last, ocireg_lexical_cmp);
     walk_repositories(p, apr_pstrcat(p, FS(s)->root, "/repositories", NULL),
                       NULL, offer_if_listed, &sel);
     *more = sel.more;
