@@ -13,12 +13,15 @@ import pwd
 import grp
 import re
 import shutil
-import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from process import stop_process  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_TEMPLATE = REPO_ROOT / "conf" / "test-httpd.conf.in"
@@ -362,16 +365,7 @@ class HttpdInstance:
     def stop(self, timeout=20.0):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, timeout)
         self.proc = None
         try:
             self._stdout.close()
