@@ -620,10 +620,12 @@ static void insert_error_filter(request_rec *r)
 
 static void register_hooks(apr_pool_t *p)
 {
+    /* The expiry's lock is in place before the watchdog's thread starts. */
+    static const char *const before_watchdog[] = {"mod_watchdog.c", NULL};
     ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(child_init, NULL, before_watchdog, APR_HOOK_MIDDLE);
     ap_hook_post_read_request(post_read_request, NULL, NULL,
                               APR_HOOK_MIDDLE);
     ap_hook_translate_name(translate_name, NULL, NULL, APR_HOOK_MIDDLE);

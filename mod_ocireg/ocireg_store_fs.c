@@ -1035,12 +1035,21 @@ static apr_off_t fs_max_blob_size(ocireg_store *s)
  * upload session, never a wrong answer). */
 #define HOLDERS_MARKER "holders.complete"
 
+typedef struct {
+    ocireg_store *s;
+    int (*stop)(void);
+} holder_fill;
+
 static apr_status_t fill_holders_of(void *ctx, apr_pool_t *p,
                                     const char *name, const char *path)
 {
-    ocireg_store *s = ctx;
+    holder_fill *h = ctx;
+    ocireg_store *s = h->s;
     apr_status_t rv = APR_SUCCESS;
-    DIR *links = opendir(apr_pstrcat(p, path, "/_layers/sha256", NULL));
+    DIR *links;
+    if (h->stop())
+        return APR_EINTR;
+    links = opendir(apr_pstrcat(p, path, "/_layers/sha256", NULL));
     struct dirent *l;
     while (links && rv == APR_SUCCESS && (l = readdir(links)) != NULL) {
         const char *digest = apr_pstrcat(p, "sha256:", l->d_name, NULL);
@@ -1052,16 +1061,18 @@ static apr_status_t fill_holders_of(void *ctx, apr_pool_t *p,
     return rv;
 }
 
-static apr_status_t fs_prepare(ocireg_store *s, apr_pool_t *p)
+static apr_status_t fs_prepare(ocireg_store *s, apr_pool_t *p,
+                               int (*stop)(void))
 {
     const char *marker = apr_pstrcat(p, FS(s)->root, "/" HOLDERS_MARKER,
                                      NULL);
+    holder_fill h = {s, stop};
     apr_status_t rv = path_exists(marker);
     if (rv != APR_ENOENT)
         return rv;
     rv = walk_repositories(p, apr_pstrcat(p, FS(s)->root, "/repositories",
                                           NULL),
-                           NULL, fill_holders_of, s);
+                           NULL, fill_holders_of, &h);
     if (rv == APR_SUCCESS)
         rv = write_atomic(s, p, marker, "", 0);
     return rv;

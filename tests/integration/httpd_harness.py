@@ -276,10 +276,14 @@ class HttpdInstance:
             report = self.san_dir / "report"
             env["LD_PRELOAD"] = " ".join(libs + [env.get("LD_PRELOAD", "")]).strip()
             # httpd frees its pools at exit in ways LeakSanitizer misreads,
-            # so leaks are left to the unit tests (and valgrind).
+            # so leaks are left to the unit tests (and valgrind). httpd's
+            # own SIGSEGV handler would hide a crash's stack behind a bare
+            # "exit signal Segmentation fault": ASan keeps its handler, and
+            # the crash becomes a report with the stack.
             env["ASAN_OPTIONS"] = ":".join([
                 "detect_leaks=0", "abort_on_error=1", "halt_on_error=1",
-                "strict_string_checks=1", f"log_path={report}"]
+                "strict_string_checks=1", "allow_user_segv_handler=0",
+                f"log_path={report}"]
                 + [os.environ.get("ASAN_OPTIONS", "")]).strip(":")
             env["UBSAN_OPTIONS"] = ":".join([
                 "print_stacktrace=1", "halt_on_error=1", "abort_on_error=1",
