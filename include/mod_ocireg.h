@@ -152,8 +152,18 @@ int ocireg_handle_tags(ocireg_req *q);
 int ocireg_handle_catalog(ocireg_req *q);
 int ocireg_handle_referrers(ocireg_req *q);
 
-/* Access control (mod_ocireg_access.c). */
+/* Whether r is an API request under an `OCIRegistry On` location. */
+int ocireg_registry_here(request_rec *r);
+
+/* Access control (mod_ocireg_access.c). What a request is about, in its
+ * environment for Apache's rules (set before authn/authz, sub-requests
+ * included). */
+#define OCIREG_ENV_REPOSITORY "OCI_REPOSITORY"
+#define OCIREG_ENV_ACTION "OCI_ACTION"
 void ocireg_access_register(apr_pool_t *p);
+/* The credentials header the client sent (Authorization, or
+ * Proxy-Authorization for a proxy request), or NULL. */
+const char *ocireg_credentials_header(request_rec *r);
 /* The action a request is, for Apache's rules: "pull" (GET, HEAD,
  * OPTIONS), "delete" (DELETE, but of an upload session), else "push". */
 const char *ocireg_action_of(int method_number, ocireg_route_kind kind);

@@ -311,8 +311,12 @@ typedef struct {
      * request's path (S3: completes the listing index of a store written
      * before it, or marks an empty store's; both stores: completes the
      * holder index for blob links made before it, once, then marks it);
-     * NULL when there is none. */
-    apr_status_t (*prepare)(ocireg_store *s, apr_pool_t *p);
+     * NULL when there is none. It asks `stop` between steps and gives up
+     * with APR_EINTR once it says so (the process is exiting and the
+     * store's resources go with it); what was done stays, as every step is
+     * idempotent, and the next start finishes it. */
+    apr_status_t (*prepare)(ocireg_store *s, apr_pool_t *p,
+                            int (*stop)(void));
 } ocireg_store_ops;
 
 struct ocireg_store {

@@ -391,11 +391,11 @@ static int post_read_request(request_rec *r)
     return DECLINED;
 }
 
-static int enabled_for(request_rec *r)
+int ocireg_registry_here(request_rec *r)
 {
     ocireg_dir_conf *dc =
         ap_get_module_config(r->per_dir_config, &ocireg_module);
-    return dc->enabled == 1 && path_is_api(r->uri);
+    return dc && dc->enabled == 1 && path_is_api(r->uri);
 }
 
 /* There is no file behind an API URL: claim it before the core maps it
@@ -421,7 +421,7 @@ static int map_to_storage(request_rec *r)
 
 static int fixups(request_rec *r)
 {
-    if (enabled_for(r))
+    if (ocireg_registry_here(r))
         r->handler = OCIREG_HANDLER;
     return DECLINED;
 }
@@ -536,8 +536,8 @@ static const char *access_error_body(request_rec *r)
     char *text;
     while (m->prev)
         m = m->prev;
-    repository = apr_table_get(m->subprocess_env, "OCI_REPOSITORY");
-    action = apr_table_get(m->subprocess_env, "OCI_ACTION");
+    repository = apr_table_get(m->subprocess_env, OCIREG_ENV_REPOSITORY);
+    action = apr_table_get(m->subprocess_env, OCIREG_ENV_ACTION);
     detail = json_pack("{s:s, s:s}", "repository",
                        repository ? repository : "", "action",
                        action ? action : "");
@@ -620,10 +620,12 @@ static void insert_error_filter(request_rec *r)
 
 static void register_hooks(apr_pool_t *p)
 {
+    /* The expiry's lock is in place before the watchdog's thread starts. */
+    static const char *const before_watchdog[] = {"mod_watchdog.c", NULL};
     ap_hook_pre_config(pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(child_init, NULL, before_watchdog, APR_HOOK_MIDDLE);
     ap_hook_post_read_request(post_read_request, NULL, NULL,
                               APR_HOOK_MIDDLE);
     ap_hook_translate_name(translate_name, NULL, NULL, APR_HOOK_MIDDLE);

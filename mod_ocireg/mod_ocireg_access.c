@@ -23,8 +23,6 @@
 
 APLOG_USE_MODULE(ocireg);
 
-#define ENV_REPOSITORY "OCI_REPOSITORY"
-#define ENV_ACTION "OCI_ACTION"
 /* r->notes: the request is the API's root, /v2/. */
 #define NOTE_BASE "ocireg-base"
 
@@ -56,19 +54,6 @@ static access_cache *cache_of(request_rec *r)
     return c;
 }
 
-static int under_api(const char *path)
-{
-    return path && strncmp(path, "/v2", 3) == 0
-           && (path[3] == '\0' || path[3] == '/');
-}
-
-static int registry_here(request_rec *r)
-{
-    ocireg_dir_conf *dc =
-        ap_get_module_config(r->per_dir_config, &ocireg_module);
-    return dc && dc->enabled == 1 && under_api(r->uri);
-}
-
 const char *ocireg_action_of(int method_number, ocireg_route_kind kind)
 {
     switch (method_number) {
@@ -90,13 +75,13 @@ static int name_the_access(request_rec *r)
 {
     ocireg_route route;
     const char *repository = "";
-    if (!registry_here(r))
+    if (!ocireg_registry_here(r))
         return DECLINED;
     ocireg_route_parse(r->pool, r->uri, &route);
     if (route.kind != OCIREG_R_NONE && route.name)
         repository = route.name;
-    apr_table_setn(r->subprocess_env, ENV_REPOSITORY, repository);
-    apr_table_setn(r->subprocess_env, ENV_ACTION,
+    apr_table_setn(r->subprocess_env, OCIREG_ENV_REPOSITORY, repository);
+    apr_table_setn(r->subprocess_env, OCIREG_ENV_ACTION,
                    ocireg_action_of(r->method_number, route.kind));
     if (route.kind == OCIREG_R_BASE)
         apr_table_setn(r->notes, NOTE_BASE, "1");
@@ -109,12 +94,16 @@ static int name_the_access(request_rec *r)
  * nobody, and a wrong password would pass unnoticed. containers/image
  * sends Basic with an empty user and password when it has none: that is
  * an anonymous client, not a failed login. */
+const char *ocireg_credentials_header(request_rec *r)
+{
+    return apr_table_get(r->headers_in, PROXYREQ_PROXY == r->proxyreq
+                                            ? "Proxy-Authorization"
+                                            : "Authorization");
+}
+
 static int sent_credentials(request_rec *r)
 {
-    const char *v = apr_table_get(r->headers_in,
-                                  PROXYREQ_PROXY == r->proxyreq
-                                      ? "Proxy-Authorization"
-                                      : "Authorization");
+    const char *v = ocireg_credentials_header(r);
     const char *scheme_end;
     char *decoded;
     if (!v)
@@ -132,7 +121,7 @@ static int sent_credentials(request_rec *r)
 
 static int check_sent_credentials(request_rec *r)
 {
-    if (!registry_here(r) || !ap_auth_type(r))
+    if (!ocireg_registry_here(r) || !ap_auth_type(r))
         return DECLINED;
     return sent_credentials(r) ? OK : DECLINED;
 }
@@ -361,8 +350,8 @@ static authz_status check_rule(request_rec *r, const char *line,
 {
     const oci_rule *rule = parsed;
     const char *repository = apr_table_get(r->subprocess_env,
-                                           ENV_REPOSITORY);
-    const char *action = apr_table_get(r->subprocess_env, ENV_ACTION);
+                                           OCIREG_ENV_REPOSITORY);
+    const char *action = apr_table_get(r->subprocess_env, OCIREG_ENV_ACTION);
     authz_status verdict = AUTHZ_DENIED;
     int i;
     (void)line;

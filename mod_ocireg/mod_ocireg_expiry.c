@@ -27,11 +27,14 @@ static APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *wd_register;
 static ocireg_table_fn table_of_process;
 
 /* mod_watchdog joins its thread only from a cleanup of a pool a child
- * never destroys, so in a stopping child the expiry may still run while
+ * never destroys, so in a stopping child the watchdog may still run while
  * the child's pool, and with it the table's mutex handle and the store's
- * resources, is being destroyed. A round therefore runs under run_lock,
- * which outlives the child pool, and the child pool's first cleanup waits
- * for the round in progress and stops the ones after it. */
+ * resources, is being destroyed. Everything the watchdog does here
+ * therefore runs under run_lock, which outlives the child pool: the child
+ * pool's first cleanup raises `stopping`, which the work in progress asks
+ * between steps (a store's background preparation included, which can
+ * take many requests), then takes run_lock to wait for that work to give
+ * up. No work starts after it. */
 static apr_thread_mutex_t *run_lock;
 static volatile apr_uint32_t stopping;
 
@@ -43,12 +46,15 @@ static int child_stopping(void)
 static apr_status_t stop_rounds(void *data)
 {
     (void)data;
-    apr_thread_mutex_lock(run_lock);
     apr_atomic_set32(&stopping, 1);
+    apr_thread_mutex_lock(run_lock);
     apr_thread_mutex_unlock(run_lock);
     return APR_SUCCESS;
 }
 
+/* Runs before mod_watchdog's child_init (the hook's order says so), so
+ * run_lock and its cleanup are in place before the watchdog's thread
+ * starts. */
 void ocireg_expiry_child_init(apr_pool_t *pchild, server_rec *s)
 {
     if (apr_thread_mutex_create(&run_lock, APR_THREAD_MUTEX_DEFAULT,
@@ -230,8 +236,8 @@ static void prepare_stores(server_rec *s, apr_pool_t *p)
             || apr_hash_get(done, &sc->store->id, sizeof(sc->store->id)))
             continue;
         apr_hash_set(done, &sc->store->id, sizeof(sc->store->id), sc);
-        rv = sc->store->ops->prepare(sc->store, p);
-        if (rv != APR_SUCCESS)
+        rv = sc->store->ops->prepare(sc->store, p, child_stopping);
+        if (rv != APR_SUCCESS && !child_stopping())
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                          "OCIREG00361: preparing store %08x in the "
                          "background failed (the first listing does it "
@@ -245,18 +251,16 @@ static apr_status_t expiry_run(int state, void *data, apr_pool_t *p)
     server_rec *s = data;
     ocireg_uploads *u;
     apr_time_t now, before;
-    static volatile apr_uint32_t prepared;
-    /* At the watchdog's start, which may come before this module's
-     * child_init (so without run_lock): the stores need nothing of it. */
-    if ((state == AP_WATCHDOG_STATE_STARTING
-         || state == AP_WATCHDOG_STATE_RUNNING)
-        && apr_atomic_cas32(&prepared, 1, 0) == 0)
-        prepare_stores(s, p);
-    if (state != AP_WATCHDOG_STATE_RUNNING || !run_lock)
+    static int prepared;
+    if (state == AP_WATCHDOG_STATE_STOPPING || !run_lock)
         return APR_SUCCESS;
     apr_thread_mutex_lock(run_lock);
+    if (!prepared && !child_stopping()) {
+        prepared = 1;
+        prepare_stores(s, p);
+    }
     u = table_of_process ? table_of_process() : NULL;
-    if (!child_stopping() && u) {
+    if (state == AP_WATCHDOG_STATE_RUNNING && !child_stopping() && u) {
         now = apr_time_now();
         before = now - ocireg_conf_upload_expiry;
         expire_sessions(s, u, before, now - ocireg_conf_upload_empty_expiry,

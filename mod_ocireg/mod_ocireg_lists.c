@@ -125,7 +125,7 @@ static apr_status_t visible_page(ocireg_req *q, const char *last, int want,
     apr_array_header_t *seen = apr_array_make(r->pool, want > 0 ? want : 1,
                                               sizeof(const char *));
     apr_pool_t *scratch;
-    const char *cursor = last, *last_examined = NULL;
+    const char *cursor = last;
     int examined = 0, store_more = want > 0;
 
     *more = 0;
@@ -146,10 +146,13 @@ static apr_status_t visible_page(ocireg_req *q, const char *last, int want,
             const char *name = APR_ARRAY_IDX(names, i, const char *);
             if (examined == ocireg_conf_catalog_scan) {
                 /* Enough work for one response: the client goes on after
-                 * the last name checked, without learning it (it may be
-                 * one it cannot see). */
-                *resume = ocireg_cursor_seal(r->pool, q->conf->cursor_key,
-                                             last_examined);
+                 * the last name checked (the previous one, or the previous
+                 * store page's last: the cursor), without learning it (it
+                 * may be one it cannot see). */
+                *resume = ocireg_cursor_seal(
+                    r->pool, q->conf->cursor_key,
+                    i > 0 ? APR_ARRAY_IDX(names, i - 1, const char *)
+                          : cursor);
                 if (!*resume) {
                     apr_pool_destroy(scratch);
                     return APR_EGENERAL;
@@ -157,7 +160,6 @@ static apr_status_t visible_page(ocireg_req *q, const char *last, int want,
                 break;
             }
             examined++;
-            last_examined = apr_pstrdup(r->pool, name);
             if (!ocireg_access_allowed(r, name, "pull"))
                 continue;
             if (seen->nelts == want)

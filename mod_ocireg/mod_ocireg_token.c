@@ -210,8 +210,8 @@ static const char *env_of(request_rec *r, const char *name)
 /* What to ask the token server for: Docker's scope for r. */
 static const char *scope_of(request_rec *r)
 {
-    const char *repository = env_of(r, "OCI_REPOSITORY");
-    const char *action = env_of(r, "OCI_ACTION");
+    const char *repository = env_of(r, OCIREG_ENV_REPOSITORY);
+    const char *action = env_of(r, OCIREG_ENV_ACTION);
     if (*repository) {
         const char *actions = strcmp(action, "push") == 0 ? "pull,push"
                               : strcmp(action, "delete") == 0 ? "delete"
@@ -270,9 +270,7 @@ static int authenticate(request_rec *r)
                       missing);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    header = apr_table_get(r->headers_in, PROXYREQ_PROXY == r->proxyreq
-                                              ? "Proxy-Authorization"
-                                              : "Authorization");
+    header = ocireg_credentials_header(r);
     if (!header)
         return refuse(r, NULL);
     scheme = ap_getword_white(r->pool, &header);
@@ -358,8 +356,8 @@ static authz_status token_allows(request_rec *r, const char *line,
     /* A user some other authentication made has no token to ask. */
     if (!t || strcmp(t->subject, r->user) != 0)
         return AUTHZ_DENIED;
-    repository = apr_table_get(r->subprocess_env, "OCI_REPOSITORY");
-    action = apr_table_get(r->subprocess_env, "OCI_ACTION");
+    repository = apr_table_get(r->subprocess_env, OCIREG_ENV_REPOSITORY);
+    action = apr_table_get(r->subprocess_env, OCIREG_ENV_ACTION);
     if (!repository || !action)
         return AUTHZ_DENIED; /* not a registry request */
     if (!*repository)

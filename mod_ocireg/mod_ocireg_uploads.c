@@ -138,13 +138,13 @@ static int try_mount(ocireg_req *q, const char *digest, const char *from)
     if (!from || !ocireg_name_valid(from)
         || ocireg_digest_parse(digest) != OCIREG_DIGEST_SHA256)
         return DECLINED;
+    /* A client may mount only what it may read: the same rules, asked
+     * about the source, before any store request. */
+    if (!ocireg_access_allowed(r, from, "pull"))
+        return DECLINED;
     if (q->store->ops->blob_open_linked(q->store, r->pool, from, digest, 0,
                                         &src)
         != APR_SUCCESS)
-        return DECLINED;
-    /* A client may mount only what it may read: the same rules, asked
-     * about the source. */
-    if (!ocireg_access_allowed(r, from, "pull"))
         return DECLINED;
     return link_mounted(q, digest, &src);
 }

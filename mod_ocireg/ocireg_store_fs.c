@@ -340,11 +340,6 @@ static apr_status_t fs_blob_unlink(ocireg_store *s, apr_pool_t *p,
     return rv;
 }
 
-static int name_cmp(const char *a, const char *b)
-{
-    return ocireg_lexical_cmp(a, b);
-}
-
 /* One pass over the digest's holder directory, keeping the max smallest
  * names. */
 static apr_status_t fs_blob_holders(ocireg_store *s, apr_pool_t *p,
@@ -359,7 +354,7 @@ static apr_status_t fs_blob_holders(ocireg_store *s, apr_pool_t *p,
         *names = apr_array_make(p, 1, sizeof(const char *));
         return APR_SUCCESS;
     }
-    ocireg_select_init(&sel, p, max, NULL, name_cmp);
+    ocireg_select_init(&sel, p, max, NULL, ocireg_lexical_cmp);
     d = opendir(holders_dir(s, p, digest));
     if (!d) {
         apr_status_t rv = errno_status();
@@ -501,11 +496,6 @@ static apr_status_t fs_repo_exists(ocireg_store *s, apr_pool_t *p,
     return APR_ENOENT;
 }
 
-static int tag_cmp(const char *a, const char *b)
-{
-    return ocireg_lexical_cmp(a, b);
-}
-
 /* One pass over the directory, keeping only the page: memory is n names
  * whatever the directory holds. */
 static apr_status_t fs_tag_list(ocireg_store *s, apr_pool_t *p,
@@ -520,7 +510,7 @@ static apr_status_t fs_tag_list(ocireg_store *s, apr_pool_t *p,
     *more = 0;
     if (rv != APR_SUCCESS)
         return rv;
-    ocireg_select_init(&sel, p, n, last, tag_cmp);
+    ocireg_select_init(&sel, p, n, last, ocireg_lexical_cmp);
     d = opendir(apr_pstrcat(p, repo_dir(s, p, name), "/_tags", NULL));
     if (!d) {
         rv = errno_status();
@@ -695,7 +685,7 @@ static apr_status_t fs_repo_list(ocireg_store *s, apr_pool_t *p,
                                  apr_array_header_t **names, int *more)
 {
     ocireg_select sel;
-    ocireg_select_init(&sel, p, n, last, tag_cmp);
+    ocireg_select_init(&sel, p, n, last, ocireg_lexical_cmp);
     walk_repositories(p, apr_pstrcat(p, FS(s)->root, "/repositories", NULL),
                       NULL, offer_if_listed, &sel);
     *more = sel.more;
@@ -1045,12 +1035,21 @@ static apr_off_t fs_max_blob_size(ocireg_store *s)
  * upload session, never a wrong answer). */
 #define HOLDERS_MARKER "holders.complete"
 
+typedef struct {
+    ocireg_store *s;
+    int (*stop)(void);
+} holder_fill;
+
 static apr_status_t fill_holders_of(void *ctx, apr_pool_t *p,
                                     const char *name, const char *path)
 {
-    ocireg_store *s = ctx;
+    holder_fill *h = ctx;
+    ocireg_store *s = h->s;
     apr_status_t rv = APR_SUCCESS;
-    DIR *links = opendir(apr_pstrcat(p, path, "/_layers/sha256", NULL));
+    DIR *links;
+    if (h->stop())
+        return APR_EINTR;
+    links = opendir(apr_pstrcat(p, path, "/_layers/sha256", NULL));
     struct dirent *l;
     while (links && rv == APR_SUCCESS && (l = readdir(links)) != NULL) {
         const char *digest = apr_pstrcat(p, "sha256:", l->d_name, NULL);
@@ -1062,16 +1061,18 @@ static apr_status_t fill_holders_of(void *ctx, apr_pool_t *p,
     return rv;
 }
 
-static apr_status_t fs_prepare(ocireg_store *s, apr_pool_t *p)
+static apr_status_t fs_prepare(ocireg_store *s, apr_pool_t *p,
+                               int (*stop)(void))
 {
     const char *marker = apr_pstrcat(p, FS(s)->root, "/" HOLDERS_MARKER,
                                      NULL);
+    holder_fill h = {s, stop};
     apr_status_t rv = path_exists(marker);
     if (rv != APR_ENOENT)
         return rv;
     rv = walk_repositories(p, apr_pstrcat(p, FS(s)->root, "/repositories",
                                           NULL),
-                           NULL, fill_holders_of, s);
+                           NULL, fill_holders_of, &h);
     if (rv == APR_SUCCESS)
         rv = write_atomic(s, p, marker, "", 0);
     return rv;

@@ -866,6 +866,7 @@ static apr_status_t s3_repo_exists(ocireg_store *s, apr_pool_t *p,
  * scans again. */
 typedef struct {
     ocireg_store *s;
+    int (*stop)(void);
     const char *repos;                     /* prefix of the scan */
     char indexed[OCIREG_NAME_MAX + 1];     /* last name given an entry */
 } backfill_ctx;
@@ -893,6 +894,8 @@ static apr_status_t backfill_key(void *ctx, apr_pool_t *page, const char *k,
     backfill_ctx *b = ctx;
     const char *cut = strstr(k, "/_"), *name, *rest;
     (void)is_prefix;
+    if (b->stop())
+        return APR_EINTR;
     if (!cut)
         return APR_SUCCESS;
     name = apr_pstrmemdup(page, k, (apr_size_t)(cut - k));
@@ -915,7 +918,15 @@ static apr_status_t backfill_key(void *ctx, apr_pool_t *page, const char *k,
     return APR_SUCCESS;
 }
 
-static apr_status_t ensure_listing_index(ocireg_store *s, apr_pool_t *p)
+/* A listing that finds the index incomplete completes it on its own
+ * request, which nothing stops short. */
+static int on_a_request(void)
+{
+    return 0;
+}
+
+static apr_status_t ensure_listing_index(ocireg_store *s, apr_pool_t *p,
+                                         int (*stop)(void))
 {
     ocireg_s3_list_args a;
     backfill_ctx *b;
@@ -924,6 +935,7 @@ static apr_status_t ensure_listing_index(ocireg_store *s, apr_pool_t *p)
         return APR_SUCCESS;
     b = apr_pcalloc(p, sizeof(*b));
     b->s = s;
+    b->stop = stop;
     memset(&a, 0, sizeof(a));
     a.prefix = key(s, p, "repositories/", "", "");
     rv = ocireg_s3_list_pages(S3(s)->s3, p, &a, backfill_key, b, NULL);
@@ -947,6 +959,7 @@ static apr_status_t ensure_listing_index(ocireg_store *s, apr_pool_t *p)
 
 typedef struct {
     ocireg_store *s;
+    int (*stop)(void);
     apr_pool_t *batch;                     /* keys of the ops below */
     ocireg_s3_op ops[HOLDER_FILL_BATCH];
     int n;
@@ -973,6 +986,8 @@ static apr_status_t holder_fill_key(void *ctx, apr_pool_t *page,
     const char *cut = strstr(k, "/_"), *name, *digest;
     ocireg_s3_op *op;
     (void)is_prefix;
+    if (h->stop())
+        return APR_EINTR;
     if (!cut || strncmp(cut + 1, "_layers/sha256/", 15) != 0)
         return APR_SUCCESS;
     name = apr_pstrmemdup(page, k, (apr_size_t)(cut - k));
@@ -988,7 +1003,8 @@ static apr_status_t holder_fill_key(void *ctx, apr_pool_t *page,
     return h->n == HOLDER_FILL_BATCH ? holder_fill_flush(h) : APR_SUCCESS;
 }
 
-static apr_status_t ensure_holder_index(ocireg_store *s, apr_pool_t *p)
+static apr_status_t ensure_holder_index(ocireg_store *s, apr_pool_t *p,
+                                        int (*stop)(void))
 {
     const char *marker = key(s, p, HOLDERS_MARKER, "", "");
     ocireg_s3_list_args a;
@@ -998,6 +1014,7 @@ static apr_status_t ensure_holder_index(ocireg_store *s, apr_pool_t *p)
         return rv;
     h = apr_pcalloc(p, sizeof(*h));
     h->s = s;
+    h->stop = stop;
     rv = apr_pool_create(&h->batch, p);
     if (rv != APR_SUCCESS)
         return rv;
@@ -1016,10 +1033,13 @@ static apr_status_t ensure_holder_index(ocireg_store *s, apr_pool_t *p)
  * the first listing asks for it (on an empty store, one LIST and the
  * marker); then the holder index is completed for links older than it
  * (on a store where that was done, one HEAD). */
-static apr_status_t s3_prepare(ocireg_store *s, apr_pool_t *p)
+static apr_status_t s3_prepare(ocireg_store *s, apr_pool_t *p,
+                               int (*stop)(void))
 {
-    apr_status_t rv = ensure_listing_index(s, p);
-    apr_status_t hrv = ensure_holder_index(s, p);
+    apr_status_t rv = ensure_listing_index(s, p, stop), hrv;
+    if (stop())
+        return APR_EINTR;
+    hrv = ensure_holder_index(s, p, stop);
     return rv != APR_SUCCESS ? rv : hrv;
 }
 
@@ -1075,7 +1095,7 @@ static apr_status_t s3_tag_list(ocireg_store *s, apr_pool_t *p,
                                 const char *name, const char *last, int n,
                                 apr_array_header_t **tags, int *more)
 {
-    apr_status_t rv = ensure_listing_index(s, p);
+    apr_status_t rv = ensure_listing_index(s, p, on_a_request);
     if (rv == APR_SUCCESS)
         rv = list_page(s, p, tags_prefix(s, p, name),
                        last ? tag_sort_name(p, last) : NULL, n, 1, tags,
@@ -1091,7 +1111,7 @@ static apr_status_t s3_repo_list(ocireg_store *s, apr_pool_t *p,
                                  const char *last, int n,
                                  apr_array_header_t **names, int *more)
 {
-    apr_status_t rv = ensure_listing_index(s, p);
+    apr_status_t rv = ensure_listing_index(s, p, on_a_request);
     *more = 0;
     if (rv != APR_SUCCESS) {
         *names = apr_array_make(p, 1, sizeof(const char *));

@@ -13,12 +13,15 @@ import pwd
 import grp
 import re
 import shutil
-import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from process import stop_process  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_TEMPLATE = REPO_ROOT / "conf" / "test-httpd.conf.in"
@@ -273,10 +276,14 @@ class HttpdInstance:
             report = self.san_dir / "report"
             env["LD_PRELOAD"] = " ".join(libs + [env.get("LD_PRELOAD", "")]).strip()
             # httpd frees its pools at exit in ways LeakSanitizer misreads,
-            # so leaks are left to the unit tests (and valgrind).
+            # so leaks are left to the unit tests (and valgrind). httpd's
+            # own SIGSEGV handler would hide a crash's stack behind a bare
+            # "exit signal Segmentation fault": ASan keeps its handler, and
+            # the crash becomes a report with the stack.
             env["ASAN_OPTIONS"] = ":".join([
                 "detect_leaks=0", "abort_on_error=1", "halt_on_error=1",
-                "strict_string_checks=1", f"log_path={report}"]
+                "strict_string_checks=1", "allow_user_segv_handler=0",
+                f"log_path={report}"]
                 + [os.environ.get("ASAN_OPTIONS", "")]).strip(":")
             env["UBSAN_OPTIONS"] = ":".join([
                 "print_stacktrace=1", "halt_on_error=1", "abort_on_error=1",
@@ -362,16 +369,7 @@ class HttpdInstance:
     def stop(self, timeout=20.0):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, timeout)
         self.proc = None
         try:
             self._stdout.close()
