@@ -19,6 +19,8 @@
 #include "ocireg_lock.h"
 
 #define OCIREG_DRIVER_STATE_SIZE 512
+/* The longest mirror mark (mirror_mark_put). */
+#define OCIREG_MIRROR_MARK_MAX 512
 
 typedef struct ocireg_store ocireg_store;
 typedef struct ocireg_upload_writer ocireg_upload_writer;
@@ -306,6 +308,32 @@ typedef struct {
     /* Lets go of the lock without removing it: the session it guarded was
      * committed or aborted, and its removal goes with the rest. */
     void (*upload_lock_drop)(ocireg_upload_lock *l);
+
+    /* Pull-through mirror (ocireg_mirror.h). A tag fetched from an
+     * upstream has a mark: what the mirror keeps about that fetch (the
+     * digest, when, the upstream's ETag), a line of text of at most
+     * OCIREG_MIRROR_MARK_MAX bytes the store keeps as it is. mark_get:
+     * APR_ENOENT when there is none; mark_delete: APR_SUCCESS when there
+     * was none either. */
+    apr_status_t (*mirror_mark_put)(ocireg_store *s, apr_pool_t *p,
+                                    const char *name, const char *tag,
+                                    const char *text);
+    apr_status_t (*mirror_mark_get)(ocireg_store *s, apr_pool_t *p,
+                                    const char *name, const char *tag,
+                                    char **text);
+    apr_status_t (*mirror_mark_delete)(ocireg_store *s, apr_pool_t *p,
+                                       const char *name, const char *tag);
+    /* The claim of fetching blob `digest` from an upstream into the
+     * store, once among every process and host sharing it. APR_SUCCESS
+     * when `me` holds it now (again: a renewal moves me->expires on),
+     * APR_EBUSY while another holder's claim stands (ocireg_lock_takeover
+     * says when it does not: lease run out, a dead process of this host).
+     * fill_release removes the claim if it is still me's. */
+    apr_status_t (*fill_claim)(ocireg_store *s, apr_pool_t *p,
+                               const char *digest,
+                               const ocireg_lock_owner *me);
+    void (*fill_release)(ocireg_store *s, apr_pool_t *p, const char *digest,
+                         const ocireg_lock_owner *me);
 
     /* Work a store does in the background once children serve, off every
      * request's path (S3: completes the listing index of a store written

@@ -1121,6 +1121,8 @@ static const ocireg_store_ops fs_ops = {
     fs_upload_lock_keep,
     fs_upload_unlock,
     fs_upload_lock_drop,
+    NULL, NULL, NULL, /* mirror marks: to do */
+    NULL, NULL,       /* fill claims: to do */
     fs_prepare,
 };
 

@@ -1254,6 +1254,8 @@ static const ocireg_store_ops s3_ops = {
     s3_upload_lock_keep,
     s3_upload_unlock,
     s3_upload_lock_drop,
+    NULL, NULL, NULL, /* mirror marks: to do */
+    NULL, NULL,       /* fill claims: to do */
     s3_prepare,
 };
 
