@@ -141,47 +141,62 @@ static apr_status_t read_cached(ocireg_req *q, const char *digest,
                                          &out->media_type);
 }
 
-/* Asks the rule's upstreams in order for the manifest `reference`; the
- * first that has it answers. APR_ENOENT when none has it. */
+/* Asks the rule's upstreams in order, with rq (its repo set for each),
+ * until one answers. The answer of the last attempt, or when every one
+ * failed the worst failure: APR_ENOENT only when no upstream failed
+ * otherwise. `may_go_on(ctx)` (NULL: always) says whether a failed
+ * attempt leaves room for the next: a blob whose bytes began to flow to
+ * the client does not. */
+static apr_status_t ask_upstreams(ocireg_req *q,
+                                  const ocireg_mirror_rule *rule,
+                                  ocireg_upstream_req *rq,
+                                  ocireg_upstream_result *res,
+                                  int (*may_go_on)(void *ctx), void *ctx)
+{
+    request_rec *r = q->r;
+    apr_status_t rv = OCIREG_UP_EUNAVAILABLE, worst = APR_SUCCESS;
+    int i;
+    memset(res, 0, sizeof(*res));
+    for (i = 0; i < rule->upstreams->nelts; i++) {
+        const ocireg_mirror_upstream *up =
+            &APR_ARRAY_IDX(rule->upstreams, i, ocireg_mirror_upstream);
+        ocireg_upstream *u = upstream_client(r, rule, up);
+        rq->repo =
+            ocireg_mirror_upstream_name(r->pool, rule, up, q->route.name);
+        if (!u || !rq->repo)
+            continue;
+        memset(res, 0, sizeof(*res));
+        rv = ocireg_upstream_fetch(u, r->pool, rq, res);
+        if (rv == APR_SUCCESS)
+            return rv;
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "OCIREG00555: %s %s of %s at %s: %s (%s)",
+                      rq->kind == OCIREG_UP_MANIFEST ? "manifest" : "blob",
+                      rq->reference, q->route.name,
+                      res->url ? res->url : "-",
+                      res->error ? res->error : "-",
+                      ocireg_status_why(r->pool, rv));
+        if (may_go_on && !may_go_on(ctx))
+            return rv;
+        if (worst == APR_SUCCESS || worst == APR_ENOENT)
+            worst = rv;
+    }
+    return worst != APR_SUCCESS ? worst : rv;
+}
+
 static apr_status_t fetch_manifest(ocireg_req *q,
                                    const ocireg_mirror_rule *rule,
                                    const char *reference,
                                    const char *if_none_match,
                                    ocireg_upstream_result *res)
 {
-    request_rec *r = q->r;
-    apr_status_t rv = OCIREG_UP_EUNAVAILABLE, first = APR_SUCCESS;
-    int i;
-    for (i = 0; i < rule->upstreams->nelts; i++) {
-        const ocireg_mirror_upstream *up =
-            &APR_ARRAY_IDX(rule->upstreams, i, ocireg_mirror_upstream);
-        ocireg_upstream *u = upstream_client(r, rule, up);
-        ocireg_upstream_req rq;
-        const char *name =
-            ocireg_mirror_upstream_name(r->pool, rule, up, q->route.name);
-        if (!u || !name)
-            continue;
-        memset(&rq, 0, sizeof(rq));
-        memset(res, 0, sizeof(*res));
-        rq.kind = OCIREG_UP_MANIFEST;
-        rq.repo = name;
-        rq.reference = reference;
-        rq.if_none_match = if_none_match;
-        rq.max = OCIREG_MANIFEST_MAX;
-        rv = ocireg_upstream_fetch(u, r->pool, &rq, res);
-        if (rv == APR_SUCCESS)
-            return rv;
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      "OCIREG00555: manifest %s:%s at %s: %s (%s)",
-                      q->route.name, reference, res->url ? res->url : "-",
-                      res->error ? res->error : "-",
-                      ocireg_status_why(r->pool, rv));
-        /* The worst answer stands unless a later upstream does better:
-         * "not there" only when no upstream failed. */
-        if (first == APR_SUCCESS || first == APR_ENOENT)
-            first = rv;
-    }
-    return first == APR_SUCCESS ? rv : first;
+    ocireg_upstream_req rq;
+    memset(&rq, 0, sizeof(rq));
+    rq.kind = OCIREG_UP_MANIFEST;
+    rq.reference = reference;
+    rq.if_none_match = if_none_match;
+    rq.max = OCIREG_MANIFEST_MAX;
+    return ask_upstreams(q, rule, &rq, res, NULL, NULL);
 }
 
 /* Stores a fetched manifest as a push would (content, referrer entry,
@@ -501,6 +516,11 @@ static void cut_client(blob_fill *f, const char *why)
     r->connection->aborted = 1;
 }
 
+static int nothing_started(void *ctx)
+{
+    return !((blob_fill *)ctx)->started;
+}
+
 /* One pass of a blob from the rule's upstreams to the client, and into
  * the store when `uuid` names an upload made for it. Returns the
  * request's answer. */
@@ -511,10 +531,10 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     request_rec *r = q->r;
     ocireg_store *st = q->store;
     ocireg_upstream_result res;
-    apr_status_t rv = OCIREG_UP_EUNAVAILABLE, worst = APR_SUCCESS;
+    ocireg_upstream_req rq;
+    apr_status_t rv;
     blob_fill f;
     char actual[72];
-    int i;
 
     memset(&f, 0, sizeof(f));
     memset(&res, 0, sizeof(res));
@@ -526,32 +546,18 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     f.claim = claim;
     f.renewed = apr_time_now();
     ocireg_hash_init(&f.hash);
-    for (i = 0; i < rule->upstreams->nelts && !f.started; i++) {
-        const ocireg_mirror_upstream *up =
-            &APR_ARRAY_IDX(rule->upstreams, i, ocireg_mirror_upstream);
-        ocireg_upstream *u = upstream_client(r, rule, up);
-        ocireg_upstream_req rq;
-        const char *name =
-            ocireg_mirror_upstream_name(r->pool, rule, up, q->route.name);
-        if (!u || !name)
-            continue;
-        if (uuid && !f.w) {
-            f.store_rv = st->ops->upload_open(st, r->pool, uuid, s->driver,
-                                              0, 0, -1, NULL, &f.w);
-            if (f.store_rv != APR_SUCCESS)
-                f.w = NULL;
-        }
-        memset(&rq, 0, sizeof(rq));
-        rq.kind = OCIREG_UP_BLOB;
-        rq.repo = name;
-        rq.reference = digest;
-        rq.sink = fill_sink;
-        rq.sink_ctx = &f;
-        rv = ocireg_upstream_fetch(u, r->pool, &rq, &res);
-        if (rv != APR_SUCCESS && !f.started
-            && (worst == APR_SUCCESS || worst == APR_ENOENT))
-            worst = rv;
+    if (uuid) {
+        f.store_rv = st->ops->upload_open(st, r->pool, uuid, s->driver, 0, 0,
+                                          -1, NULL, &f.w);
+        if (f.store_rv != APR_SUCCESS)
+            f.w = NULL;
     }
+    memset(&rq, 0, sizeof(rq));
+    rq.kind = OCIREG_UP_BLOB;
+    rq.reference = digest;
+    rq.sink = fill_sink;
+    rq.sink_ctx = &f;
+    rv = ask_upstreams(q, rule, &rq, &res, nothing_started, &f);
     if (rv == APR_SUCCESS && res.content_length >= 0
         && f.total != res.content_length)
         rv = OCIREG_UP_ETRUNCATED;
@@ -573,8 +579,6 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
         if (f.w)
             st->ops->upload_abort(st, r->pool, uuid, s->driver, 0, NULL);
         if (!f.started || nothing_sent(&f)) {
-            if (!f.started && worst != APR_SUCCESS)
-                rv = worst;
             if (rv == APR_ENOENT)
                 return ocireg_respond_error(r, HTTP_NOT_FOUND,
                                             OCIREG_E_BLOB_UNKNOWN, NULL,
@@ -629,32 +633,12 @@ static apr_status_t upstream_has_blob(ocireg_req *q,
                                       const char *digest,
                                       ocireg_upstream_result *res)
 {
-    request_rec *r = q->r;
-    apr_status_t rv = OCIREG_UP_EUNAVAILABLE, worst = APR_SUCCESS;
-    int i;
-    memset(res, 0, sizeof(*res));
-    for (i = 0; i < rule->upstreams->nelts; i++) {
-        const ocireg_mirror_upstream *up =
-            &APR_ARRAY_IDX(rule->upstreams, i, ocireg_mirror_upstream);
-        ocireg_upstream *u = upstream_client(r, rule, up);
-        ocireg_upstream_req rq;
-        const char *name =
-            ocireg_mirror_upstream_name(r->pool, rule, up, q->route.name);
-        if (!u || !name)
-            continue;
-        memset(&rq, 0, sizeof(rq));
-        memset(res, 0, sizeof(*res));
-        rq.kind = OCIREG_UP_BLOB;
-        rq.head = 1;
-        rq.repo = name;
-        rq.reference = digest;
-        rv = ocireg_upstream_fetch(u, r->pool, &rq, res);
-        if (rv == APR_SUCCESS)
-            return rv;
-        if (worst == APR_SUCCESS || worst == APR_ENOENT)
-            worst = rv;
-    }
-    return worst != APR_SUCCESS ? worst : rv;
+    ocireg_upstream_req rq;
+    memset(&rq, 0, sizeof(rq));
+    rq.kind = OCIREG_UP_BLOB;
+    rq.head = 1;
+    rq.reference = digest;
+    return ask_upstreams(q, rule, &rq, res, NULL, NULL);
 }
 
 /* A blob HEAD that missed: the upstream's answer, nothing stored. */
