@@ -77,27 +77,35 @@ static ocireg_upstream *upstream_client(request_rec *r,
 /* How an upstream failure is answered when nothing cached can stand in:
  * 503 while the upstream is unreachable or overloaded (worth a retry),
  * 502 when it answered something unusable (refused our credentials, a
- * wrong digest, a malformed answer). */
-static int upstream_failure(ocireg_req *q, apr_status_t rv, const char *what,
+ * wrong digest, a malformed answer). The code is the spec's for what the
+ * client asked for and does not get (its list has none for a gateway);
+ * the status and the message say why. */
+static int upstream_failure(ocireg_req *q, apr_status_t rv,
+                            ocireg_upstream_kind kind,
                             const ocireg_upstream_result *res)
 {
     request_rec *r = q->r;
     int status = rv == OCIREG_UP_EUNAVAILABLE ? HTTP_SERVICE_UNAVAILABLE
                                               : HTTP_BAD_GATEWAY;
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  "OCIREG00553: %s of %s from upstream %s failed and "
+                  "OCIREG00553: %s %s of %s: upstream %s failed and "
                   "nothing is cached: %s (%s)",
-                  what, q->route.name, res && res->url ? res->url : "-",
+                  kind == OCIREG_UP_MANIFEST ? "manifest" : "blob",
+                  q->route.arg, q->route.name,
+                  res && res->url ? res->url : "-",
                   res && res->error ? res->error : "-",
                   ocireg_status_why(r->pool, rv));
     if (status == HTTP_SERVICE_UNAVAILABLE)
         apr_table_setn(r->err_headers_out, "Retry-After", "30");
     return ocireg_respond_error(
-        r, status, OCIREG_E_UNAVAILABLE,
+        r, status,
+        kind == OCIREG_UP_MANIFEST ? OCIREG_E_MANIFEST_UNKNOWN
+                                   : OCIREG_E_BLOB_UNKNOWN,
         status == HTTP_SERVICE_UNAVAILABLE
-            ? "the upstream registry is unavailable"
-            : "the upstream registry gave an unusable answer",
-        q->route.name);
+            ? "not cached, and the upstream registry is unavailable"
+            : "not cached, and the upstream registry gave an unusable "
+              "answer",
+        q->route.arg);
 }
 
 /* --- manifests ----------------------------------------------------- */
@@ -358,7 +366,7 @@ int ocireg_mirror_manifest(ocireg_req *q, const ocireg_mirror_rule *rule,
                            &found);
         if (rv == APR_SUCCESS)
             goto answer;
-        return upstream_failure(q, OCIREG_UP_EINVALID, "a manifest fetch",
+        return upstream_failure(q, OCIREG_UP_EINVALID, OCIREG_UP_MANIFEST,
                                 &res);
     }
     if (rv == APR_ENOENT)
@@ -370,7 +378,7 @@ int ocireg_mirror_manifest(ocireg_req *q, const ocireg_mirror_rule *rule,
         serve_cached_instead(q, rv, &res, cached, &found);
         goto answer;
     }
-    return upstream_failure(q, rv, "a manifest fetch", &res);
+    return upstream_failure(q, rv, OCIREG_UP_MANIFEST, &res);
 
 answer:
     *digest = found.digest;
@@ -570,7 +578,7 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
                                     actual, NULL);
             if (nothing_sent(&f))
                 return upstream_failure(q, OCIREG_UP_EINVALID,
-                                        "a blob fetch", &res);
+                                        OCIREG_UP_BLOB, &res);
             cut_client(&f, res.error);
             return OK;
         }
@@ -583,7 +591,7 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
                 return ocireg_respond_error(r, HTTP_NOT_FOUND,
                                             OCIREG_E_BLOB_UNKNOWN, NULL,
                                             digest);
-            return upstream_failure(q, rv, "a blob fetch", &res);
+            return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
         }
         cut_client(&f, apr_pstrcat(r->pool, res.error ? res.error
                                                       : "the transfer failed",
@@ -652,7 +660,7 @@ static int head_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
         return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN,
                                     NULL, digest);
     if (rv != APR_SUCCESS)
-        return upstream_failure(q, rv, "a blob lookup", &res);
+        return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
     apr_table_setn(r->headers_out, "Docker-Content-Digest", digest);
     apr_table_setn(r->headers_out, "ETag",
                    apr_pstrcat(r->pool, "\"", digest, "\"", NULL));
@@ -689,7 +697,7 @@ static int link_stored(ocireg_req *q, const ocireg_mirror_rule *rule,
             return ocireg_respond_error(r, HTTP_NOT_FOUND,
                                         OCIREG_E_BLOB_UNKNOWN, NULL, digest);
         if (rv != APR_SUCCESS)
-            return upstream_failure(q, rv, "a blob lookup", &res);
+            return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
     }
     rv = st->ops->blob_link(st, r->pool, q->route.name, digest, NULL);
     if (rv != APR_SUCCESS)
