@@ -8,7 +8,8 @@ usage: bench.py [--quick] [--reps N] [--only SCENARIOS] [--stores fs,s3]
                 [--rtt-ms MS] [--json FILE]
 
 `--only latency` runs just the latency scenario (S3 behind a delaying
-proxy, tests/bench/rttproxy.py). Prints one markdown table (stdout), one
+proxy, tests/bench/rttproxy.py); `--only pullthrough` just the pull-through
+rows (OCIRegMirror against distribution's proxy mode, one upstream). Prints one markdown table (stdout), one
 more for scenario 9 and one for the latency scenario; progress goes to stderr. See README.md
 in this directory for what each row measures.
 """
@@ -338,18 +339,22 @@ class Registry:
 class Ocireg(Registry):
     name = "mod_ocireg"
 
-    def __init__(self, work, store, rgw, endpoint=None, part=PART, tag=None):
+    def __init__(self, work, store, rgw, endpoint=None, part=PART, tag=None, mirror=None):
         super().__init__(work, store, rgw)
         tag = tag or store
         self.data = os.path.join(work, f"ocireg-{tag}")
         self.logpath = os.path.join(work, f"ocireg-{tag}.log")
         self.endpoint = endpoint or (rgw.endpoint if rgw else None)
         self.part = part
+        self.mirror = mirror        # upstream URL: a pull-through mirror of every name
 
     def start(self):
         env = dict(os.environ)
-        for k in [k for k in env if k.startswith("S3_")]:
+        for k in [k for k in env if k.startswith(("S3_", "MIRROR"))]:
             del env[k]
+        if self.mirror:
+            # conf/run.sh: OCIRegMirror * <url> insecure (plain http upstream)
+            env.update(MIRROR=self.mirror, MIRROR_ALLOW_INSECURE="1")
         if self.store == "s3":
             env.update(S3_ENDPOINT=self.endpoint, S3_BUCKET="ocireg", S3_ACCESS_KEY=AK,
                        S3_SECRET_KEY=SK, S3_REGION="auto", S3_PART_SIZE=f"{self.part >> 20}M",
@@ -383,7 +388,7 @@ class Distribution(Registry):
     name = "distribution"
     bucket = "dist"
 
-    def __init__(self, work, store, rgw, endpoint=None, part=PART, tag=None):
+    def __init__(self, work, store, rgw, endpoint=None, part=PART, tag=None, proxy=None):
         super().__init__(work, store, rgw)
         tag = tag or store
         self.root = os.path.join(work, f"dist-{tag}")
@@ -402,7 +407,9 @@ class Distribution(Registry):
                     "storage:\n" + st +
                     "  redirect:\n    disable: true\n  delete:\n    enabled: true\n"
                     "  maintenance:\n    uploadpurging:\n      enabled: false\n"
-                    f"http:\n  addr: 127.0.0.1:{self.port}\n")
+                    f"http:\n  addr: 127.0.0.1:{self.port}\n"
+                    # proxy mode: a pull-through cache of that registry
+                    + (f"proxy:\n  remoteurl: {proxy}\n" if proxy else ""))
 
     def start(self):
         env = dict(os.environ)
@@ -1047,6 +1054,81 @@ def run_latency(cfg, work, rgw, data, rtt_ms, cleanup):
     return res, raw
 
 
+# ---------------------------------------------------------------- pull-through
+
+PT_REPO = "bench/pt"            # the image's name upstream, and through both mirrors
+
+
+def start_upstream(work, data, layer_size, layers):
+    """The pull-through scenario's upstream: one anonymous docker-registry
+    (tests/fixtures/upstream.py: filesystem storage, access log, request
+    counting) holding an OCI image of LAYERS gzip layers of LAYER_SIZE,
+    pushed with skopeo. Returns (upstream, manifest digest)."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "fixtures"))
+    from upstream import DistributionRegistry
+    up = DistributionRegistry(work, "pt-upstream").start()
+    layout = os.path.join(work, "oci-pt")
+    man_digest, _, _ = build_oci_layout(layout, data, layer_size, layers)
+    subprocess.run(["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false",
+                    f"oci:{layout}:v1", f"docker://{up.hostport}/{PT_REPO}:v1"],
+                   check=True, timeout=300)
+    shutil.rmtree(layout, ignore_errors=True)
+    c = Conn(up.port)
+    r, _ = req(c, "HEAD", f"/v2/{PT_REPO}/manifests/v1", want=200, headers={"Accept": OCI_MANIFEST})
+    c.close()
+    if r.getheader("Docker-Content-Digest") != man_digest:
+        raise RuntimeError("CHECK FAILED: the upstream holds another manifest than pushed")
+    return up, man_digest
+
+
+def upstream_requests(up, mark):
+    """Requests the upstream logged since MARK, once its log is quiet (three
+    polls 0.2 s apart with the same count: a registry that fetches on after
+    its client's answer is counted). Returns the count and the mix, e.g.
+    {"GET blob 200": 4, "HEAD manifest 200": 1}."""
+    last, still = None, 0
+    while still < 3:
+        up.sync()
+        got = up.requests_since(mark)
+        still = still + 1 if last is not None and len(got) == len(last) else 0
+        last = got
+        time.sleep(0.2)
+    mix = {}
+    for r in last:
+        path = r.path.split("?")[0]
+        kind = ("ping" if path.rstrip("/") == "/v2" else "manifest" if "/manifests/" in path
+                else "blob" if "/blobs/" in path else path)
+        k = f"{r.method} {kind} {r.status}"
+        mix[k] = mix.get(k, 0) + 1
+    return len(last), mix
+
+
+def pull_image(port, dest, man_digest, timeout=300):
+    """skopeo copy docker://127.0.0.1:PORT/bench/pt:v1 oci:DEST:v1. Returns
+    (seconds, None) when the copy worked (skopeo checks every blob's digest)
+    and the layout holds the upstream's manifest digest, else (None, why)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(["skopeo", "--insecure-policy", "copy", "-q", "--src-tls-verify=false",
+                            f"docker://127.0.0.1:{port}/{PT_REPO}:v1", f"oci:{dest}:v1"],
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"skopeo copy did not finish in {timeout} s"
+    secs = time.monotonic() - t0
+    try:
+        if p.returncode:
+            lines = (p.stderr or p.stdout).strip().splitlines()
+            return None, f"skopeo copy exited {p.returncode}: " + (lines[-1] if lines else "")
+        with open(os.path.join(dest, "index.json")) as f:
+            got = json.load(f)["manifests"][0]["digest"]
+        if got != man_digest:
+            return None, f"CHECK FAILED: pulled manifest {got}, upstream has {man_digest}"
+        return secs, None
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- the run
 
 class Results:
@@ -1061,10 +1143,13 @@ class Results:
         row = self.rows[key]
         row["o"].append(o)
         row["d"].append(d)
-        row["pairs"].append(o / d if d else float("nan"))
+        # None: that run failed (the table says so); no ratio for the pair
+        row["pairs"].append(o / d if o is not None and d else float("nan"))
 
 
 def fmt(v):
+    if v is None:
+        return "failed"
     if v != v:
         return "–"
     a = abs(v)
@@ -1077,17 +1162,29 @@ def fmt(v):
     return f"{v:.3f}"
 
 
+def cells(vs):
+    """Median and min–max of a row's runs; a failed run (None) is left out
+    and said: "failed" when every run failed, "(k/n failed)" otherwise."""
+    ok = [v for v in vs if v is not None]
+    if not ok:
+        return "**failed**", "–"
+    med = fmt(statistics.median(ok))
+    if len(ok) < len(vs):
+        med += f" ({len(vs) - len(ok)}/{len(vs)} failed)"
+    return med, f"{fmt(min(ok))}–{fmt(max(ok))}"
+
+
 def table(res):
     out = ["| # | scenario | store | metric | mod_ocireg median | min–max | distribution median | min–max | ratio o/d (median of pairs) |",
            "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for key in res.order:
         row = res.rows[key]
         m = row["meta"]
-        o, d, p = row["o"], row["d"], row["pairs"]
+        (om, orng), (dm, drng) = cells(row["o"]), cells(row["d"])
+        p = [v for v in row["pairs"] if v == v]
         out.append(f"| {m['n']} | {m['scenario']} | {m['store']} | {m['metric']} | "
-                   f"{fmt(statistics.median(o))} | {fmt(min(o))}–{fmt(max(o))} | "
-                   f"{fmt(statistics.median(d))} | {fmt(min(d))}–{fmt(max(d))} | "
-                   f"{fmt(statistics.median(p))} |")
+                   f"{om} | {orng} | {dm} | {drng} | "
+                   f"{fmt(statistics.median(p)) if p else '–'} |")
     return "\n".join(out)
 
 
@@ -1130,8 +1227,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--reps", type=int)
-    ap.add_argument("--only", default="1,2,3,5,6,7,9,latency",
-                    help="scenario numbers (4 comes with 1, 8 with 1 and 2) and/or latency")
+    ap.add_argument("--only", default="1,2,3,5,6,7,9,pullthrough,latency",
+                    help="scenario numbers (4 comes with 1, 8 with 1 and 2), pullthrough "
+                         "and/or latency")
     ap.add_argument("--rtt-ms", type=float, default=40.0,
                     help="round-trip time the latency scenario adds between registry and S3")
     ap.add_argument("--stores", default="fs,s3")
@@ -1146,13 +1244,14 @@ def main():
                fin_sizes=(64 * MiB, (512 if q else 4096) * MiB),
                rtt_ms=a.rtt_ms, lat_reps=1 if q else 2, lat_fin_reps=1 if q else 2,
                lat_skopeo_reps=1 if q else 3,
+               pt_layers=3, pt_layer=(8 if q else 32) * MiB,
                lat_fin_sizes=(256 * MiB, LAT_PART - 1, 17 * LAT_PART - 1),
                # 10 runs from 256 MiB to 2 GiB, mostly small: at 40 ms
                # distribution takes about 25 s per GiB
                lat_stall_sizes=tuple(m * MiB for m in (
                    (256,) * 3 if q else (256, 256, 512, 256, 256, 2048, 256, 256, 512, 256))))
     only = set(a.only.split(","))
-    classic = only - {"latency"}
+    classic = only - {"latency", "pullthrough"}     # the numbered scenarios
     stores = a.stores.split(",")
     if os.geteuid() != 0:
         sys.exit("bench.py must run as root (httpd drops to www-data; clear_refs for peak RSS)")
@@ -1162,14 +1261,18 @@ def main():
     res = Results()
     finrows = []
     ceil = {}
-    extra = {"s3_ops": []}
+    extra = {"s3_ops": [], "pullthrough_upstream": []}
     regs = []
     lat_cleanup = []
     lat_res, lat_raw = None, None
+    pt_failures = extra["pullthrough_failures"] = []
+    up = None
     rgw = Rgw(work)
     try:
         log(f"work dir {work}; config {cfg}")
         size = cfg["size"]
+        if not classic and "latency" not in only:       # pull-through alone
+            size = cfg["pt_layers"] * cfg["pt_layer"]
         data = memoryview(bytearray(os.urandom(size)))
         big_digest = sha(data)
         cs = cfg["conc_size"]
@@ -1187,6 +1290,10 @@ def main():
             ceil["loopback TCP copy MB/s (python sendall→recv_into)"] = ceiling_loopback(data)
             log(f"ceilings: {ceil}")
         gib = (1 << 30) / size
+        if "pullthrough" in only:
+            up, pt_digest = start_upstream(work, data, cfg["pt_layer"], cfg["pt_layers"])
+            log(f"pull-through upstream {up.url}: {PT_REPO}:v1, {cfg['pt_layers']} × "
+                f"{cfg['pt_layer'] >> 20} MiB layers, manifest {pt_digest[:19]}…")
         if "latency" in only and "s3" not in stores:
             log("the latency scenario needs the S3 store (--stores ...,s3): skipped")
 
@@ -1202,11 +1309,13 @@ def main():
             regs[:] = [o_reg, d_reg]
             sname = "filesystem" if store == "fs" else "S3 (RGW)"
 
-            def pairs(job):
+            def pairs(job, o=None, d=None):
                 """job(reg) -> dict metric-key -> (meta, value); runs it REPS
-                times per registry, alternating which goes first."""
+                times per registry (o_reg and d_reg unless O and D are given),
+                alternating which goes first."""
+                o, d = o or o_reg, d or d_reg
                 for rep in range(cfg["reps"]):
-                    order = [o_reg, d_reg] if rep % 2 == 0 else [d_reg, o_reg]
+                    order = [o, d] if rep % 2 == 0 else [d, o]
                     got = {}
                     for reg in order:
                         reg.restart()
@@ -1399,6 +1508,47 @@ def main():
                     }
                 pairs(job7)
 
+            if "pullthrough" in only:
+                nl, ls = cfg["pt_layers"], cfg["pt_layer"] >> 20
+                log(f"{store}: pull-through: skopeo pull of {nl} × {ls} MiB through "
+                    f"OCIRegMirror and distribution's proxy mode, first and cached")
+                o_pt = Ocireg(work, store, rgw, tag=f"{store}-pt", mirror=up.url)
+                d_pt = Distribution(work, store, rgw, tag=f"{store}-pt", proxy=up.url)
+                regs.extend([o_pt, d_pt])
+                pt_rep = {}
+
+                def jobP(reg):
+                    pt_rep[reg.name] = pt_rep.get(reg.name, 0) + 1
+                    out = {}
+                    for phase, label in (("first", f"pull-through: first pull (cold cache), "
+                                                   f"skopeo, {nl} layers × {ls} MiB"),
+                                         ("cached", "pull-through: second pull (cached)")):
+                        mark = up.mark()
+                        mem = MemProbe(reg)
+                        secs, why = pull_image(reg.port, os.path.join(work, "oci-pt-pull"),
+                                               pt_digest)
+                        growth, _ = mem.result()
+                        n, mix = upstream_requests(up, mark)
+                        extra["pullthrough_upstream"].append(
+                            {"registry": reg.name, "store": store, "rep": pt_rep[reg.name],
+                             "pull": phase, "requests": n, "mix": mix})
+                        log(f"  {reg.name} {phase} pull: upstream requests {n} {mix}")
+                        if why:
+                            # a failed pull is a failed row, not a crash: its
+                            # numbers would measure an error answer
+                            log(f"  {reg.name} {phase} pull FAILED ({n} upstream requests): {why}")
+                            pt_failures.append({"registry": reg.name, "store": store,
+                                                "rep": pt_rep[reg.name], "pull": phase,
+                                                "upstream_requests": n, "error": why})
+                            secs = n = growth = None
+                        out[("P", phase, "s")] = ({"n": "P", "scenario": label, "metric": "wall s"}, secs)
+                        out[("P", phase, "up")] = ({"n": "P", "scenario": "  same", "metric": "upstream requests"}, n)
+                        out[("P", phase, "rss")] = ({"n": "P", "scenario": "  same", "metric": "peak RSS growth MiB"}, growth)
+                    return out
+                pairs(jobP, o_pt, d_pt)
+                o_pt.stop()
+                d_pt.stop()
+
             if store == "s3" and "latency" in only:
                 log(f"s3: latency scenario: RTT {cfg['rtt_ms']:g} ms between each registry "
                     f"and RGW, {LAT_PART >> 20} MiB parts")
@@ -1409,14 +1559,18 @@ def main():
             if store == "s3":
                 rgw.stop()
     finally:
+        if up is not None:
+            up.stop()
         for r in regs + lat_cleanup:
             try:
                 r.stop()
             except Exception as e:      # keep stopping the rest
                 log(f"stopping {getattr(r, 'name', 'the S3 proxy')}: {e}")
         rgw.stop()
+        # the upstream's registry.log stays with the other logs
+        shutil.rmtree(os.path.join(work, "pt-upstream", "data"), ignore_errors=True)
         for d in glob.glob(os.path.join(work, "*")):
-            if os.path.basename(d) not in ("rgw",) and not d.endswith(".log"):
+            if os.path.basename(d) not in ("rgw", "pt-upstream") and not d.endswith(".log"):
                 shutil.rmtree(d, ignore_errors=True) if os.path.isdir(d) else None
         shutil.rmtree(os.path.join(work, "rgw", "osd"), ignore_errors=True)
 
@@ -1429,6 +1583,12 @@ def main():
         out.append("")
     if res.order:
         out.append(table(res))
+        out.append("")
+    if pt_failures:
+        out.append("Pull-through runs that failed (their rows say failed):\n")
+        for f in pt_failures:
+            out.append(f"- {f['registry']}, {f['store']}, run {f['rep']}, {f['pull']} pull "
+                       f"({f['upstream_requests']} upstream requests): {f['error']}")
         out.append("")
     if finrows:
         out.append("Scenario 9: finalize (closing PUT after one chunked PATCH) against blob size, mod_ocireg:\n")
