@@ -22,6 +22,8 @@
 #include "http_request.h"
 #include "apr_strings.h"
 #include "apr_buckets.h"
+#include "apr_hash.h"
+#include "apr_thread_mutex.h"
 #include "mod_ocireg.h"
 #include "ocireg_parse.h"
 #include "ocireg_manifest.h"
@@ -46,6 +48,16 @@ APLOG_USE_MODULE(ocireg);
 static ocireg_http_pool *up_handles;
 static ocireg_upstream_tokens *up_tokens;
 
+/* Upstreams found unavailable lately, per process. While every upstream of
+ * a rule failed so within DOWN_MEMO, a stale cached tag is served without
+ * asking again: an upstream that drops packets costs each request its
+ * connect timeout, and a registry in an outage would cost every pull that.
+ * What is not cached still asks. */
+#define DOWN_MEMO apr_time_from_sec(10)
+static apr_thread_mutex_t *down_lock;
+static apr_hash_t *down_since;           /* base URL -> apr_time_t * */
+static apr_pool_t *down_pool;
+
 void ocireg_mirror_child_init(apr_pool_t *pchild)
 {
     if (ocireg_http_pool_create(pchild, &up_handles) != APR_SUCCESS)
@@ -53,6 +65,48 @@ void ocireg_mirror_child_init(apr_pool_t *pchild)
     if (ocireg_upstream_tokens_create(pchild, 256, &up_tokens)
         != APR_SUCCESS)
         up_tokens = NULL;
+    down_pool = pchild;
+    down_since = apr_hash_make(pchild);
+    if (apr_thread_mutex_create(&down_lock, APR_THREAD_MUTEX_DEFAULT, pchild)
+        != APR_SUCCESS)
+        down_lock = NULL;
+}
+
+static void note_upstream(const char *base_url, int down)
+{
+    apr_time_t *since;
+    if (!down_lock)
+        return;
+    apr_thread_mutex_lock(down_lock);
+    since = apr_hash_get(down_since, base_url, APR_HASH_KEY_STRING);
+    if (!since && down) {
+        /* One entry per configured upstream: bounded by the config. */
+        since = apr_pcalloc(down_pool, sizeof(*since));
+        apr_hash_set(down_since, apr_pstrdup(down_pool, base_url),
+                     APR_HASH_KEY_STRING, since);
+    }
+    if (since)
+        *since = down ? apr_time_now() : 0;
+    apr_thread_mutex_unlock(down_lock);
+}
+
+static int rule_recently_down(const ocireg_mirror_rule *rule)
+{
+    int i, down = 1;
+    apr_time_t now = apr_time_now();
+    if (!down_lock)
+        return 0;
+    apr_thread_mutex_lock(down_lock);
+    for (i = 0; i < rule->upstreams->nelts && down; i++) {
+        const apr_time_t *since = apr_hash_get(
+            down_since,
+            APR_ARRAY_IDX(rule->upstreams, i, ocireg_mirror_upstream)
+                .base_url,
+            APR_HASH_KEY_STRING);
+        down = since && *since && now - *since < DOWN_MEMO;
+    }
+    apr_thread_mutex_unlock(down_lock);
+    return down;
 }
 
 static ocireg_upstream *upstream_client(request_rec *r,
@@ -175,6 +229,7 @@ static apr_status_t ask_upstreams(ocireg_req *q,
             continue;
         memset(res, 0, sizeof(*res));
         rv = ocireg_upstream_fetch(u, r->pool, rq, res);
+        note_upstream(up->base_url, rv == OCIREG_UP_EUNAVAILABLE);
         if (rv == APR_SUCCESS)
             return rv;
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
@@ -351,7 +406,13 @@ int ocireg_mirror_manifest(ocireg_req *q, const ocireg_mirror_rule *rule,
     if (rv == APR_SUCCESS)
         goto answer;
 
-    rv = fetch_manifest(q, rule, ref, inm, &res);
+    if (cached && rule_recently_down(rule)) {
+        memset(&res, 0, sizeof(res));
+        res.error = "found unavailable within the last seconds";
+        rv = OCIREG_UP_EUNAVAILABLE;
+    }
+    else
+        rv = fetch_manifest(q, rule, ref, inm, &res);
     if (rv == APR_SUCCESS && res.not_modified && cached) {
         rv = read_cached(q, cached, want_body, &found);
         if (rv == APR_SUCCESS) {
