@@ -94,6 +94,12 @@ apr_status_t ocireg_uploads_release(ocireg_uploads *u,
                                     const ocireg_upload_session *updated,
                                     const char *uuid);
 
+/* Stores `updated` (found by its id) into a session this process
+ * holds, which stays held: progress others may watch. APR_ENOENT when
+ * this process does not hold it. */
+apr_status_t ocireg_uploads_update(ocireg_uploads *u,
+                                   const ocireg_upload_session *updated);
+
 /* Removes an acquired session. */
 apr_status_t ocireg_uploads_remove(ocireg_uploads *u, const char *uuid);
 

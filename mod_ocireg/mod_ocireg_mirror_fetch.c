@@ -44,6 +44,12 @@ APLOG_USE_MODULE(ocireg);
  * often, and at most this long, before it fetches itself. */
 #define FILL_POLL apr_time_from_msec(100)
 #define FILL_WAIT_MAX apr_time_from_sec(3600)
+/* The fetching process tells its progress in its slot about this often;
+ * a waiter that sees none for FILL_STALL (a first client that stopped
+ * reading holds its fetch back) streams from upstream itself, without
+ * storing, rather than wait for httpd's Timeout to drop that client. */
+#define FILL_PROGRESS apr_time_from_sec(1)
+#define FILL_STALL apr_time_from_sec(10)
 
 static ocireg_http_pool *up_handles;
 static ocireg_upstream_tokens *up_tokens;
@@ -479,6 +485,9 @@ typedef struct {
     /* the claim among hosts, renewed while the fetch goes on */
     ocireg_lock_owner *claim;
     apr_time_t renewed;
+    /* this host's slot, where waiters see the fetch move on */
+    ocireg_upload_session *slot;
+    apr_time_t told;
 } blob_fill;
 
 static void start_client(blob_fill *f)
@@ -529,6 +538,13 @@ static apr_status_t fill_sink(void *ctx, const char *buf, apr_size_t n)
     f->total += (apr_off_t)n;
     if (f->w && f->store_rv == APR_SUCCESS)
         f->store_rv = st->ops->upload_write(f->w, buf, n);
+    if (f->slot && apr_time_now() - f->told > FILL_PROGRESS) {
+        /* The slot's offset and hash stay those of an empty upload (what
+         * the expiry would abort); its time says bytes flow. */
+        f->told = apr_time_now();
+        f->slot->touched = f->told;
+        ocireg_uploads_update(f->q->uploads, f->slot);
+    }
     if (f->claim && st->ops->fill_claim
         && apr_time_now() - f->renewed > ocireg_conf_upload_lease / 3) {
         f->renewed = apr_time_now();
@@ -613,7 +629,8 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     f.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     f.held = apr_palloc(r->pool, HOLD_BUFFER);
     f.claim = claim;
-    f.renewed = apr_time_now();
+    f.renewed = f.told = apr_time_now();
+    f.slot = uuid ? s : NULL;
     ocireg_hash_init(&f.hash);
     if (uuid) {
         f.store_rv = st->ops->upload_open(st, r->pool, uuid, s->driver, 0, 0,
@@ -796,6 +813,28 @@ static void drop_fill_slot(ocireg_req *q, const char *uuid)
     q->held_slot = 0;
 }
 
+/* Waits while the slot `uuid` is there and its holder's progress (the
+ * time bytes last flowed) moves. 1 when the slot is gone (the
+ * fetch ended: look again), 0 when it stalled or took too long. */
+static int fill_moves_on(ocireg_req *q, const char *uuid,
+                         apr_time_t waited_since)
+{
+    ocireg_upload_session seen;
+    apr_time_t touched = -1, moved = apr_time_now();
+    for (;;) {
+        apr_time_t now = apr_time_now();
+        if (ocireg_uploads_get(q->uploads, uuid, &seen) != APR_SUCCESS)
+            return 1;
+        if (seen.touched != touched) {
+            touched = seen.touched;
+            moved = now;
+        }
+        if (now - moved > FILL_STALL || now - waited_since > FILL_WAIT_MAX)
+            return 0;
+        apr_sleep(FILL_POLL);
+    }
+}
+
 int ocireg_mirror_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
                        const char *digest)
 {
@@ -826,14 +865,10 @@ int ocireg_mirror_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
         rv = take_fill_slot(q, uuid, &s);
         if (rv != APR_EEXIST)
             break;
-        /* Another process of this host fetches it: wait for its end. */
+        /* Another process of this host fetches it: wait for its end
+         * while it moves on. */
         waited = 1;
-        while (ocireg_uploads_has(q->uploads, uuid)
-               && apr_time_now() - waited_since < FILL_WAIT_MAX
-               && !r->connection->aborted)
-            apr_sleep(FILL_POLL);
-        if (apr_time_now() - waited_since >= FILL_WAIT_MAX
-            || r->connection->aborted) {
+        if (!fill_moves_on(q, uuid, waited_since)) {
             rv = APR_TIMEUP;
             break;
         }

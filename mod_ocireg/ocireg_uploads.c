@@ -391,6 +391,22 @@ apr_status_t ocireg_uploads_release(ocireg_uploads *u,
     return rv;
 }
 
+apr_status_t ocireg_uploads_update(ocireg_uploads *u,
+                                   const ocireg_upload_session *updated)
+{
+    apr_status_t rv = lock(u);
+    slot_t *sl;
+    if (rv != APR_SUCCESS)
+        return rv;
+    sl = find(u, updated->uuid);
+    if (!sl || sl->holder != (apr_int32_t)getpid())
+        rv = APR_ENOENT;
+    else
+        sl->s = *updated;
+    unlock(u);
+    return rv;
+}
+
 apr_status_t ocireg_uploads_remove(ocireg_uploads *u, const char *uuid)
 {
     apr_status_t rv = lock(u);

@@ -171,11 +171,20 @@ static void test_acquire_release_roundtrip(void **st)
     /* can be acquired again after release */
     assert_int_equal(ocireg_uploads_acquire(up, s.uuid, &again), APR_SUCCESS);
     assert_session_equal(&got, &again);
+    /* an update while held keeps it held */
+    again.offset = 11;
+    assert_int_equal(ocireg_uploads_update(up, &again), APR_SUCCESS);
+    assert_int_equal(ocireg_uploads_acquire(up, s.uuid, &again), APR_EBUSY);
+    assert_int_equal(ocireg_uploads_get(up, s.uuid, &again), APR_SUCCESS);
+    assert_true(again.offset == 11);
+    got.offset = 11;
     /* release with NULL keeps it unchanged */
     assert_int_equal(ocireg_uploads_release(up, NULL, s.uuid), APR_SUCCESS);
     assert_int_equal(ocireg_uploads_get(up, s.uuid, &again), APR_SUCCESS);
     assert_session_equal(&got, &again);
     assert_int_equal(ocireg_uploads_count(up), 1);
+    /* only the holder updates */
+    assert_int_equal(ocireg_uploads_update(up, &again), APR_ENOENT);
 }
 
 static void test_acquire_twice_busy(void **st)
