@@ -749,34 +749,23 @@ static int head_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
 }
 
 /* The store has the blob, but not under this name. Its bytes may be
- * anyone's (a private repository's layer): they become readable here only
- * when they came through this same rule (a holder the rule mirrors) or the
- * upstream says it has them, never on a digest alone. Returns DECLINED
- * once linked, or the answer. */
+ * anyone's (a private repository's layer, a layer of an upstream
+ * repository only some clients may pull here): they become readable under
+ * this name only once the upstream says this name has them (one HEAD, no
+ * transfer), never on a digest alone. Returns DECLINED once linked, or
+ * the answer. */
 static int link_stored(ocireg_req *q, const ocireg_mirror_rule *rule,
                        const char *digest)
 {
     request_rec *r = q->r;
     ocireg_store *st = q->store;
-    apr_array_header_t *holders = NULL;
     ocireg_upstream_result res;
-    apr_status_t rv;
-    int i, vouched = 0;
-    if (st->ops->blob_holders
-        && st->ops->blob_holders(st, r->pool, digest, 100, &holders)
-               == APR_SUCCESS)
-        for (i = 0; i < holders->nelts && !vouched; i++)
-            vouched = ocireg_mirror_rule_for(
-                          r, APR_ARRAY_IDX(holders, i, const char *))
-                      == rule;
-    if (!vouched) {
-        rv = upstream_has_blob(q, rule, digest, &res);
-        if (rv == APR_ENOENT)
-            return ocireg_respond_error(r, HTTP_NOT_FOUND,
-                                        OCIREG_E_BLOB_UNKNOWN, NULL, digest);
-        if (rv != APR_SUCCESS)
-            return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
-    }
+    apr_status_t rv = upstream_has_blob(q, rule, digest, &res);
+    if (rv == APR_ENOENT)
+        return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN,
+                                    NULL, digest);
+    if (rv != APR_SUCCESS)
+        return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
     rv = st->ops->blob_link(st, r->pool, q->route.name, digest, NULL);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "linking a cached blob");
