@@ -105,6 +105,10 @@ typedef struct {
     int token_fetches;           /* token requests this call made */
     const char *url;             /* the last URL asked (no credentials) */
     const char *error;           /* for the log, when not APR_SUCCESS */
+    /* OCIREG_UP_EUNAVAILABLE because a connection or an answer took
+     * longer than the timeouts allow (not refused, not a 5xx): the
+     * upstream may drop packets, and asking again costs as long. */
+    int timed_out;
 } ocireg_upstream_result;
 
 apr_status_t ocireg_upstream_fetch(ocireg_upstream *u, apr_pool_t *p,

@@ -54,10 +54,11 @@ APLOG_USE_MODULE(ocireg);
 static ocireg_http_pool *up_handles;
 static ocireg_upstream_tokens *up_tokens;
 
-/* Upstreams found unavailable lately, per process. While every upstream of
- * a rule failed so within DOWN_MEMO, a stale cached tag is served without
- * asking again: an upstream that drops packets costs each request its
- * connect timeout, and a registry in an outage would cost every pull that.
+/* Upstreams that timed out lately, per process. While every upstream of a
+ * rule did within DOWN_MEMO, a stale cached tag is served without asking
+ * again: an upstream that drops packets costs each request its timeout,
+ * and a registry in such an outage would cost every pull that. One that
+ * refuses connections or answers 5xx costs little to ask and is asked.
  * What is not cached still asks. */
 #define DOWN_MEMO apr_time_from_sec(10)
 static apr_thread_mutex_t *down_lock;
@@ -235,7 +236,8 @@ static apr_status_t ask_upstreams(ocireg_req *q,
             continue;
         memset(res, 0, sizeof(*res));
         rv = ocireg_upstream_fetch(u, r->pool, rq, res);
-        note_upstream(up->base_url, rv == OCIREG_UP_EUNAVAILABLE);
+        note_upstream(up->base_url,
+                      rv == OCIREG_UP_EUNAVAILABLE && res->timed_out);
         if (rv == APR_SUCCESS)
             return rv;
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
@@ -414,7 +416,7 @@ int ocireg_mirror_manifest(ocireg_req *q, const ocireg_mirror_rule *rule,
 
     if (cached && rule_recently_down(rule)) {
         memset(&res, 0, sizeof(res));
-        res.error = "found unavailable within the last seconds";
+        res.error = "timed out within the last seconds";
         rv = OCIREG_UP_EUNAVAILABLE;
     }
     else

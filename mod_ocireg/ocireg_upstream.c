@@ -758,6 +758,7 @@ static apr_status_t exchange_outcome(exchange *x, CURLcode cc, int head)
                                    && res->status < 300))
             return OCIREG_UP_ETRUNCATED;
         res->status = 0;
+        res->timed_out = cc == CURLE_OPERATION_TIMEDOUT;
         return OCIREG_UP_EUNAVAILABLE;
     }
     if (!head && res->status >= 200 && res->status < 300
