@@ -1,0 +1,734 @@
+"""The pull-through mirror (issue #12) serving, on both stores, from real
+upstream registries on loopback: Debian's docker-registry anonymous and
+behind Basic auth (tests/fixtures/upstream.py), and a second mod_ocireg
+demanding bearer tokens from the token server of test_auth_tokens.py.
+
+skopeo and curl pull through the mirror and the digests are compared with
+what the upstream holds; a second pull is a cache hit (the upstream's
+access log shows no request); a tag that moves upstream is picked up after
+its TTL and not before, re-checked with a conditional request; an upstream
+killed mid-blob gives the client an error and leaves nothing cached; an
+upstream stopped altogether still lets cached images pull, tags included;
+ten concurrent pulls of one 200 MB blob reach the upstream once while the
+children's memory stays small; pushes into mirrored names are refused
+unless the rule says `local`; the access rules apply to mirrored names
+before any upstream request."""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import UPSTREAM_PASSWORD, UPSTREAM_USER
+from httpd_harness import HttpdInstance, htpasswd_file, sanitizer_runtimes, wait_for
+from ocireg_client import (ALL_MANIFEST_TYPES, MT_OCI_CONFIG, MT_OCI_LAYER,
+                           MT_OCI_MANIFEST, Registry, assert_error, header_ci, sha256)
+from test_auth_tokens import (USERS, Bearer, claims, es256, keys,  # noqa: F401
+                              token_conf, token_server)
+from test_hostile_input import children_of, vm_kib
+from test_skopeo import SKOPEO, skopeo, skopeo_env  # noqa: F401
+
+MiB = 1024 * 1024
+# The tag TTL of the rule whose tags are re-checked within a test.
+SHORT_TTL = 3
+# What the mirror answers when the upstream cannot give what is not cached.
+UNAVAILABLE_STATUSES = (502, 503)
+# Log tags of the serving code that a test provoking upstream failures may
+# see at error level.
+MIRROR_TAGS = r"OCIREG005[5-7]\d"
+
+needs_skopeo = pytest.mark.skipif(SKOPEO is None, reason="skopeo not installed")
+
+
+# -- images ------------------------------------------------------------------
+
+def layer_tgz(size, name="data.bin"):
+    """A gzip'd tar of one file of random bytes, and its diff_id."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo(name)
+        ti.size = size
+        ti.mtime = 1700000000
+        tf.addfile(ti, io.BytesIO(os.urandom(size)))
+    tar = raw.getvalue()
+    return gzip.compress(tar, compresslevel=1, mtime=0), sha256(tar)
+
+
+def make_image(sizes=(4096, 150000)):
+    """A real OCI image: config bytes and gzip'd tar layers (what skopeo
+    copies without complaint)."""
+    layers, diff_ids = [], []
+    for i, size in enumerate(sizes):
+        gz, diff = layer_tgz(size, f"layer{i}/data.bin")
+        layers.append(gz)
+        diff_ids.append(diff)
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "config": {"Cmd": ["/bin/true"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                         "nonce": os.urandom(8).hex()}).encode()
+    return config, layers
+
+
+def push_image_to(base_url, repo, tag, auth=None, sizes=(4096, 150000), image=None):
+    """Pushes an image (POST then PUT with the digest, what every registry
+    takes) to base_url; returns {"manifest", "digest", "config", "layers",
+    "blobs": {digest: bytes}}."""
+    config, layers = image or make_image(sizes)
+    s = requests.Session()
+    s.auth = auth
+    blobs = {}
+    try:
+        for data in [config] + layers:
+            d = sha256(data)
+            blobs[d] = data
+            r = s.post(f"{base_url}/v2/{repo}/blobs/uploads/", timeout=30)
+            assert r.status_code == 202, (r.status_code, r.text)
+            loc = r.headers["Location"]
+            if loc.startswith("/"):
+                loc = base_url + loc
+            r = s.put(loc + ("&" if "?" in loc else "?") + f"digest={d}", data=data,
+                      headers={"Content-Type": "application/octet-stream"}, timeout=60)
+            assert r.status_code == 201, (r.status_code, r.text)
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": MT_OCI_MANIFEST,
+            "config": {"mediaType": MT_OCI_CONFIG, "digest": sha256(config),
+                       "size": len(config)},
+            "layers": [{"mediaType": MT_OCI_LAYER, "digest": sha256(l), "size": len(l)}
+                       for l in layers]}).encode()
+        r = s.put(f"{base_url}/v2/{repo}/manifests/{tag}", data=manifest,
+                  headers={"Content-Type": MT_OCI_MANIFEST}, timeout=30)
+        assert r.status_code == 201, (r.status_code, r.text)
+    finally:
+        s.close()
+    return {"manifest": manifest, "digest": sha256(manifest), "config": sha256(config),
+            "layers": [sha256(l) for l in layers], "blobs": blobs}
+
+
+def slug(repo):
+    """A one-component name from the test's repository name."""
+    return repo.replace("/", "-")
+
+
+# -- answers -----------------------------------------------------------------
+
+def assert_unavailable(r):
+    """502/503 with an OCI JSON error body whose code is UNAVAILABLE (the
+    code distribution uses; not among the spec's, so checked here)."""
+    assert r.status_code in UNAVAILABLE_STATUSES, \
+        f"{r.request.method} {r.url}: {r.status_code} {r.text[:300]}"
+    assert r.headers.get("Docker-Distribution-API-Version") == "registry/2.0"
+    if r.request.method == "HEAD":
+        return
+    ct = (r.headers.get("Content-Type") or "").split(";")[0].strip()
+    assert ct == "application/json", (ct, r.text[:300])
+    doc = r.json()
+    codes = [e["code"] for e in doc["errors"]]
+    assert "UNAVAILABLE" in codes, doc
+    assert all("message" in e for e in doc["errors"]), doc
+
+
+def curl(url, out, *opts, method=None):
+    """curl to a file: (status, headers dict lowercased)."""
+    args = ["curl", "-sS", "-o", str(out), "-D", "-", "-w", "\n%{http_code}", *opts]
+    if method == "HEAD":
+        args.append("-I")
+    p = subprocess.run(args + [url], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.rstrip("\n").splitlines()
+    status = int(lines[-1])
+    headers = {}
+    for l in lines[:-1]:
+        if ":" in l:
+            k, v = l.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    return status, headers
+
+
+def file_digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(MiB), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def curl_pull(base, name, img, tmp_path, ref="v1"):
+    """curl GETs of the manifest by tag and by digest and of every blob;
+    each compared with the upstream's bytes."""
+    accept = ["-H", f"Accept: {ALL_MANIFEST_TYPES}"]
+    out = tmp_path / f"m-{os.urandom(4).hex()}"
+    for r in (ref, img["digest"]):
+        status, h = curl(f"{base}/v2/{name}/manifests/{r}", out, *accept)
+        assert status == 200, (r, status, out.read_bytes()[:300])
+        assert out.read_bytes() == img["manifest"]
+        assert h.get("docker-content-digest") == img["digest"]
+        assert h.get("content-type") == MT_OCI_MANIFEST
+        status, h = curl(f"{base}/v2/{name}/manifests/{r}", out, *accept, method="HEAD")
+        assert status == 200 and h.get("docker-content-digest") == img["digest"]
+        assert int(h["content-length"]) == len(img["manifest"])
+    for d, data in img["blobs"].items():
+        status, h = curl(f"{base}/v2/{name}/blobs/{d}", out)
+        assert status == 200, (d, status, out.read_bytes()[:300])
+        assert file_digest(out) == d and out.stat().st_size == len(data)
+        status, h = curl(f"{base}/v2/{name}/blobs/{d}", out, method="HEAD")
+        assert status == 200 and int(h["content-length"]) == len(data)
+
+
+def skopeo_pull(env, hostport, name, ref, img, dest):
+    """skopeo copy docker://mirror/name:ref (or @digest) to a dir:, checked
+    against the upstream's manifest and blobs."""
+    sep = "@" if ref.startswith("sha256:") else ":"
+    skopeo(env, "copy", "--src-tls-verify=false", "--src-no-creds",
+           f"docker://{hostport}/{name}{sep}{ref}", f"dir:{dest}")
+    manifest = (dest / "manifest.json").read_bytes()
+    assert sha256(manifest) == img["digest"], manifest[:300]
+    for d in img["blobs"]:
+        assert file_digest(dest / d.split(":")[1]) == d
+
+
+def digest_of(reg, name, ref):
+    r = reg.get_manifest(name, ref)
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    assert header_ci(r.headers, "Docker-Content-Digest") == sha256(r.content)
+    return sha256(r.content)
+
+
+def manifest_requests(reqs, upstream_name, ref):
+    return [q for q in reqs if q.path == f"/v2/{upstream_name}/manifests/{ref}"]
+
+
+# -- upstreams and mirrors -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bearer_upstream(base_dir, keys, token_server):  # noqa: F811
+    """A mod_ocireg (filesystem store) that demands tokens of the token
+    server; alice may pull and push tok/*."""
+    inst = HttpdInstance("mirror-upstream-tokens", base_dir,
+                         location_auth=token_conf(token_server.realm, keys))
+    inst.start()
+    yield inst
+    inst.stop()
+
+
+@pytest.fixture(scope="module")
+def flaky(base_dir):
+    """An anonymous docker-registry of this module's own, which tests kill
+    and stop (and start again before they end)."""
+    from upstream import DistributionRegistry
+    up = DistributionRegistry(base_dir, "upstream-flaky").start()
+    yield up
+    up.stop()
+
+
+def cred_file(base_dir, name, user, password):
+    path = Path(base_dir) / name
+    path.write_text(f"# upstream credentials\nusername = {user}\npassword = {password}\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mirror(httpd_factory, base_dir, upstream_anon, upstream_basic, bearer_upstream, flaky):
+    basic = cred_file(base_dir, "mirror-basic.cred", UPSTREAM_USER, UPSTREAM_PASSWORD)
+    alice = cred_file(base_dir, "mirror-alice.cred", "alice", USERS["alice"])
+    rules = "\n".join([
+        f"OCIRegMirror anon/* {upstream_anon.url} insecure",
+        f"OCIRegMirror basic/* {upstream_basic.url} insecure credentials=file:{basic}",
+        # bearer/<x> is tok/<x> upstream, where alice's grants are.
+        f"OCIRegMirror bearer/* {bearer_upstream.base_url}/tok insecure "
+        f"credentials=file:{alice}",
+        f"OCIRegMirror ttl/* {upstream_anon.url} insecure tag-ttl={SHORT_TTL}",
+        f"OCIRegMirror both/* {upstream_anon.url} insecure local",
+        # Every pull by tag asks the upstream again.
+        f"OCIRegMirror flaky/* {flaky.url} insecure tag-ttl=0",
+    ])
+    inst = httpd_factory("mirror-serve", location_extra=rules)
+    inst.reg = Registry(inst.base_url)
+    yield inst
+    inst.reg.close()
+
+
+# -- 1. pull through ---------------------------------------------------------
+
+@needs_skopeo
+def test_pull_through_anonymous(mirror, upstream_anon, skopeo_env, repo, tmp_path):  # noqa: F811
+    img = push_image_to(upstream_anon.url, repo, "v1")
+    mark = upstream_anon.mark()
+    curl_pull(mirror.base_url, f"anon/{repo}", img, tmp_path)
+    skopeo_pull(skopeo_env, mirror.hostport, f"anon/{repo}", "v1", img, tmp_path / "pulled")
+    upstream_anon.sync()
+    seen = upstream_anon.requests_since(mark)
+    # The mirror asked for the upstream's name (prefix removed), and for
+    # nothing else.
+    assert seen, "the upstream saw no request"
+    assert all(q.path == "/v2/" or q.path.startswith(f"/v2/{repo}/") for q in seen), seen
+    assert any(q.method == "GET" and q.status == 200 for q in
+               manifest_requests(seen, repo, "v1")), seen
+    # Every blob crossed once at most (a second GET is a cache hit).
+    for d in img["blobs"]:
+        gets = [q for q in seen if q.method == "GET" and q.path == f"/v2/{repo}/blobs/{d}"]
+        assert len(gets) == 1, (d, seen)
+
+
+@needs_skopeo
+def test_second_pull_is_a_cache_hit(mirror, upstream_anon, skopeo_env, repo, tmp_path):  # noqa: F811
+    img = push_image_to(upstream_anon.url, repo, "v1")
+    name = f"anon/{repo}"
+    skopeo_pull(skopeo_env, mirror.hostport, name, "v1", img, tmp_path / "first")
+    mark = upstream_anon.mark()
+    skopeo_pull(skopeo_env, mirror.hostport, name, "v1", img, tmp_path / "by-tag")
+    skopeo_pull(skopeo_env, mirror.hostport, name, img["digest"], img, tmp_path / "by-digest")
+    curl_pull(mirror.base_url, name, img, tmp_path)
+    r = mirror.reg.get(f"/v2/{name}/tags/list")
+    assert r.status_code == 200 and r.json()["tags"] == ["v1"], r.text
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
+
+
+@needs_skopeo
+def test_pull_through_basic_auth_upstream(mirror, upstream_basic, skopeo_env, repo,  # noqa: F811
+                                          tmp_path):
+    img = push_image_to(upstream_basic.url, repo, "v1", auth=upstream_basic.auth)
+    name = f"basic/{repo}"
+    # Anonymous to the upstream: refused there.
+    assert requests.get(f"{upstream_basic.url}/v2/{repo}/manifests/v1",
+                        timeout=10).status_code == 401
+    mark = upstream_basic.mark()
+    skopeo_pull(skopeo_env, mirror.hostport, name, "v1", img, tmp_path / "pulled")
+    curl_pull(mirror.base_url, name, img, tmp_path)
+    upstream_basic.sync()
+    seen = upstream_basic.requests_since(mark)
+    assert [q for q in manifest_requests(seen, repo, "v1") if q.status == 200], seen
+    mark = upstream_basic.mark()
+    skopeo_pull(skopeo_env, mirror.hostport, name, "v1", img, tmp_path / "again")
+    upstream_basic.sync()
+    assert upstream_basic.requests_since(mark) == []
+
+
+def bearer_access_lines(inst):
+    return [l for l in inst.access_log_lines() if "ocireg-sync=" not in l]
+
+
+def bearer_sync(inst):
+    """Returns once an access line of a request made now is logged."""
+    token = os.urandom(8).hex()
+    requests.get(f"{inst.base_url}/v2/?ocireg-sync={token}", timeout=10)
+    got = inst.wait_access_log(lambda l: token in l, 1)
+    assert got, f"the access line of the sync request {token} never appeared"
+
+
+@needs_skopeo
+def test_pull_through_bearer_upstream(mirror, bearer_upstream, token_server, keys,  # noqa: F811
+                                      skopeo_env, repo, tmp_path):
+    upstream_name = f"tok/{slug(repo)}"
+    push = Bearer(es256(keys, claims([(upstream_name, ["pull", "push"])])))
+    img = push_image_to(bearer_upstream.base_url, upstream_name, "v1", auth=push)
+    name = f"bearer/{slug(repo)}"
+    tokens_before = len(token_server.requests())
+    skopeo_pull(skopeo_env, mirror.hostport, name, "v1", img, tmp_path / "pulled")
+    curl_pull(mirror.base_url, name, img, tmp_path)
+    fetched = token_server.requests()[tokens_before:]
+    assert fetched, "the mirror fetched no token"
+    assert all(t["user"] == "alice" for t in fetched), fetched
+    assert any(f"repository:{upstream_name}:pull" in json.dumps(t) for t in fetched), fetched
+    bearer_sync(bearer_upstream)
+    # "%P %>s \"%r\"" lines: the mirror's requests for the upstream name.
+    served = [l for l in bearer_access_lines(bearer_upstream)
+              if f"/v2/{upstream_name}/" in l and l.split()[1] == "200"]
+    assert served, bearer_access_lines(bearer_upstream)[-20:]
+    # Again: neither the upstream nor the token server hears of it.
+    before = len(bearer_access_lines(bearer_upstream))
+    tokens_before = len(token_server.requests())
+    skopeo_pull(skopeo_env, mirror.hostport, name, "v1", img, tmp_path / "again")
+    skopeo_pull(skopeo_env, mirror.hostport, name, img["digest"], img, tmp_path / "again-d")
+    bearer_sync(bearer_upstream)
+    assert bearer_access_lines(bearer_upstream)[before:] == []
+    assert token_server.requests()[tokens_before:] == []
+
+
+# -- 3. tags and their TTL ---------------------------------------------------
+
+def test_tag_picked_up_after_ttl_not_before(mirror, upstream_anon, repo):
+    reg = mirror.reg
+    name = f"ttl/{repo}"
+    a = push_image_to(upstream_anon.url, repo, "v1")
+    # B's blobs are upstream before A is pulled, so that only a manifest
+    # PUT lies between the pull of A and the pull that must still give A.
+    b_image = make_image()
+    b_blobs = push_image_to(upstream_anon.url, repo, "b-staging", image=b_image)
+    assert digest_of(reg, name, "v1") == a["digest"]
+    r = requests.put(f"{upstream_anon.url}/v2/{repo}/manifests/v1", data=b_blobs["manifest"],
+                     headers={"Content-Type": MT_OCI_MANIFEST}, timeout=30)
+    assert r.status_code == 201, r.text
+    mark = upstream_anon.mark()
+    assert digest_of(reg, name, "v1") == a["digest"]
+    assert reg.get_manifest(name, "v1", method="HEAD").headers[
+        "Docker-Content-Digest"] == a["digest"]
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
+    # After the TTL: B, as the upstream has it.
+    wait_for(lambda: digest_of(reg, name, "v1") == b_blobs["digest"],
+             timeout=SHORT_TTL + 30, what="the mirror to serve the moved tag")
+    r = reg.get_manifest(name, "v1")
+    assert r.content == b_blobs["manifest"]
+    upstream_anon.sync()
+    seen = manifest_requests(upstream_anon.requests_since(mark), repo, "v1")
+    assert [q for q in seen if q.method == "GET" and q.status == 200], seen
+    # A stays pullable by digest (cached, never re-checked).
+    mark = upstream_anon.mark()
+    r = reg.get_manifest(name, a["digest"])
+    assert r.status_code == 200 and r.content == a["manifest"]
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
+
+    # Unchanged upstream: once stale again, the re-check is conditional
+    # (304 to a GET with If-None-Match, or a HEAD) and B is still served.
+    def rechecked():
+        assert digest_of(reg, name, "v1") == b_blobs["digest"]
+        upstream_anon.sync()
+        return manifest_requests(upstream_anon.requests_since(mark), repo, "v1")
+    seen = wait_for(rechecked, timeout=SHORT_TTL + 30, what="a re-check of the tag upstream")
+    for q in seen:
+        assert (q.method, q.status) in (("GET", 304), ("HEAD", 200)), seen
+
+
+# -- 4. the upstream killed mid-blob -----------------------------------------
+
+def read_head(sock):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise AssertionError(f"connection closed in the head: {buf!r}")
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for l in lines[1:]:
+        k, v = l.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, rest
+
+
+def recv_until_closed(sock, got, stop_at=None):
+    """Appends what arrives to got until EOF, a reset or (with stop_at)
+    that many bytes; returns how it ended."""
+    while stop_at is None or len(got) < stop_at:
+        try:
+            chunk = sock.recv(65536 if stop_at is None else 16384)
+        except ConnectionResetError:
+            return "reset"
+        except socket.timeout:
+            return "timeout"
+        if not chunk:
+            return "eof"
+        got += chunk
+    return "enough"
+
+
+def dechunk(body):
+    """(data, complete) of a chunked body read so far."""
+    out = bytearray()
+    pos = 0
+    while True:
+        eol = body.find(b"\r\n", pos)
+        if eol < 0:
+            return bytes(out), False
+        size = int(body[pos:eol].split(b";")[0], 16)
+        if size == 0:
+            return bytes(out), True
+        start = eol + 2
+        out += body[start:start + size]
+        if len(body) < start + size + 2:
+            return bytes(out), False
+        pos = start + size + 2
+
+
+@pytest.mark.allow_errors(MIRROR_TAGS)
+def test_upstream_killed_mid_blob(mirror, flaky, repo, backend, request):
+    big = os.urandom(64 * MiB)
+    digest = flaky.push_blob(repo, big)
+    name = f"flaky/{repo}"
+    path = f"/v2/{name}/blobs/{digest}"
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A small window: the mirror can run ahead of this reader by no
+        # more than the buffers in between, far less than 64 MiB.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        sock.settimeout(60)
+        sock.connect(("127.0.0.1", mirror.port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {mirror.hostport}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        status, headers, rest = read_head(sock)
+        assert status == 200, (status, headers, rest[:300])
+        body = bytearray(rest)
+        assert recv_until_closed(sock, body, stop_at=MiB) == "enough"
+        flaky.kill()
+        ended = recv_until_closed(sock, body)
+        sock.close()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            data, complete = dechunk(bytes(body))
+            assert not complete, "a complete chunked body after the upstream died"
+        else:
+            data = bytes(body)
+            assert int(headers["content-length"]) == len(big)
+        # Cut short, never wrong bytes, and cut: not left hanging.
+        assert ended in ("eof", "reset"), (ended, len(data))
+        assert len(data) < len(big), (ended, len(data))
+        assert big.startswith(data), "the client got bytes the blob does not have"
+        # Nothing cached: with the upstream down the mirror cannot answer.
+        reg = mirror.reg
+        h = reg.head(path, check=False)
+        assert h.status_code != 200, dict(h.headers)
+        assert_unavailable(h)
+        assert_unavailable(reg.get(path, check=False))
+        if backend == "s3":
+            rgw = request.getfixturevalue("rgw")
+            prefix = mirror.storage["prefix"]
+            wait_for(lambda: rgw.multipart_uploads(prefix) == [], timeout=30,
+                     what="the aborted fill's multipart upload to go")
+    finally:
+        if not flaky.running:
+            flaky.start()
+    # Back: the next pull succeeds, and is the blob.
+    h = hashlib.sha256()
+    with requests.get(mirror.base_url + path, stream=True, timeout=120) as r:
+        assert r.status_code == 200
+        n = 0
+        for chunk in r.iter_content(MiB):
+            h.update(chunk)
+            n += len(chunk)
+    assert "sha256:" + h.hexdigest() == digest and n == len(big)
+    # Now it is cached.
+    mark = flaky.mark()
+    assert mirror.reg.head(path).status_code == 200
+    flaky.sync()
+    assert flaky.requests_since(mark) == []
+
+
+# -- 5. the upstream stopped altogether --------------------------------------
+
+@needs_skopeo
+@pytest.mark.allow_errors(MIRROR_TAGS)
+def test_upstream_down_cached_images_still_pull(mirror, flaky, skopeo_env, repo,  # noqa: F811
+                                                tmp_path):
+    img = push_image_to(flaky.url, repo, "v1")
+    other = push_image_to(flaky.url, repo + "-never", "v1")
+    name = f"flaky/{repo}"
+    skopeo_pull(skopeo_env, mirror.hostport, name, "v1", img, tmp_path / "first")
+    # tag-ttl=0: every pull by tag asks again, conditionally, and the
+    # unchanged tag gets a 304.
+    mark = flaky.mark()
+    assert digest_of(mirror.reg, name, "v1") == img["digest"]
+    flaky.sync()
+    seen = manifest_requests(flaky.requests_since(mark), repo, "v1")
+    assert seen, "a stale tag was served without asking the upstream"
+    for q in seen:
+        assert (q.method, q.status) in (("GET", 304), ("HEAD", 200)), seen
+    offset = mirror.error_log_size()
+    flaky.stop()
+    try:
+        skopeo_pull(skopeo_env, mirror.hostport, name, "v1", img, tmp_path / "by-tag")
+        skopeo_pull(skopeo_env, mirror.hostport, name, img["digest"], img,
+                    tmp_path / "by-digest")
+        curl_pull(mirror.base_url, name, img, tmp_path)
+        wait_for(lambda: any("OCIREG00552" in l and ":warn]" in l
+                             for l in mirror.error_log_since(offset)),
+                 timeout=10, what="the warning OCIREG00552 in the error log")
+        # Never cached: 503 (or 502) with an OCI JSON body.
+        reg = mirror.reg
+        assert_unavailable(reg.get(f"/v2/{name}/manifests/nope", check=False))
+        assert_unavailable(reg.get(f"/v2/{name}-never/manifests/v1", check=False))
+        assert_unavailable(reg.head(f"/v2/{name}-never/manifests/v1", check=False))
+        assert_unavailable(reg.get(f"/v2/{name}-never/manifests/{other['digest']}",
+                                   check=False))
+        assert_unavailable(reg.get(f"/v2/{name}-never/blobs/{other['config']}",
+                                   check=False))
+    finally:
+        flaky.start()
+
+
+# -- 6. ten concurrent pulls of one 200 MB blob ------------------------------
+
+BIG_SIZE = 200 * 1000 * 1000
+
+
+@pytest.fixture(scope="module")
+def big_blob(upstream_anon):
+    """200 MB of random bytes pushed to the anonymous upstream once (POST,
+    a streamed PATCH, PUT with the digest), never whole in memory here."""
+    repo = f"big/blob-{os.urandom(4).hex()}"
+    h = hashlib.sha256()
+
+    def chunks():
+        left = BIG_SIZE
+        while left:
+            c = os.urandom(min(4 * MiB, left))
+            h.update(c)
+            left -= len(c)
+            yield c
+    s = requests.Session()
+    base = upstream_anon.url
+    r = s.post(f"{base}/v2/{repo}/blobs/uploads/", timeout=30)
+    assert r.status_code == 202, r.text
+    loc = r.headers["Location"]
+    loc = base + loc if loc.startswith("/") else loc
+    r = s.patch(loc, data=chunks(), headers={"Content-Type": "application/octet-stream"},
+                timeout=300)
+    assert r.status_code == 202, (r.status_code, r.text)
+    loc = r.headers["Location"]
+    loc = base + loc if loc.startswith("/") else loc
+    d = "sha256:" + h.hexdigest()
+    r = s.put(loc + ("&" if "?" in loc else "?") + f"digest={d}", timeout=120)
+    assert r.status_code == 201, (r.status_code, r.text)
+    s.close()
+    return repo, d
+
+
+@pytest.fixture
+def big_mirror(httpd_factory, upstream_anon):
+    """Its own instance: its children's high-water marks are this test's.
+    Under ASan, freed memory waits in a quarantine (256 MiB by default)
+    that would hide a whole blob buffered; a small one keeps the figure
+    meaningful."""
+    saved = os.environ.get("ASAN_OPTIONS")
+    if sanitizer_runtimes():
+        os.environ["ASAN_OPTIONS"] = ":".join(filter(None, [saved, "quarantine_size_mb=8"]))
+    try:
+        inst = httpd_factory(f"mirror-big-{os.urandom(3).hex()}",
+                             location_extra=f"OCIRegMirror big/* {upstream_anon.url} insecure")
+    finally:
+        if saved is None:
+            os.environ.pop("ASAN_OPTIONS", None)
+        else:
+            os.environ["ASAN_OPTIONS"] = saved
+    return inst
+
+
+def child_hwm(inst):
+    out = {}
+    for p in children_of(inst.proc.pid):
+        try:
+            out[p] = vm_kib(p, "VmHWM")
+        except (OSError, KeyError):
+            pass
+    return out
+
+
+def test_ten_concurrent_pulls_of_a_big_blob(big_mirror, upstream_anon, big_blob, capsys):
+    inst = big_mirror
+    repo, digest = big_blob
+    url = f"{inst.base_url}/v2/big/{repo}/blobs/{digest}"
+    before = child_hwm(inst)
+    assert before, "no children"
+    mark = upstream_anon.mark()
+    procs = [subprocess.Popen(["bash", "-o", "pipefail", "-c",
+                               f"curl -sfS --max-time 600 '{url}' | sha256sum"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(10)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=900)
+        results.append((p.returncode, out.split()[0] if out else "", err))
+    after = child_hwm(inst)
+    upstream_anon.sync()
+    for rc, hexd, err in results:
+        assert rc == 0 and "sha256:" + hexd == digest, (rc, hexd, err)
+    seen = upstream_anon.requests_since(mark)
+    gets = [q for q in seen if q.method == "GET" and q.path.endswith(f"/blobs/{digest}")]
+    assert len(gets) == 1, seen
+    assert all(q.method in ("GET", "HEAD") for q in seen), seen
+    # A child that appeared meanwhile started as small as the smallest
+    # of those there before.
+    base = min(before.values())
+    growth = {p: (kib - before.get(p, base)) / 1024 for p, kib in after.items()}
+    worst = max(growth.values())
+    with capsys.disabled():
+        print(f"\n[{inst.name}] 10 concurrent pulls of a {BIG_SIZE // 1000000} MB blob: "
+              f"child VmHWM growth max {worst:.1f} MiB "
+              f"({', '.join(f'{g:.1f}' for g in sorted(growth.values()))})")
+    limit = 64 * (2 if sanitizer_runtimes() else 1)
+    assert worst < limit, growth
+    # Cached: an eleventh pull does not reach the upstream.
+    mark = upstream_anon.mark()
+    r = requests.head(url, timeout=30)
+    assert r.status_code == 200 and int(r.headers["Content-Length"]) == BIG_SIZE
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
+
+
+# -- 7. pushes ---------------------------------------------------------------
+
+def test_push_into_mirrored_name_refused_local_rule_takes_it(mirror, upstream_anon, repo):
+    reg = mirror.reg
+    mark = upstream_anon.mark()
+    data = b"not for a mirror"
+    d = sha256(data)
+    for r in (reg.post(f"/v2/anon/{repo}/blobs/uploads/?digest={d}", data=data),
+              reg.post(f"/v2/anon/{repo}/blobs/uploads/", data=b""),
+              reg.put(f"/v2/anon/{repo}/manifests/v1", data=b"{}",
+                      headers={"Content-Type": MT_OCI_MANIFEST})):
+        assert_error(r, 405, "UNSUPPORTED")
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
+    # `local`: pushed here, served from here.
+    img = reg.push_image(f"both/{repo}", tag="v1", nlayers=2)
+    r = reg.get_manifest(f"both/{repo}", "v1")
+    assert r.status_code == 200 and r.content == img["manifest"], (r.status_code, r.text)
+    for layer in img["layers"]:
+        r = reg.get(f"/v2/both/{repo}/blobs/{layer['digest']}")
+        assert r.status_code == 200 and sha256(r.content) == layer["digest"]
+    # And a name of the same rule that only the upstream has pulls through.
+    up = push_image_to(upstream_anon.url, repo + "-up", "v1")
+    assert digest_of(reg, f"both/{repo}-up", "v1") == up["digest"]
+
+
+# -- 8. access rules ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def acl_mirror(httpd_factory, base_dir, upstream_anon):
+    pw = htpasswd_file(Path(base_dir) / "mirror-acl-htpasswd", "alice", "alice-pw")
+    auth = "\n".join(["AuthType Basic", 'AuthName "mirror"', f'AuthUserFile "{pw}"',
+                      "AuthzSendForbiddenOnFailure On",
+                      "<RequireAny>", "Require oci-pull acl/open/*", "</RequireAny>"])
+    return httpd_factory("mirror-acl", location_auth=auth,
+                         location_extra=f"OCIRegMirror acl/* {upstream_anon.url} insecure")
+
+
+@pytest.mark.allow_errors(r"AH01630: client denied", r"AH01631: user \S+: authorization failure")
+def test_access_rules_apply_to_mirrored_names(acl_mirror, upstream_anon, repo):
+    s = slug(repo)
+    closed = push_image_to(upstream_anon.url, f"closed/{s}", "v1")
+    opened = push_image_to(upstream_anon.url, f"open/{s}", "v1")
+    anon = Registry(acl_mirror.base_url)
+    alice = Registry(acl_mirror.base_url, auth=("alice", "alice-pw"))
+    try:
+        mark = upstream_anon.mark()
+        # Anonymous: 401 or (AuthzSendForbiddenOnFailure) 403.
+        for r in (anon.get(f"/v2/acl/closed/{s}/manifests/v1"),
+                  anon.get(f"/v2/acl/closed/{s}/blobs/{closed['config']}")):
+            assert_error(r, r.status_code if r.status_code in (401, 403) else 401,
+                         "UNAUTHORIZED", "DENIED")
+        assert_error(alice.get(f"/v2/acl/closed/{s}/manifests/{closed['digest']}"), 403,
+                     "DENIED")
+        assert_error(alice.head(f"/v2/acl/closed/{s}/blobs/{closed['layers'][0]}"), 403)
+        upstream_anon.sync()
+        assert upstream_anon.requests_since(mark) == []
+        # The open name pulls through.
+        assert digest_of(anon, f"acl/open/{s}", "v1") == opened["digest"]
+        r = anon.get(f"/v2/acl/open/{s}/blobs/{opened['layers'][1]}")
+        assert r.status_code == 200 and sha256(r.content) == opened["layers"][1]
+    finally:
+        anon.close()
+        alice.close()
