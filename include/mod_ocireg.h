@@ -208,6 +208,23 @@ const char *ocireg_mirror_cmd(cmd_parms *cmd, void *dconf, const char *args);
 /* The first OCIRegMirror rule of r's location matching repository, or
  * NULL: a local name. */
 struct ocireg_mirror_rule;
+/* Pull-through reads (mod_ocireg_mirror_fetch.c), for a name a rule
+ * mirrors. The manifest: cached, re-checked or fetched, into the out
+ * arguments (DECLINED), or the finished answer. The blob, on a miss:
+ * DECLINED once the store has it linked here (the caller serves it), or
+ * the finished answer (streamed from upstream). */
+void ocireg_mirror_child_init(apr_pool_t *pchild);
+int ocireg_mirror_manifest(ocireg_req *q,
+                           const struct ocireg_mirror_rule *rule, int is_tag,
+                           const char **digest, const char **media_type,
+                           char **data, apr_size_t *len);
+int ocireg_mirror_blob(ocireg_req *q, const struct ocireg_mirror_rule *rule,
+                       const char *digest);
+/* A tag pushed into a mirrored name (a rule with `local`) stops being the
+ * upstream's. */
+void ocireg_mirror_tag_pushed(ocireg_req *q, const char *tag);
+/* Who this request is in the store's locks and claims (ocireg_lock.h). */
+void ocireg_lock_owner_of(ocireg_req *q, ocireg_lock_owner *me);
 const struct ocireg_mirror_rule *ocireg_mirror_rule_for(
     request_rec *r, const char *repository);
 #define OCIREG_MIRROR_CMDS                                                 \

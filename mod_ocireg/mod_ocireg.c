@@ -353,6 +353,7 @@ static void child_init(apr_pool_t *p, server_rec *s)
     if (!upload_mutex)
         return;
     ocireg_expiry_child_init(p, s);
+    ocireg_mirror_child_init(p);
     rv = apr_global_mutex_child_init(
         &upload_mutex, apr_global_mutex_lockfile(upload_mutex), p);
     if (rv != APR_SUCCESS) {

@@ -181,9 +181,24 @@ int ocireg_handle_blob(ocireg_req *q)
     /* The link says where the bytes are: a HEAD costs the link alone. */
     rv = q->store->ops->blob_open_linked(q->store, r->pool, q->route.name,
                                          digest, !r->header_only, &body);
-    if (rv == APR_ENOENT)
-        return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN, NULL,
-                            digest);
+    if (rv == APR_ENOENT) {
+        const struct ocireg_mirror_rule *rule =
+            ocireg_mirror_rule_for(r, q->route.name);
+        int status;
+        if (!rule)
+            return ocireg_respond_error(r, HTTP_NOT_FOUND,
+                                        OCIREG_E_BLOB_UNKNOWN, NULL, digest);
+        status = ocireg_mirror_blob(q, rule, digest);
+        if (status != DECLINED)
+            return status;
+        /* Linked here now, from the store's copy. */
+        rv = q->store->ops->blob_open_linked(q->store, r->pool,
+                                             q->route.name, digest,
+                                             !r->header_only, &body);
+        if (rv == APR_ENOENT)
+            return ocireg_respond_error(r, HTTP_NOT_FOUND,
+                                        OCIREG_E_BLOB_UNKNOWN, NULL, digest);
+    }
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "blob open");
 

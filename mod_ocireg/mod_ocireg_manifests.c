@@ -54,8 +54,12 @@ static int get_manifest(ocireg_req *q, int is_tag)
     const char *digest, *media_type;
     char *data;
     apr_size_t len;
-    int status = resolve(q, is_tag, !r->header_only, &digest, &media_type,
-                         &data, &len);
+    const struct ocireg_mirror_rule *rule =
+        ocireg_mirror_rule_for(r, q->route.name);
+    int status = rule ? ocireg_mirror_manifest(q, rule, is_tag, &digest,
+                                               &media_type, &data, &len)
+                      : resolve(q, is_tag, !r->header_only, &digest,
+                                &media_type, &data, &len);
 
     if (status != DECLINED)
         return status;
@@ -173,6 +177,8 @@ static int put_manifest(ocireg_req *q, int is_tag)
                               digest);
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "storing the manifest");
+    if (is_tag && ocireg_mirror_rule_for(r, q->route.name))
+        ocireg_mirror_tag_pushed(q, q->route.arg);
 
     apr_table_setn(r->headers_out, "Location",
                    apr_pstrcat(r->pool, "/v2/", q->route.name, "/manifests/",

@@ -519,7 +519,7 @@ static apr_status_t session_read(ocireg_req *q, const char *uuid,
     return rv;
 }
 
-static void lock_owner(ocireg_req *q, ocireg_lock_owner *me)
+void ocireg_lock_owner_of(ocireg_req *q, ocireg_lock_owner *me)
 {
     char name[OCIREG_LOCK_HOST_MAX + 1];
     memset(me, 0, sizeof(*me));
@@ -592,7 +592,7 @@ static int session_take(ocireg_req *q, const char *uuid,
                 *s = fresh;
         }
     }
-    lock_owner(q, &me);
+    ocireg_lock_owner_of(q, &me);
     for (attempt = 0;; attempt++) {
         rv = q->store->ops->upload_lock(q->store, r->pool, uuid, s->version,
                                         &me, &q->lock);
