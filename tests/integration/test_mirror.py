@@ -43,9 +43,6 @@ MiB = 1024 * 1024
 SHORT_TTL = 3
 # What the mirror answers when the upstream cannot give what is not cached.
 UNAVAILABLE_STATUSES = (502, 503)
-# Log tags of the serving code that a test provoking upstream failures may
-# see at error level.
-MIRROR_TAGS = r"OCIREG005[5-7]\d"
 
 needs_skopeo = pytest.mark.skipif(SKOPEO is None, reason="skopeo not installed")
 
@@ -455,8 +452,7 @@ def dechunk(body):
         pos = start + size + 2
 
 
-@pytest.mark.allow_errors(MIRROR_TAGS)
-def test_upstream_killed_mid_blob(mirror, flaky, repo, backend, request):
+def test_upstream_killed_mid_blob(mirror, flaky, repo, backend, request, capsys):
     big = os.urandom(64 * MiB)
     digest = flaky.push_blob(repo, big)
     name = f"flaky/{repo}"
@@ -483,6 +479,9 @@ def test_upstream_killed_mid_blob(mirror, flaky, repo, backend, request):
         else:
             data = bytes(body)
             assert int(headers["content-length"]) == len(big)
+        with capsys.disabled():
+            print(f"\n[{mirror.name}] upstream killed mid-blob: the client got "
+                  f"{len(data)} of {len(big)} bytes, then {ended}")
         # Cut short, never wrong bytes, and cut: not left hanging.
         assert ended in ("eof", "reset"), (ended, len(data))
         assert len(data) < len(big), (ended, len(data))
@@ -520,7 +519,6 @@ def test_upstream_killed_mid_blob(mirror, flaky, repo, backend, request):
 # -- 5. the upstream stopped altogether --------------------------------------
 
 @needs_skopeo
-@pytest.mark.allow_errors(MIRROR_TAGS)
 def test_upstream_down_cached_images_still_pull(mirror, flaky, skopeo_env, repo,  # noqa: F811
                                                 tmp_path):
     img = push_image_to(flaky.url, repo, "v1")
