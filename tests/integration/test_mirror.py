@@ -227,6 +227,75 @@ def flaky(base_dir):
     up.stop()
 
 
+class Liar:
+    """An upstream on loopback that lies: every blob's bytes are random (of
+    the size it announces, `size` in the name: /v2/liar/<size>/blobs/...),
+    a manifest by digest is another manifest, and a manifest by tag comes
+    with a Docker-Content-Digest that is not its digest. Counts requests."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+        self.seen = []
+        liar = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status, body, headers=()):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self):
+                liar.seen.append((self.command, self.path))
+                parts = self.path.split("/")
+                if self.path == "/v2/":
+                    return self.answer(200, b"{}", [("Content-Type", "application/json")])
+                if len(parts) == 6 and parts[4] == "blobs":
+                    body = os.urandom(int(parts[3]))
+                    return self.answer(200, body, [
+                        ("Content-Type", "application/octet-stream"),
+                        ("Docker-Content-Digest", parts[5])])
+                if len(parts) >= 5 and parts[-2] == "manifests":
+                    body = json.dumps({
+                        "schemaVersion": 2, "mediaType": MT_OCI_MANIFEST,
+                        "config": {"mediaType": MT_OCI_CONFIG, "digest": sha256(b"{}"),
+                                   "size": 2},
+                        "layers": [], "annotations": {"n": os.urandom(8).hex()}}).encode()
+                    ref = parts[-1]
+                    claimed = ref if ref.startswith("sha256:") else sha256(os.urandom(8))
+                    return self.answer(200, body, [("Content-Type", MT_OCI_MANIFEST),
+                                                   ("Docker-Content-Digest", claimed)])
+                self.answer(404, b'{"errors":[{"code":"NAME_UNKNOWN","message":"x"}]}',
+                            [("Content-Type", "application/json")])
+
+            do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def liar():
+    up = Liar()
+    yield up
+    up.close()
+
+
 def cred_file(base_dir, name, user, password):
     path = Path(base_dir) / name
     path.write_text(f"# upstream credentials\nusername = {user}\npassword = {password}\n")
@@ -235,8 +304,10 @@ def cred_file(base_dir, name, user, password):
 
 
 @pytest.fixture(scope="module")
-def mirror(httpd_factory, base_dir, upstream_anon, upstream_basic, bearer_upstream, flaky):
+def mirror(httpd_factory, base_dir, upstream_anon, upstream_basic, bearer_upstream, flaky,
+           liar):
     basic = cred_file(base_dir, "mirror-basic.cred", UPSTREAM_USER, UPSTREAM_PASSWORD)
+    wrong = cred_file(base_dir, "mirror-wrong.cred", UPSTREAM_USER, "not-the-password")
     alice = cred_file(base_dir, "mirror-alice.cred", "alice", USERS["alice"])
     rules = "\n".join([
         f"OCIRegMirror anon/* {upstream_anon.url} insecure",
@@ -248,6 +319,8 @@ def mirror(httpd_factory, base_dir, upstream_anon, upstream_basic, bearer_upstre
         f"OCIRegMirror both/* {upstream_anon.url} insecure local",
         # Every pull by tag asks the upstream again.
         f"OCIRegMirror flaky/* {flaky.url} insecure tag-ttl=0",
+        f"OCIRegMirror badcred/* {upstream_basic.url} insecure credentials=file:{wrong}",
+        f"OCIRegMirror liar/* {liar.url} insecure",
     ])
     inst = httpd_factory("mirror-serve", location_extra=rules)
     inst.reg = Registry(inst.base_url)
@@ -351,6 +424,125 @@ def test_pull_through_bearer_upstream(mirror, bearer_upstream, token_server, key
     bearer_sync(bearer_upstream)
     assert bearer_access_lines(bearer_upstream)[before:] == []
     assert token_server.requests()[tokens_before:] == []
+
+
+# -- misses and what the upstream says ---------------------------------------
+
+def test_blob_head_miss_asks_upstream_stores_nothing(mirror, upstream_anon, repo):
+    img = push_image_to(upstream_anon.url, repo, "v1")
+    reg = mirror.reg
+    d = img["layers"][1]
+    path = f"/v2/anon/{repo}/blobs/{d}"
+    mark = upstream_anon.mark()
+    r = reg.head(path)
+    assert r.status_code == 200, r.status_code
+    assert int(r.headers["Content-Length"]) == len(img["blobs"][d])
+    upstream_anon.sync()
+    seen = [q for q in upstream_anon.requests_since(mark) if "/blobs/" in q.path]
+    assert seen == [("HEAD", f"/v2/{repo}/blobs/{d}", 200)], seen
+    # Nothing stored: the GET fetches it.
+    mark = upstream_anon.mark()
+    r = reg.get(path)
+    assert r.status_code == 200 and sha256(r.content) == d
+    upstream_anon.sync()
+    assert [q for q in upstream_anon.requests_since(mark) if q.method == "GET"
+            and q.path == f"/v2/{repo}/blobs/{d}"], upstream_anon.requests_since(mark)
+
+
+def test_blob_cached_under_another_name_is_linked(mirror, upstream_anon, repo):
+    img = push_image_to(upstream_anon.url, repo, "v1")
+    reg = mirror.reg
+    d = img["layers"][1]
+    r = reg.get(f"/v2/anon/{repo}/blobs/{d}")
+    assert r.status_code == 200 and sha256(r.content) == d
+    # The same upstream name under another rule: the store has the bytes.
+    mark = upstream_anon.mark()
+    for method in ("HEAD", "GET"):
+        r = reg.request(method, f"/v2/ttl/{repo}/blobs/{d}")
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(img["blobs"][d])
+    assert sha256(r.content) == d
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
+
+
+def test_upstream_not_found_is_not_found(mirror, upstream_anon, repo):
+    img = push_image_to(upstream_anon.url, repo, "v1")
+    reg = mirror.reg
+    name = f"anon/{repo}"
+    assert_error(reg.get(f"/v2/{name}/manifests/nope"), 404, "MANIFEST_UNKNOWN")
+    assert reg.head(f"/v2/{name}/manifests/nope").status_code == 404
+    assert_error(reg.get(f"/v2/{name}/manifests/{sha256(b'none')}"), 404, "MANIFEST_UNKNOWN")
+    assert_error(reg.get(f"/v2/{name}/blobs/{sha256(b'none')}"), 404, "BLOB_UNKNOWN")
+    assert reg.head(f"/v2/{name}/blobs/{sha256(b'none')}").status_code == 404
+    # A name the upstream does not have at all.
+    assert_error(reg.get(f"/v2/{name}-none/manifests/v1"), 404, "MANIFEST_UNKNOWN",
+                 "NAME_UNKNOWN")
+    # Still there afterwards.
+    assert digest_of(reg, name, "v1") == img["digest"]
+
+
+def test_refused_credentials_are_502(mirror, upstream_basic, repo):
+    push_image_to(upstream_basic.url, repo, "v1", auth=upstream_basic.auth)
+    reg = mirror.reg
+    assert_unavailable(reg.get(f"/v2/badcred/{repo}/manifests/v1", check=False))
+    r = reg.get(f"/v2/badcred/{repo}/manifests/v1", check=False)
+    assert r.status_code == 502, r.status_code
+
+
+def read_all(port, hostport, path):
+    """A raw GET read to the end: (status, headers, body bytes as sent
+    (content, or decoded chunks), complete); status None when the
+    connection closed before a whole head."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    try:
+        status, headers, rest = read_head(sock)
+    except (AssertionError, ConnectionResetError):
+        sock.close()
+        return None, {}, b"", False
+    body = bytearray(rest)
+    ended = recv_until_closed(sock, body)
+    sock.close()
+    assert ended in ("eof", "reset"), ended
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        data, complete = dechunk(bytes(body))
+    else:
+        data = bytes(body)
+        complete = len(data) == int(headers.get("content-length", -1))
+    return status, headers, data, complete
+
+
+@pytest.mark.allow_errors(r"OCIREG00556")
+def test_wrong_bytes_upstream_never_served_whole(mirror, liar, capsys):
+    reg = mirror.reg
+    outcomes = []
+    for size in (100, 300000, 4 * MiB):
+        d = sha256(os.urandom(16))
+        path = f"/v2/liar/x/{size}/blobs/{d}"
+        for attempt in range(2):
+            status, headers, data, complete = read_all(mirror.port, mirror.hostport, path)
+            outcomes.append(f"{size} B: {status or 'cut before the head'}"
+                            + (f", {len(data)} B" if status == 200 else ""))
+            if status is None:
+                # Cut before the head (all of a small blob was held back):
+                # an error to the client all the same.
+                pass
+            elif status == 200:
+                assert not complete, (size, attempt, "a whole body under a wrong digest")
+            else:
+                assert status in UNAVAILABLE_STATUSES, (size, status, data[:300])
+        # Nothing stored: each attempt asked the upstream again.
+        gets = [q for q in liar.seen if q == ("GET", f"/v2/x/{size}/blobs/{d}")]
+        assert len(gets) == 2, liar.seen
+    with capsys.disabled():
+        print(f"\n[{mirror.name}] blobs with wrong bytes upstream: " + "; ".join(outcomes))
+    # Manifests: by digest, the bytes are not that digest; by tag, the
+    # upstream's Docker-Content-Digest is not the bytes' digest.
+    d = sha256(os.urandom(16))
+    assert_unavailable(reg.get(f"/v2/liar/app/manifests/{d}", check=False))
+    assert reg.get(f"/v2/liar/app/manifests/{d}", check=False).status_code == 502
+    assert_unavailable(reg.get("/v2/liar/app/manifests/v1", check=False))
 
 
 # -- 3. tags and their TTL ---------------------------------------------------
