@@ -14,14 +14,14 @@
 #include "ocireg_http.h"
 
 /* Upstream unreachable, timed out, or answered 5xx/429/408. */
-#define OCIREG_UP_EUNAVAILABLE (APR_OS_START_USERERR + 721)
+#define OCIREG_UP_EUNAVAILABLE (APR_OS_START_USERERR + 760)
 /* 401 or 403 after authenticating (or with no way to). */
-#define OCIREG_UP_EREFUSED (APR_OS_START_USERERR + 722)
+#define OCIREG_UP_EREFUSED (APR_OS_START_USERERR + 761)
 /* A 2xx body ended before its Content-Length, or broke off midway. */
-#define OCIREG_UP_ETRUNCATED (APR_OS_START_USERERR + 723)
+#define OCIREG_UP_ETRUNCATED (APR_OS_START_USERERR + 762)
 /* An answer we cannot use: another 4xx, a malformed challenge or token
  * answer, too many redirects, a manifest over the size cap. */
-#define OCIREG_UP_EINVALID (APR_OS_START_USERERR + 724)
+#define OCIREG_UP_EINVALID (APR_OS_START_USERERR + 763)
 /* Not found upstream (404) is APR_ENOENT. */
 
 /* The largest manifest read whole (ocireg_upstream_fetch without sink). */

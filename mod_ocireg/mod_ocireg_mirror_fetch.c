@@ -405,6 +405,7 @@ typedef struct {
     ocireg_upstream_result *res;
     /* the client */
     int started;                 /* headers decided, bytes may flow */
+    int passed;                  /* some went to the client */
     int client_gone;
     apr_bucket_brigade *bb;
     char *held;
@@ -448,6 +449,7 @@ static void pass_held(blob_fill *f)
     rv = ap_pass_brigade(r->output_filters, f->bb);
     apr_brigade_cleanup(f->bb);
     f->used = 0;
+    f->passed = 1;
     if (rv != APR_SUCCESS || r->connection->aborted)
         /* The store still gets the whole blob: others will want it. */
         f->client_gone = 1;
@@ -499,6 +501,23 @@ static const char *fill_id(apr_pool_t *p, const char *digest)
     const char *h = digest + 7;
     return apr_psprintf(p, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12,
                         h + 16, h + 20);
+}
+
+/* Whether the client has had nothing yet, so that the failure can still
+ * be answered with a status (the headers set for the blob go). */
+static int nothing_sent(blob_fill *f)
+{
+    request_rec *r = f->q->r;
+    static const char *const blob_headers[] = {
+        "Docker-Content-Digest", "ETag", "Cache-Control",
+        "Content-Security-Policy", "Content-Length"};
+    apr_size_t i;
+    if (f->passed)
+        return 0;
+    for (i = 0; i < sizeof(blob_headers) / sizeof(blob_headers[0]); i++)
+        apr_table_unset(r->headers_out, blob_headers[i]);
+    r->clength = 0;
+    return 1;
 }
 
 static void cut_client(blob_fill *f, const char *why)
@@ -573,19 +592,21 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
         if (strcmp(actual, digest) != 0) {
             if (f.w)
                 st->ops->upload_abort(st, r->pool, uuid, s->driver, 0, NULL);
-            cut_client(&f, apr_pstrcat(r->pool, "the bytes have digest ",
-                                       actual, NULL));
-            if (!f.started)
+            res.error = apr_pstrcat(r->pool, "the bytes have digest ",
+                                    actual, NULL);
+            if (nothing_sent(&f))
                 return upstream_failure(q, OCIREG_UP_EINVALID,
                                         "a blob fetch", &res);
+            cut_client(&f, res.error);
             return OK;
         }
     }
     if (rv != APR_SUCCESS) {
         if (f.w)
             st->ops->upload_abort(st, r->pool, uuid, s->driver, 0, NULL);
-        if (!f.started) {
-            rv = worst != APR_SUCCESS ? worst : rv;
+        if (!f.started || nothing_sent(&f)) {
+            if (!f.started && worst != APR_SUCCESS)
+                rv = worst;
             if (rv == APR_ENOENT)
                 return ocireg_respond_error(r, HTTP_NOT_FOUND,
                                             OCIREG_E_BLOB_UNKNOWN, NULL,
@@ -634,15 +655,16 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     return OK;
 }
 
-/* A blob HEAD that missed: the upstream's answer, nothing stored. */
-static int head_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
-                     const char *digest)
+/* Asks the rule's upstreams in order whether they have the blob (HEAD). */
+static apr_status_t upstream_has_blob(ocireg_req *q,
+                                      const ocireg_mirror_rule *rule,
+                                      const char *digest,
+                                      ocireg_upstream_result *res)
 {
     request_rec *r = q->r;
-    ocireg_upstream_result res;
     apr_status_t rv = OCIREG_UP_EUNAVAILABLE, worst = APR_SUCCESS;
     int i;
-    memset(&res, 0, sizeof(res));
+    memset(res, 0, sizeof(*res));
     for (i = 0; i < rule->upstreams->nelts; i++) {
         const ocireg_mirror_upstream *up =
             &APR_ARRAY_IDX(rule->upstreams, i, ocireg_mirror_upstream);
@@ -653,24 +675,32 @@ static int head_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
         if (!u || !name)
             continue;
         memset(&rq, 0, sizeof(rq));
-        memset(&res, 0, sizeof(res));
+        memset(res, 0, sizeof(*res));
         rq.kind = OCIREG_UP_BLOB;
         rq.head = 1;
         rq.repo = name;
         rq.reference = digest;
-        rv = ocireg_upstream_fetch(u, r->pool, &rq, &res);
+        rv = ocireg_upstream_fetch(u, r->pool, &rq, res);
         if (rv == APR_SUCCESS)
-            break;
+            return rv;
         if (worst == APR_SUCCESS || worst == APR_ENOENT)
             worst = rv;
     }
-    if (rv != APR_SUCCESS) {
-        rv = worst != APR_SUCCESS ? worst : rv;
-        if (rv == APR_ENOENT)
-            return ocireg_respond_error(r, HTTP_NOT_FOUND,
-                                        OCIREG_E_BLOB_UNKNOWN, NULL, digest);
+    return worst != APR_SUCCESS ? worst : rv;
+}
+
+/* A blob HEAD that missed: the upstream's answer, nothing stored. */
+static int head_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
+                     const char *digest)
+{
+    request_rec *r = q->r;
+    ocireg_upstream_result res;
+    apr_status_t rv = upstream_has_blob(q, rule, digest, &res);
+    if (rv == APR_ENOENT)
+        return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN,
+                                    NULL, digest);
+    if (rv != APR_SUCCESS)
         return upstream_failure(q, rv, "a blob lookup", &res);
-    }
     apr_table_setn(r->headers_out, "Docker-Content-Digest", digest);
     apr_table_setn(r->headers_out, "ETag",
                    apr_pstrcat(r->pool, "\"", digest, "\"", NULL));
@@ -678,6 +708,41 @@ static int head_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     if (res.content_length >= 0)
         ap_set_content_length(r, res.content_length);
     return OK;
+}
+
+/* The store has the blob, but not under this name. Its bytes may be
+ * anyone's (a private repository's layer): they become readable here only
+ * when they came through this same rule (a holder the rule mirrors) or the
+ * upstream says it has them, never on a digest alone. Returns DECLINED
+ * once linked, or the answer. */
+static int link_stored(ocireg_req *q, const ocireg_mirror_rule *rule,
+                       const char *digest)
+{
+    request_rec *r = q->r;
+    ocireg_store *st = q->store;
+    apr_array_header_t *holders = NULL;
+    ocireg_upstream_result res;
+    apr_status_t rv;
+    int i, vouched = 0;
+    if (st->ops->blob_holders
+        && st->ops->blob_holders(st, r->pool, digest, 100, &holders)
+               == APR_SUCCESS)
+        for (i = 0; i < holders->nelts && !vouched; i++)
+            vouched = ocireg_mirror_rule_for(
+                          r, APR_ARRAY_IDX(holders, i, const char *))
+                      == rule;
+    if (!vouched) {
+        rv = upstream_has_blob(q, rule, digest, &res);
+        if (rv == APR_ENOENT)
+            return ocireg_respond_error(r, HTTP_NOT_FOUND,
+                                        OCIREG_E_BLOB_UNKNOWN, NULL, digest);
+        if (rv != APR_SUCCESS)
+            return upstream_failure(q, rv, "a blob lookup", &res);
+    }
+    rv = st->ops->blob_link(st, r->pool, q->route.name, digest, NULL);
+    if (rv != APR_SUCCESS)
+        return ocireg_store_failure(r, rv, "linking a cached blob");
+    return DECLINED;
 }
 
 /* Takes this host's slot for fetching `digest`: APR_SUCCESS (held),
@@ -721,18 +786,18 @@ int ocireg_mirror_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     ocireg_lock_owner me;
     apr_off_t size;
     apr_status_t rv;
-    int status;
+    int status, waited = 0;
 
     for (;;) {
-        /* Bytes the store has under another name (or just fetched by
-         * another process) only need a link here. */
-        rv = st->ops->blob_stat(st, r->pool, digest, &size);
-        if (rv == APR_SUCCESS) {
-            rv = st->ops->blob_link(st, r->pool, q->route.name, digest, NULL);
-            if (rv != APR_SUCCESS)
-                return ocireg_store_failure(r, rv, "linking a cached blob");
+        /* Fetched here by the process waited for. */
+        if (waited
+            && st->ops->blob_linked(st, r->pool, q->route.name, digest)
+                   == APR_SUCCESS)
             return DECLINED;
-        }
+        /* Bytes the store has under another name only need a link. */
+        rv = st->ops->blob_stat(st, r->pool, digest, &size);
+        if (rv == APR_SUCCESS)
+            return link_stored(q, rule, digest);
         if (rv != APR_ENOENT)
             return ocireg_store_failure(r, rv, "blob lookup");
         if (r->header_only)
@@ -741,6 +806,7 @@ int ocireg_mirror_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
         if (rv != APR_EEXIST)
             break;
         /* Another process of this host fetches it: wait for its end. */
+        waited = 1;
         while (ocireg_uploads_has(q->uploads, uuid)
                && apr_time_now() - waited_since < FILL_WAIT_MAX
                && !r->connection->aborted)
@@ -778,10 +844,7 @@ int ocireg_mirror_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
         if (st->ops->fill_release)
             st->ops->fill_release(st, r->pool, digest, &me);
         drop_fill_slot(q, uuid);
-        rv = st->ops->blob_link(st, r->pool, q->route.name, digest, NULL);
-        if (rv != APR_SUCCESS)
-            return ocireg_store_failure(r, rv, "linking a cached blob");
-        return DECLINED;
+        return link_stored(q, rule, digest);
     }
     /* The slot keeps no driver state: should this process die mid-fetch,
      * the expiry aborts whatever the store holds under the slot's id. */

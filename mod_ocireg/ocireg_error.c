@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <apr_strings.h>
 #include "ocireg_error.h"
+#include "ocireg_upstream.h"
 #include "ocireg_s3.h"
 #include "ocireg_store.h"
 #include "ocireg_uploads.h"
@@ -178,6 +179,15 @@ const char *ocireg_status_text(apr_status_t rv, char *buf, apr_size_t bufsize)
     case OCIREG_SESSION_EKEY:
         return "the upload session record's HMAC does not match the "
                "record key";
+    case OCIREG_UP_EUNAVAILABLE:
+        return "the upstream registry is unavailable (unreachable, timed "
+               "out or answering 5xx/429)";
+    case OCIREG_UP_EREFUSED:
+        return "the upstream registry refused the mirror's credentials";
+    case OCIREG_UP_ETRUNCATED:
+        return "the upstream registry's answer broke off";
+    case OCIREG_UP_EINVALID:
+        return "the upstream registry's answer is unusable";
     default:
         break;
     }
