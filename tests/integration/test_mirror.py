@@ -449,20 +449,39 @@ def test_blob_head_miss_asks_upstream_stores_nothing(mirror, upstream_anon, repo
             and q.path == f"/v2/{repo}/blobs/{d}"], upstream_anon.requests_since(mark)
 
 
-def test_blob_cached_under_another_name_is_linked(mirror, upstream_anon, repo):
+def test_blob_cached_under_another_name(mirror, upstream_anon, repo):
+    """Bytes the store has under another name become readable here without
+    a download: at once when they came through the same rule, after an
+    upstream HEAD otherwise; a local repository's blob never leaks into a
+    mirrored name on its digest alone."""
     img = push_image_to(upstream_anon.url, repo, "v1")
+    push_image_to(upstream_anon.url, repo + "-other", "v1",
+                  image=(img["blobs"][img["config"]],
+                         [img["blobs"][d] for d in img["layers"]]))
     reg = mirror.reg
     d = img["layers"][1]
+    size = len(img["blobs"][d])
     r = reg.get(f"/v2/anon/{repo}/blobs/{d}")
     assert r.status_code == 200 and sha256(r.content) == d
-    # The same upstream name under another rule: the store has the bytes.
+    # The same rule, another name: linked, the upstream not asked.
     mark = upstream_anon.mark()
     for method in ("HEAD", "GET"):
-        r = reg.request(method, f"/v2/ttl/{repo}/blobs/{d}")
-        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(img["blobs"][d])
+        r = reg.request(method, f"/v2/anon/{repo}-other/blobs/{d}")
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == size
     assert sha256(r.content) == d
     upstream_anon.sync()
     assert upstream_anon.requests_since(mark) == []
+    # Another rule on the same upstream: a HEAD there, no download.
+    r = reg.get(f"/v2/ttl/{repo}/blobs/{d}")
+    assert r.status_code == 200 and sha256(r.content) == d
+    upstream_anon.sync()
+    seen = upstream_anon.requests_since(mark)
+    assert seen and all(q.method == "HEAD" for q in seen), seen
+    # A blob pushed to a local name: the upstream has no such blob.
+    private = os.urandom(3000)
+    pd = reg.push_blob(f"{repo}-private", private)
+    assert_error(reg.get(f"/v2/anon/{repo}/blobs/{pd}"), 404, "BLOB_UNKNOWN")
+    assert reg.head(f"/v2/anon/{repo}/blobs/{pd}").status_code == 404
 
 
 def test_upstream_not_found_is_not_found(mirror, upstream_anon, repo):
@@ -524,10 +543,12 @@ def test_wrong_bytes_upstream_never_served_whole(mirror, liar, capsys):
             status, headers, data, complete = read_all(mirror.port, mirror.hostport, path)
             outcomes.append(f"{size} B: {status or 'cut before the head'}"
                             + (f", {len(data)} B" if status == 200 else ""))
-            if status is None:
-                # Cut before the head (all of a small blob was held back):
-                # an error to the client all the same.
-                pass
+            if size <= 65536:
+                # All of it held back: nothing went out, so a status.
+                assert status in UNAVAILABLE_STATUSES, (size, status, data[:300])
+                assert "UNAVAILABLE" in data.decode(errors="replace"), data[:300]
+            elif status is None:
+                pass    # cut before the head: an error to the client
             elif status == 200:
                 assert not complete, (size, attempt, "a whole body under a wrong digest")
             else:
