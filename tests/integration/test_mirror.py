@@ -879,6 +879,78 @@ def test_ten_concurrent_pulls_of_a_big_blob(big_mirror, upstream_anon, big_blob,
     assert upstream_anon.requests_since(mark) == []
 
 
+# -- two hosts on one store --------------------------------------------------
+
+@pytest.fixture
+def mirror_pair(backend, base_dir, upstream_anon, request):
+    """Two httpd instances with their own shared memory (two hosts) on
+    one store, both mirroring the anonymous upstream under pair/*."""
+    from test_durable import _pair
+    yield from _pair(backend, base_dir, request,
+                     extra=f"OCIRegMirror pair/* {upstream_anon.url} insecure")
+
+
+def test_fill_claimed_by_another_host(mirror_pair, upstream_anon, repo, backend, request,
+                                      capsys):
+    """While host a fills the store with a blob (its client reading
+    slowly), host b's client gets the blob streamed from upstream without
+    storing; then a finishes, the blob is stored once, and both serve it."""
+    a, b = mirror_pair
+    big = os.urandom(64 * MiB)
+    digest = upstream_anon.push_blob(repo, big)
+    path = f"/v2/pair/{repo}/blobs/{digest}"
+    mark = upstream_anon.mark()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    sock.settimeout(60)
+    sock.connect(("127.0.0.1", a.port))
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {a.hostport}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        status, headers, rest = read_head(sock)
+        assert status == 200, (status, headers, rest[:300])
+        first = hashlib.sha256()
+        body = bytearray(rest)
+        assert recv_until_closed(sock, body, stop_at=MiB) == "enough"
+        first.update(body)
+        got = len(body)
+        offset_b = b.error_log_size()
+        # b, meanwhile: the whole blob, right.
+        h = hashlib.sha256()
+        with requests.get(b.base_url + path, stream=True, timeout=300) as r:
+            assert r.status_code == 200, r.text[:300]
+            for chunk in r.iter_content(MiB):
+                h.update(chunk)
+        assert "sha256:" + h.hexdigest() == digest
+        assert any("OCIREG00563" in l for l in b.error_log_since(offset_b)), \
+            b.error_log_since(offset_b)
+        # a's client reads on to the end.
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            first.update(chunk)
+            got += len(chunk)
+    finally:
+        sock.close()
+    assert got == len(big) and "sha256:" + first.hexdigest() == digest
+    upstream_anon.sync()
+    gets = [q for q in upstream_anon.requests_since(mark)
+            if q.method == "GET" and q.path.endswith(f"/blobs/{digest}")]
+    assert len(gets) == 2, upstream_anon.requests_since(mark)
+    # Stored by a: both hosts serve it without the upstream.
+    mark = upstream_anon.mark()
+    for inst in (a, b):
+        r = requests.head(inst.base_url + path, timeout=30)
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(big)
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
+    if backend == "s3":
+        rgw = request.getfixturevalue("rgw")
+        wait_for(lambda: rgw.multipart_uploads(a.storage["prefix"]) == [], timeout=30,
+                 what="no multipart upload left")
+
+
 # -- 7. pushes ---------------------------------------------------------------
 
 def test_push_into_mirrored_name_refused_local_rule_takes_it(mirror, upstream_anon, repo):
