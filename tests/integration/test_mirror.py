@@ -30,7 +30,8 @@ import pytest
 import requests
 
 from conftest import UPSTREAM_PASSWORD, UPSTREAM_USER
-from httpd_harness import HttpdInstance, htpasswd_file, sanitizer_runtimes, wait_for
+from httpd_harness import (HttpdInstance, free_port, htpasswd_file, sanitizer_runtimes,
+                           wait_for)
 from ocireg_client import (ALL_MANIFEST_TYPES, MT_OCI_CONFIG, MT_OCI_LAYER,
                            MT_OCI_MANIFEST, Registry, assert_error, header_ci, sha256)
 from test_auth_tokens import (USERS, Bearer, claims, es256, keys,  # noqa: F401
@@ -124,6 +125,8 @@ def assert_unavailable(r):
     assert r.status_code in UNAVAILABLE_STATUSES, \
         f"{r.request.method} {r.url}: {r.status_code} {r.text[:300]}"
     assert r.headers.get("Docker-Distribution-API-Version") == "registry/2.0"
+    if r.status_code == 503:
+        assert r.headers.get("Retry-After"), dict(r.headers)
     if r.request.method == "HEAD":
         return
     ct = (r.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -321,6 +324,10 @@ def mirror(httpd_factory, base_dir, upstream_anon, upstream_basic, bearer_upstre
         f"OCIRegMirror flaky/* {flaky.url} insecure tag-ttl=0",
         f"OCIRegMirror badcred/* {upstream_basic.url} insecure credentials=file:{wrong}",
         f"OCIRegMirror liar/* {liar.url} insecure",
+        # Tried in order: nothing listens on the first, the second has
+        # not the names, the third has them.
+        f"OCIRegMirror multi/* http://127.0.0.1:{free_port()} {flaky.url} "
+        f"{upstream_anon.url} insecure",
     ])
     inst = httpd_factory("mirror-serve", location_extra=rules)
     inst.reg = Registry(inst.base_url)
@@ -361,6 +368,8 @@ def test_second_pull_is_a_cache_hit(mirror, upstream_anon, skopeo_env, repo, tmp
     curl_pull(mirror.base_url, name, img, tmp_path)
     r = mirror.reg.get(f"/v2/{name}/tags/list")
     assert r.status_code == 200 and r.json()["tags"] == ["v1"], r.text
+    r = mirror.reg.get("/v2/_catalog?n=100000")
+    assert r.status_code == 200 and name in r.json()["repositories"], r.text[:300]
     upstream_anon.sync()
     assert upstream_anon.requests_since(mark) == []
 
@@ -482,6 +491,63 @@ def test_blob_cached_under_another_name(mirror, upstream_anon, repo):
     pd = reg.push_blob(f"{repo}-private", private)
     assert_error(reg.get(f"/v2/anon/{repo}/blobs/{pd}"), 404, "BLOB_UNKNOWN")
     assert reg.head(f"/v2/anon/{repo}/blobs/{pd}").status_code == 404
+
+
+def test_manifest_head_miss_fetches_and_stores(mirror, upstream_anon, repo):
+    """Clients HEAD a tag, then GET by digest: the HEAD fetched it."""
+    img = push_image_to(upstream_anon.url, repo, "v1")
+    reg = mirror.reg
+    r = reg.get_manifest(f"anon/{repo}", "v1", method="HEAD")
+    assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == img["digest"]
+    assert int(r.headers["Content-Length"]) == len(img["manifest"])
+    mark = upstream_anon.mark()
+    r = reg.get_manifest(f"anon/{repo}", img["digest"])
+    assert r.status_code == 200 and r.content == img["manifest"]
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
+
+
+def test_upstreams_tried_in_order(mirror, upstream_anon, flaky, repo, tmp_path):
+    img = push_image_to(upstream_anon.url, repo, "v1")
+    mark = flaky.mark()
+    curl_pull(mirror.base_url, f"multi/{repo}", img, tmp_path)
+    flaky.sync()
+    # The second upstream was asked and had nothing.
+    assert [q for q in flaky.requests_since(mark) if q.status == 404], \
+        flaky.requests_since(mark)
+    # Nobody has it, but one upstream could not say: not a 404.
+    assert_unavailable(mirror.reg.get(f"/v2/multi/{repo}/manifests/nope", check=False))
+
+
+def test_client_gone_fill_goes_on(mirror, upstream_anon, repo):
+    """A client that leaves mid-blob does not stop the fetch: the blob is
+    finished into the store for the next pull."""
+    data = os.urandom(24 * MiB)
+    digest = upstream_anon.push_blob(repo, data)
+    path = f"/v2/anon/{repo}/blobs/{digest}"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    sock.settimeout(60)
+    sock.connect(("127.0.0.1", mirror.port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {mirror.hostport}\r\n\r\n".encode())
+    status, headers, rest = read_head(sock)
+    assert status == 200, (status, rest[:300])
+    body = bytearray(rest)
+    assert recv_until_closed(sock, body, stop_at=MiB) == "enough"
+    sock.close()
+
+    def stored():
+        mark = upstream_anon.mark()
+        r = mirror.reg.head(path)
+        assert r.status_code == 200
+        upstream_anon.sync()
+        return upstream_anon.requests_since(mark) == []
+    wait_for(stored, timeout=60, what="the blob to be finished into the store")
+    mark = upstream_anon.mark()
+    r = mirror.reg.get(path)
+    assert r.status_code == 200 and sha256(r.content) == digest
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
 
 
 def test_upstream_not_found_is_not_found(mirror, upstream_anon, repo):
