@@ -945,6 +945,49 @@ def test_ten_concurrent_pulls_of_a_big_blob(big_mirror, upstream_anon, big_blob,
     assert upstream_anon.requests_since(mark) == []
 
 
+def test_paused_client_does_not_hold_back_others(mirror, upstream_anon, repo):
+    """The issue: concurrent misses "wait and stream from the copy being
+    written, or stream from upstream without storing". A first client that
+    stops reading (it is still connected) must not make a second client of
+    the same blob wait until httpd's Timeout drops the first; once the
+    second has the blob, the first reads on and gets all of it too."""
+    big = os.urandom(64 * MiB)
+    digest = upstream_anon.push_blob(repo, big)
+    path = f"/v2/anon/{repo}/blobs/{digest}"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    sock.settimeout(120)
+    sock.connect(("127.0.0.1", mirror.port))
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {mirror.hostport}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        status, headers, rest = read_head(sock)
+        assert status == 200, (status, rest[:300])
+        body = bytearray(rest)
+        assert recv_until_closed(sock, body, stop_at=MiB) == "enough"
+        # The first client pauses; a second one asks for the same blob.
+        h = hashlib.sha256()
+        with requests.get(mirror.base_url + path, stream=True, timeout=300) as r:
+            assert r.status_code == 200, r.text[:300]
+            for chunk in r.iter_content(MiB):
+                h.update(chunk)
+        assert "sha256:" + h.hexdigest() == digest
+        first = hashlib.sha256(body)
+        got = len(body)
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            first.update(chunk)
+            got += len(chunk)
+    finally:
+        sock.close()
+    size = len(big)
+    del big
+    assert got == size, f"the paused client got {got} of {size} bytes"
+    assert "sha256:" + first.hexdigest() == digest
+
+
 # -- two hosts on one store --------------------------------------------------
 
 @pytest.fixture
