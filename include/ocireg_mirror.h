@@ -97,4 +97,38 @@ const char *ocireg_mirror_upstream_name(apr_pool_t *p,
                                         const ocireg_mirror_upstream *up,
                                         const char *name);
 
+/* What the store keeps about a tag fetched from upstream (its mark,
+ * ocireg_store.h mirror_mark_*): the digest the tag named, when it was
+ * fetched (or last confirmed by a 304), and the upstream's ETag for the
+ * next conditional re-check (NULL: none usable). As text:
+ * "<digest> <seconds since the epoch> <etag or ->". */
+typedef struct {
+    const char *digest;
+    apr_time_t fetched;
+    const char *etag;
+} ocireg_mirror_mark;
+
+/* The text of a mark; an ETag with spaces or control characters, or over
+ * 200 bytes, is left out (the re-check then names the digest). */
+const char *ocireg_mirror_mark_format(apr_pool_t *p,
+                                      const ocireg_mirror_mark *m);
+/* 1 and *out for a well-formed mark (a sha256 digest, a time), else 0.
+ * The text comes from the store: anything is refused but a mark. */
+int ocireg_mirror_mark_parse(apr_pool_t *p, const char *text,
+                             ocireg_mirror_mark *out);
+/* Whether a tag fetched at `fetched` is served without asking upstream
+ * at `now` (a fetch time in the future, a clock that went back, counts as
+ * stale). */
+int ocireg_mirror_tag_fresh(const ocireg_mirror_rule *rule,
+                            apr_time_t fetched, apr_time_t now);
+/* The If-None-Match of a re-check: the mark's ETag, else the quoted
+ * digest (distribution's and this module's ETag of a manifest). */
+const char *ocireg_mirror_if_none_match(apr_pool_t *p,
+                                        const ocireg_mirror_mark *m);
+
+/* The upload id (UUID form) a host's one fetch of a blob goes under: made
+ * of the digest, so every process of the host finds it. NULL for anything
+ * but a sha256 digest. */
+const char *ocireg_mirror_fill_id(apr_pool_t *p, const char *digest);
+
 #endif

@@ -102,42 +102,19 @@ static int upstream_failure(ocireg_req *q, apr_status_t rv, const char *what,
 
 /* --- manifests ----------------------------------------------------- */
 
-/* A mark: "<digest> <fetched, seconds since the epoch> <etag or ->". */
-typedef struct {
-    const char *digest;
-    apr_time_t fetched;
-    const char *etag;
-} tag_mark;
-
-static int mark_parse(apr_pool_t *p, const char *text, tag_mark *m)
-{
-    char *copy = apr_pstrdup(p, text), *last, *d, *t, *e;
-    d = apr_strtok(copy, " \n", &last);
-    t = apr_strtok(NULL, " \n", &last);
-    e = apr_strtok(NULL, " \n", &last);
-    if (!d || !t || ocireg_digest_parse(d) != OCIREG_DIGEST_SHA256)
-        return 0;
-    m->digest = d;
-    m->fetched = apr_time_from_sec(apr_atoi64(t));
-    m->etag = e && strcmp(e, "-") != 0 ? e : NULL;
-    return 1;
-}
-
 static void mark_write(ocireg_req *q, const char *tag, const char *digest,
                        const char *etag)
 {
     ocireg_store *st = q->store;
-    const char *text;
+    ocireg_mirror_mark m;
     apr_status_t rv;
     if (!st->ops->mirror_mark_put)
         return;
-    /* An ETag is a quoted string; one with spaces or longer than a line
-     * allows is not kept (the re-check then names the digest). */
-    if (etag && (strpbrk(etag, " \t\r\n") || strlen(etag) > 200))
-        etag = NULL;
-    text = apr_psprintf(q->r->pool, "%s %" APR_TIME_T_FMT " %s", digest,
-                        apr_time_sec(apr_time_now()), etag ? etag : "-");
-    rv = st->ops->mirror_mark_put(st, q->r->pool, q->route.name, tag, text);
+    m.digest = digest;
+    m.fetched = apr_time_now();
+    m.etag = etag;
+    rv = st->ops->mirror_mark_put(st, q->r->pool, q->route.name, tag,
+                                  ocireg_mirror_mark_format(q->r->pool, &m));
     if (rv != APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r,
                       "OCIREG00554: %s:%s: the time of its fetch could not "
@@ -296,7 +273,7 @@ int ocireg_mirror_manifest(ocireg_req *q, const ocireg_mirror_rule *rule,
     int want_body = !r->header_only, fresh = 0;
     ocireg_upstream_result res;
     manifest_found found;
-    tag_mark mark;
+    ocireg_mirror_mark mark;
     char *text;
     apr_status_t rv;
 
@@ -313,10 +290,11 @@ int ocireg_mirror_manifest(ocireg_req *q, const ocireg_mirror_rule *rule,
                  ? st->ops->mirror_mark_get(st, r->pool, q->route.name, ref,
                                             &text)
                  : APR_ENOENT;
-        if (rv == APR_SUCCESS && mark_parse(r->pool, text, &mark)) {
+        if (rv == APR_SUCCESS && ocireg_mirror_mark_parse(r->pool, text,
+                                                          &mark)) {
             cached = mark.digest;
-            fresh = apr_time_now() - mark.fetched < rule->tag_ttl
-                    && apr_time_now() >= mark.fetched;
+            fresh = ocireg_mirror_tag_fresh(rule, mark.fetched,
+                                            apr_time_now());
         }
         else if (rv != APR_SUCCESS && rv != APR_ENOENT)
             return ocireg_store_failure(r, rv, "mirror mark lookup");
@@ -345,8 +323,7 @@ int ocireg_mirror_manifest(ocireg_req *q, const ocireg_mirror_rule *rule,
         /* A re-check asks whether the upstream's tag still names what we
          * have: by its ETag, else by the digest (distribution's ETag). */
         if (cached && mark.digest)
-            inm = mark.etag ? mark.etag
-                            : apr_pstrcat(r->pool, "\"", cached, "\"", NULL);
+            inm = ocireg_mirror_if_none_match(r->pool, &mark);
     }
     if (rv == APR_SUCCESS)
         goto answer;
@@ -492,15 +469,6 @@ static apr_status_t fill_sink(void *ctx, const char *buf, apr_size_t n)
     if (f->client_gone && (!f->w || f->store_rv != APR_SUCCESS))
         return APR_ECONNABORTED; /* nobody wants the rest */
     return APR_SUCCESS;
-}
-
-/* The session-table slot that names this host's fetch of a blob: an
- * upload id made of the digest, so every process finds it. */
-static const char *fill_id(apr_pool_t *p, const char *digest)
-{
-    const char *h = digest + 7;
-    return apr_psprintf(p, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12,
-                        h + 16, h + 20);
 }
 
 /* Whether the client has had nothing yet, so that the failure can still
@@ -780,7 +748,7 @@ int ocireg_mirror_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
 {
     request_rec *r = q->r;
     ocireg_store *st = q->store;
-    const char *uuid = fill_id(r->pool, digest);
+    const char *uuid = ocireg_mirror_fill_id(r->pool, digest);
     apr_time_t waited_since = apr_time_now();
     ocireg_upload_session s;
     ocireg_lock_owner me;

@@ -1,4 +1,5 @@
 /* Pull-through mirror configuration and name mapping (ocireg_mirror.h). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <apr_file_io.h>
@@ -437,4 +438,72 @@ const char *ocireg_mirror_upstream_name(apr_pool_t *p,
     if (up->docker_hub && !strchr(full, '/'))
         full = apr_pstrcat(p, "library/", full, NULL);
     return ocireg_name_valid(full) ? full : NULL;
+}
+
+#define MARK_ETAG_MAX 200
+
+const char *ocireg_mirror_mark_format(apr_pool_t *p,
+                                      const ocireg_mirror_mark *m)
+{
+    const char *etag = m->etag, *c;
+    if (etag) {
+        for (c = etag; *c; c++)
+            if ((unsigned char)*c <= ' ' || *c == 0x7f)
+                break;
+        if (*c || !*etag || c - etag > MARK_ETAG_MAX)
+            etag = NULL;
+    }
+    return apr_psprintf(p, "%s %" APR_INT64_T_FMT " %s", m->digest,
+                        (apr_int64_t)apr_time_sec(m->fetched),
+                        etag ? etag : "-");
+}
+
+int ocireg_mirror_mark_parse(apr_pool_t *p, const char *text,
+                             ocireg_mirror_mark *out)
+{
+    char *copy, *last = NULL, *d, *t = NULL, *e = NULL, *end;
+    apr_int64_t sec;
+    memset(out, 0, sizeof(*out));
+    if (!text)
+        return 0;
+    copy = apr_pstrdup(p, text);
+    /* apr_strtok must not be asked again once it found the end. */
+    if ((d = apr_strtok(copy, " \n", &last)) != NULL
+        && (t = apr_strtok(NULL, " \n", &last)) != NULL)
+        e = apr_strtok(NULL, " \n", &last);
+    if (!d || !t || !e || apr_strtok(NULL, " \n", &last)
+        || ocireg_digest_parse(d) != OCIREG_DIGEST_SHA256)
+        return 0;
+    errno = 0;
+    sec = apr_strtoi64(t, &end, 10);
+    if (errno || *end || sec < 0 || sec > APR_INT64_C(253402300799))
+        return 0;
+    if (strlen(e) > MARK_ETAG_MAX)
+        return 0;
+    out->digest = d;
+    out->fetched = apr_time_from_sec(sec);
+    out->etag = strcmp(e, "-") != 0 ? e : NULL;
+    return 1;
+}
+
+int ocireg_mirror_tag_fresh(const ocireg_mirror_rule *rule,
+                            apr_time_t fetched, apr_time_t now)
+{
+    return now >= fetched && now - fetched < rule->tag_ttl;
+}
+
+const char *ocireg_mirror_if_none_match(apr_pool_t *p,
+                                        const ocireg_mirror_mark *m)
+{
+    return m->etag ? m->etag : apr_pstrcat(p, "\"", m->digest, "\"", NULL);
+}
+
+const char *ocireg_mirror_fill_id(apr_pool_t *p, const char *digest)
+{
+    const char *h;
+    if (ocireg_digest_parse(digest) != OCIREG_DIGEST_SHA256)
+        return NULL;
+    h = digest + 7;
+    return apr_psprintf(p, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12,
+                        h + 16, h + 20);
 }

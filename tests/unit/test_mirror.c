@@ -15,6 +15,7 @@
 #include <apr_strings.h>
 
 #include "ocireg_mirror.h"
+#include "ocireg_parse.h"
 
 static apr_pool_t *pool;
 
@@ -321,6 +322,74 @@ static int setup(void **st)
     return 0;
 }
 
+#define D64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void test_marks(void **st)
+{
+    ocireg_mirror_mark m, back;
+    const char *text;
+    (void)st;
+    m.digest = "sha256:" D64;
+    m.fetched = apr_time_from_sec(1700000000);
+    m.etag = "\"sha256:" D64 "\"";
+    text = ocireg_mirror_mark_format(pool, &m);
+    assert_string_equal(text, "sha256:" D64 " 1700000000 \"sha256:" D64 "\"");
+    assert_true(ocireg_mirror_mark_parse(pool, text, &back));
+    assert_string_equal(back.digest, m.digest);
+    assert_true(back.fetched == m.fetched);
+    assert_string_equal(back.etag, m.etag);
+    /* An ETag that cannot travel in the line is left out. */
+    m.etag = "W/\"a b\"";
+    text = ocireg_mirror_mark_format(pool, &m);
+    assert_string_equal(text, "sha256:" D64 " 1700000000 -");
+    assert_true(ocireg_mirror_mark_parse(pool, text, &back));
+    assert_null(back.etag);
+    assert_string_equal(ocireg_mirror_if_none_match(pool, &back),
+                        "\"sha256:" D64 "\"");
+    back.etag = "W/\"x\"";
+    assert_string_equal(ocireg_mirror_if_none_match(pool, &back), "W/\"x\"");
+    /* What the store gives back is input: only a mark is one. */
+    {
+        static const char *const bad[] = {
+            "", "sha256:" D64, "sha256:" D64 " 17", "sha256:" D64 " x -",
+            "sha256:" D64 " -1 -", "sha256:" D64 " 1 - extra",
+            "sha512:" D64 " 1 -", "sha256:../x 1 -",
+            "sha256:" D64 " 99999999999999999999 -",
+            "sha256:" D64 " 1e3 -"};
+        apr_size_t i;
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+            assert_false(ocireg_mirror_mark_parse(pool, bad[i], &back));
+        assert_false(ocireg_mirror_mark_parse(pool, NULL, &back));
+    }
+}
+
+static void test_tag_freshness(void **st)
+{
+    ocireg_mirror_rule rule;
+    apr_time_t t0 = apr_time_from_sec(1700000000);
+    (void)st;
+    memset(&rule, 0, sizeof(rule));
+    rule.tag_ttl = apr_time_from_sec(300);
+    assert_true(ocireg_mirror_tag_fresh(&rule, t0, t0));
+    assert_true(ocireg_mirror_tag_fresh(&rule, t0, t0 + apr_time_from_sec(299)));
+    assert_false(ocireg_mirror_tag_fresh(&rule, t0, t0 + apr_time_from_sec(300)));
+    /* A fetch "in the future" (a clock put back) is not trusted. */
+    assert_false(ocireg_mirror_tag_fresh(&rule, t0 + apr_time_from_sec(5), t0));
+    rule.tag_ttl = 0;
+    assert_false(ocireg_mirror_tag_fresh(&rule, t0, t0));
+}
+
+static void test_fill_ids(void **st)
+{
+    const char *id;
+    (void)st;
+    id = ocireg_mirror_fill_id(pool, "sha256:" D64);
+    assert_string_equal(id, "01234567-89ab-cdef-0123-456789abcdef");
+    assert_true(ocireg_uuid_valid(id));
+    assert_null(ocireg_mirror_fill_id(pool, "sha256:abc"));
+    assert_null(ocireg_mirror_fill_id(pool, "sha512:" D64 D64));
+}
+
 static int teardown(void **st)
 {
     (void)st;
@@ -346,6 +415,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_credentials_env, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_marks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tag_freshness, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fill_ids, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     apr_terminate();
