@@ -32,8 +32,10 @@ import requests
 from conftest import UPSTREAM_PASSWORD, UPSTREAM_USER
 from httpd_harness import (HttpdInstance, free_port, htpasswd_file, sanitizer_runtimes,
                            wait_for)
-from ocireg_client import (ALL_MANIFEST_TYPES, MT_OCI_CONFIG, MT_OCI_LAYER,
-                           MT_OCI_MANIFEST, Registry, assert_error, header_ci, sha256)
+from ocireg_client import (ALL_MANIFEST_TYPES, EMPTY_JSON, MT_OCI_CONFIG, MT_OCI_INDEX,
+                           MT_OCI_LAYER, MT_OCI_MANIFEST, Registry, artifact_manifest,
+                           assert_error, header_ci, oci_index, platform_descriptor,
+                           sha256)
 from test_auth_tokens import (USERS, Bearer, claims, es256, keys,  # noqa: F401
                               token_conf, token_server)
 from test_hostile_input import children_of, vm_kib
@@ -548,6 +550,53 @@ def test_client_gone_fill_goes_on(mirror, upstream_anon, repo):
     assert r.status_code == 200 and sha256(r.content) == digest
     upstream_anon.sync()
     assert upstream_anon.requests_since(mark) == []
+
+
+def put_upstream_manifest(base_url, repo, ref, body, media_type, auth=None):
+    r = requests.put(f"{base_url}/v2/{repo}/manifests/{ref}", data=body, auth=auth,
+                     headers={"Content-Type": media_type}, timeout=30)
+    assert r.status_code == 201, (r.status_code, r.text)
+    return sha256(body)
+
+
+def test_index_and_referrers_pull_through(mirror, upstream_anon, repo):
+    """An index by tag, its images by digest (fetched when asked for), and
+    an artifact pointing at one of them: the mirror's referrers list it
+    once it has passed through."""
+    amd = push_image_to(upstream_anon.url, repo, "amd64")
+    arm = push_image_to(upstream_anon.url, repo, "arm64")
+    index = oci_index([
+        platform_descriptor({"mediaType": MT_OCI_MANIFEST, "digest": amd["digest"],
+                             "size": len(amd["manifest"])}, "amd64"),
+        platform_descriptor({"mediaType": MT_OCI_MANIFEST, "digest": arm["digest"],
+                             "size": len(arm["manifest"])}, "arm64")])
+    index_digest = put_upstream_manifest(upstream_anon.url, repo, "multi", index,
+                                         MT_OCI_INDEX)
+    # distribution takes the empty config as a blob like any other.
+    upstream_anon.push_blob(repo, EMPTY_JSON)
+    sig = artifact_manifest("application/vnd.example.signature", {
+        "mediaType": MT_OCI_MANIFEST, "digest": arm["digest"],
+        "size": len(arm["manifest"])})
+    sig_digest = put_upstream_manifest(upstream_anon.url, repo, "sig", sig, MT_OCI_MANIFEST)
+    reg = mirror.reg
+    name = f"anon/{repo}"
+    r = reg.get_manifest(name, "multi")
+    assert r.status_code == 200 and r.content == index
+    assert r.headers["Content-Type"] == MT_OCI_INDEX
+    assert r.headers["Docker-Content-Digest"] == index_digest
+    for img in (amd, arm):
+        r = reg.get_manifest(name, img["digest"])
+        assert r.status_code == 200 and r.content == img["manifest"]
+        for d in img["layers"]:
+            r = reg.get(f"/v2/{name}/blobs/{d}")
+            assert r.status_code == 200 and sha256(r.content) == d
+    r = reg.get_manifest(name, sig_digest)
+    assert r.status_code == 200 and r.content == sig
+    r = reg.get(f"/v2/{name}/referrers/{arm['digest']}")
+    assert r.status_code == 200, r.text
+    assert [m["digest"] for m in r.json()["manifests"]] == [sig_digest], r.text
+    r = reg.get(f"/v2/{name}/tags/list")
+    assert r.status_code == 200 and sorted(r.json()["tags"]) == ["multi"], r.text
 
 
 def test_upstream_not_found_is_not_found(mirror, upstream_anon, repo):
