@@ -294,6 +294,67 @@ class Liar:
         self.server.server_close()
 
 
+class Switch:
+    """A front of a real upstream on loopback that passes requests on, or,
+    while `fail` is a status (500, 429...), answers every /v2/<name>/...
+    request with it."""
+
+    def __init__(self, target):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+        self.fail = None
+        self.seen = []
+        sw = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                sw.seen.append((self.command, self.path, sw.fail))
+                if sw.fail and self.path != "/v2/":
+                    body = b'{"errors":[{"code":"UNAVAILABLE","message":"down"}]}'
+                    self.send_response(sw.fail)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(body)
+                    return
+                fwd = {k: v for k, v in self.headers.items()
+                       if k.lower() in ("accept", "if-none-match", "range")}
+                r = requests.request(self.command, target + self.path, headers=fwd,
+                                     timeout=60, allow_redirects=False)
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() in ("content-type", "docker-content-digest", "etag",
+                                     "content-length", "www-authenticate"):
+                        self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(r.content)
+
+            do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def switch(upstream_anon):
+    sw = Switch(upstream_anon.url)
+    yield sw
+    sw.close()
+
+
 @pytest.fixture(scope="module")
 def liar():
     up = Liar()
@@ -310,7 +371,7 @@ def cred_file(base_dir, name, user, password):
 
 @pytest.fixture(scope="module")
 def mirror(httpd_factory, base_dir, upstream_anon, upstream_basic, bearer_upstream, flaky,
-           liar):
+           liar, switch):
     basic = cred_file(base_dir, "mirror-basic.cred", UPSTREAM_USER, UPSTREAM_PASSWORD)
     wrong = cred_file(base_dir, "mirror-wrong.cred", UPSTREAM_USER, "not-the-password")
     alice = cred_file(base_dir, "mirror-alice.cred", "alice", USERS["alice"])
@@ -326,6 +387,7 @@ def mirror(httpd_factory, base_dir, upstream_anon, upstream_basic, bearer_upstre
         f"OCIRegMirror flaky/* {flaky.url} insecure tag-ttl=0",
         f"OCIRegMirror badcred/* {upstream_basic.url} insecure credentials=file:{wrong}",
         f"OCIRegMirror liar/* {liar.url} insecure",
+        f"OCIRegMirror switch/* {switch.url} insecure tag-ttl=0",
         # Tried in order: nothing listens on the first, the second has
         # not the names, the third has them.
         f"OCIRegMirror multi/* http://127.0.0.1:{free_port()} {flaky.url} "
@@ -883,6 +945,33 @@ def test_upstream_down_cached_images_still_pull(mirror, flaky, skopeo_env, repo,
                                    check=False))
     finally:
         flaky.start()
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_upstream_failing_serves_the_cache(mirror, upstream_anon, switch, repo, tmp_path,
+                                           status):
+    """An upstream that answers 5xx or 429 is failing, not saying "gone":
+    the cached tag is served with the warning; what is not cached is 503."""
+    img = push_image_to(upstream_anon.url, repo, "v1")
+    name = f"switch/{repo}"
+    curl_pull(mirror.base_url, name, img, tmp_path)
+    offset = mirror.error_log_size()
+    switch.fail = status
+    try:
+        before = len(switch.seen)
+        curl_pull(mirror.base_url, name, img, tmp_path)
+        # tag-ttl=0: the tag was asked for, and the failure seen.
+        assert [q for q in switch.seen[before:] if "/manifests/v1" in q[1]], switch.seen
+        wait_for(lambda: any("OCIREG00552" in l and ":warn]" in l
+                             for l in mirror.error_log_since(offset)),
+                 timeout=10, what="the warning OCIREG00552")
+        reg = mirror.reg
+        r = reg.get(f"/v2/{name}/manifests/nope", check=False)
+        assert_unavailable(r)
+        assert r.status_code == 503, r.status_code
+        assert_unavailable(reg.get(f"/v2/{name}/blobs/{sha256(b'nope')}", check=False))
+    finally:
+        switch.fail = None
 
 
 # -- 6. ten concurrent pulls of one 200 MB blob ------------------------------
