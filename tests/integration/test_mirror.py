@@ -808,6 +808,16 @@ def read_head(sock):
     return status, headers, rest
 
 
+def connections_to(port):
+    """Established TCP connections to 127.0.0.1:port (server side)."""
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if f[1].endswith(":%04X" % port) and f[3] == "01":
+            n += 1
+    return n
+
+
 def recv_until_closed(sock, got, stop_at=None):
     """Appends what arrives to got until EOF, a reset or (with stop_at)
     that many bytes; returns how it ended."""
@@ -860,9 +870,25 @@ def test_upstream_killed_mid_blob(mirror, flaky, repo, backend, request, capsys)
         assert status == 200, (status, headers, rest[:300])
         body = bytearray(rest)
         assert recv_until_closed(sock, body, stop_at=MiB) == "enough"
+        # Two more clients of the blob, waiting for this fill (or
+        # fetching on their own once it failed).
+        connected = connections_to(mirror.port)
+        others = [subprocess.Popen(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+             "--max-time", "120", mirror.base_url + path],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        wait_for(lambda: connections_to(mirror.port) >= connected + 2, timeout=30,
+                 what="the other clients to connect")
         flaky.kill()
         ended = recv_until_closed(sock, body)
         sock.close()
+        outcomes = []
+        for p in others:
+            out, err = p.communicate(timeout=180)
+            code, got = out.split()
+            outcomes.append(f"{code} with {got} B")
+            # An error status, or a body cut short: never all of it.
+            assert code in ("502", "503") or int(got) < len(big), (code, got, p.returncode)
         if headers.get("transfer-encoding", "").lower() == "chunked":
             data, complete = dechunk(bytes(body))
             assert not complete, "a complete chunked body after the upstream died"
@@ -871,7 +897,8 @@ def test_upstream_killed_mid_blob(mirror, flaky, repo, backend, request, capsys)
             assert int(headers["content-length"]) == len(big)
         with capsys.disabled():
             print(f"\n[{mirror.name}] upstream killed mid-blob: the client got "
-                  f"{len(data)} of {len(big)} bytes, then {ended}")
+                  f"{len(data)} of {len(big)} bytes, then {ended}; two more clients: "
+                  + ", ".join(outcomes))
         # Cut short, never wrong bytes, and cut: not left hanging.
         assert ended in ("eof", "reset"), (ended, len(data))
         assert len(data) < len(big), (ended, len(data))
