@@ -56,4 +56,13 @@ void ocireg_http_still_waiting(void);
 /* Sleeps t, calling the hook meanwhile. */
 void ocireg_http_sleep_waiting(apr_interval_time_t t);
 
+/* Appends n bytes to an answer's body kept NUL-ended in pool memory:
+ * grown to what arrives, not sized to the largest allowed (the announced
+ * length when there is one below max, else doubling from 16 KiB), never
+ * beyond max + 1 bytes. The caller has checked that *len + n <= max. */
+void ocireg_http_body_append(apr_pool_t *p, char **body, apr_size_t *len,
+                             apr_size_t *cap, apr_size_t max,
+                             apr_off_t announced, const char *buf,
+                             apr_size_t n);
+
 #endif

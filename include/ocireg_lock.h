@@ -43,6 +43,11 @@ int ocireg_lock_takeover(const ocireg_lock_owner *holder,
                          const ocireg_lock_owner *me, apr_time_t now,
                          int (*alive)(apr_int64_t pid));
 
+/* Whether a and b name the same holder (host, instance, process), their
+ * leases aside: a holder renewing its own record. */
+int ocireg_lock_owner_same(const ocireg_lock_owner *a,
+                           const ocireg_lock_owner *b);
+
 /* This host's identity for lock records, "<boot id>/<pid namespace
  * inode>" (at most OCIREG_LOCK_HOST_MAX characters, one word, written to
  * out); `fallback` (the hostname) when /proc cannot tell. The _from form

@@ -116,7 +116,8 @@ void s3_link_written(ocireg_store *s, apr_pool_t *p, const char *name,
 apr_uint32_t s3_link_gen(ocireg_store *s, apr_pool_t *p, const char *name,
                          const char *digest);
 
-/* ocireg_store_s3_records.c: session records, locks, sweep claims */
+/* ocireg_store_s3_records.c: session records, locks, sweep and fill
+ * claims */
 
 /* Creates k with If-None-Match: * and a random token in its metadata
  * (META_TOKEN). APR_EEXIST only when the object is someone else's: one
@@ -153,6 +154,12 @@ apr_status_t s3_upload_lock(ocireg_store *s, apr_pool_t *p, const char *uuid,
 apr_status_t s3_lock_acquire(ocireg_upload_lock *l);
 apr_status_t s3_claim_period(ocireg_store *s, apr_pool_t *p, const char *what,
                              apr_int64_t period);
+/* The claim of fetching a blob from an upstream (fill_claim,
+ * fill_release of ocireg_store.h): fills/sha256/<hex>. */
+apr_status_t s3_fill_claim(ocireg_store *s, apr_pool_t *p, const char *digest,
+                           const ocireg_lock_owner *me);
+void s3_fill_release(ocireg_store *s, apr_pool_t *p, const char *digest,
+                     const ocireg_lock_owner *me);
 void s3_upload_lock_keep(ocireg_upload_lock *l);
 void s3_upload_unlock(ocireg_upload_lock *l);
 void s3_upload_lock_drop(ocireg_upload_lock *l);

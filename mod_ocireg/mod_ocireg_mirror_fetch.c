@@ -77,27 +77,35 @@ static ocireg_upstream *upstream_client(request_rec *r,
 /* How an upstream failure is answered when nothing cached can stand in:
  * 503 while the upstream is unreachable or overloaded (worth a retry),
  * 502 when it answered something unusable (refused our credentials, a
- * wrong digest, a malformed answer). */
-static int upstream_failure(ocireg_req *q, apr_status_t rv, const char *what,
+ * wrong digest, a malformed answer). The code is the spec's for what the
+ * client asked for and does not get (its list has none for a gateway);
+ * the status and the message say why. */
+static int upstream_failure(ocireg_req *q, apr_status_t rv,
+                            ocireg_upstream_kind kind,
                             const ocireg_upstream_result *res)
 {
     request_rec *r = q->r;
     int status = rv == OCIREG_UP_EUNAVAILABLE ? HTTP_SERVICE_UNAVAILABLE
                                               : HTTP_BAD_GATEWAY;
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  "OCIREG00553: %s of %s from upstream %s failed and "
+                  "OCIREG00553: %s %s of %s: upstream %s failed and "
                   "nothing is cached: %s (%s)",
-                  what, q->route.name, res && res->url ? res->url : "-",
+                  kind == OCIREG_UP_MANIFEST ? "manifest" : "blob",
+                  q->route.arg, q->route.name,
+                  res && res->url ? res->url : "-",
                   res && res->error ? res->error : "-",
                   ocireg_status_why(r->pool, rv));
     if (status == HTTP_SERVICE_UNAVAILABLE)
         apr_table_setn(r->err_headers_out, "Retry-After", "30");
     return ocireg_respond_error(
-        r, status, OCIREG_E_UNAVAILABLE,
+        r, status,
+        kind == OCIREG_UP_MANIFEST ? OCIREG_E_MANIFEST_UNKNOWN
+                                   : OCIREG_E_BLOB_UNKNOWN,
         status == HTTP_SERVICE_UNAVAILABLE
-            ? "the upstream registry is unavailable"
-            : "the upstream registry gave an unusable answer",
-        q->route.name);
+            ? "not cached, and the upstream registry is unavailable"
+            : "not cached, and the upstream registry gave an unusable "
+              "answer",
+        q->route.arg);
 }
 
 /* --- manifests ----------------------------------------------------- */
@@ -141,47 +149,62 @@ static apr_status_t read_cached(ocireg_req *q, const char *digest,
                                          &out->media_type);
 }
 
-/* Asks the rule's upstreams in order for the manifest `reference`; the
- * first that has it answers. APR_ENOENT when none has it. */
+/* Asks the rule's upstreams in order, with rq (its repo set for each),
+ * until one answers. The answer of the last attempt, or when every one
+ * failed the worst failure: APR_ENOENT only when no upstream failed
+ * otherwise. `may_go_on(ctx)` (NULL: always) says whether a failed
+ * attempt leaves room for the next: a blob whose bytes began to flow to
+ * the client does not. */
+static apr_status_t ask_upstreams(ocireg_req *q,
+                                  const ocireg_mirror_rule *rule,
+                                  ocireg_upstream_req *rq,
+                                  ocireg_upstream_result *res,
+                                  int (*may_go_on)(void *ctx), void *ctx)
+{
+    request_rec *r = q->r;
+    apr_status_t rv = OCIREG_UP_EUNAVAILABLE, worst = APR_SUCCESS;
+    int i;
+    memset(res, 0, sizeof(*res));
+    for (i = 0; i < rule->upstreams->nelts; i++) {
+        const ocireg_mirror_upstream *up =
+            &APR_ARRAY_IDX(rule->upstreams, i, ocireg_mirror_upstream);
+        ocireg_upstream *u = upstream_client(r, rule, up);
+        rq->repo =
+            ocireg_mirror_upstream_name(r->pool, rule, up, q->route.name);
+        if (!u || !rq->repo)
+            continue;
+        memset(res, 0, sizeof(*res));
+        rv = ocireg_upstream_fetch(u, r->pool, rq, res);
+        if (rv == APR_SUCCESS)
+            return rv;
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      "OCIREG00555: %s %s of %s at %s: %s (%s)",
+                      rq->kind == OCIREG_UP_MANIFEST ? "manifest" : "blob",
+                      rq->reference, q->route.name,
+                      res->url ? res->url : "-",
+                      res->error ? res->error : "-",
+                      ocireg_status_why(r->pool, rv));
+        if (may_go_on && !may_go_on(ctx))
+            return rv;
+        if (worst == APR_SUCCESS || worst == APR_ENOENT)
+            worst = rv;
+    }
+    return worst != APR_SUCCESS ? worst : rv;
+}
+
 static apr_status_t fetch_manifest(ocireg_req *q,
                                    const ocireg_mirror_rule *rule,
                                    const char *reference,
                                    const char *if_none_match,
                                    ocireg_upstream_result *res)
 {
-    request_rec *r = q->r;
-    apr_status_t rv = OCIREG_UP_EUNAVAILABLE, first = APR_SUCCESS;
-    int i;
-    for (i = 0; i < rule->upstreams->nelts; i++) {
-        const ocireg_mirror_upstream *up =
-            &APR_ARRAY_IDX(rule->upstreams, i, ocireg_mirror_upstream);
-        ocireg_upstream *u = upstream_client(r, rule, up);
-        ocireg_upstream_req rq;
-        const char *name =
-            ocireg_mirror_upstream_name(r->pool, rule, up, q->route.name);
-        if (!u || !name)
-            continue;
-        memset(&rq, 0, sizeof(rq));
-        memset(res, 0, sizeof(*res));
-        rq.kind = OCIREG_UP_MANIFEST;
-        rq.repo = name;
-        rq.reference = reference;
-        rq.if_none_match = if_none_match;
-        rq.max = OCIREG_MANIFEST_MAX;
-        rv = ocireg_upstream_fetch(u, r->pool, &rq, res);
-        if (rv == APR_SUCCESS)
-            return rv;
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      "OCIREG00555: manifest %s:%s at %s: %s (%s)",
-                      q->route.name, reference, res->url ? res->url : "-",
-                      res->error ? res->error : "-",
-                      ocireg_status_why(r->pool, rv));
-        /* The worst answer stands unless a later upstream does better:
-         * "not there" only when no upstream failed. */
-        if (first == APR_SUCCESS || first == APR_ENOENT)
-            first = rv;
-    }
-    return first == APR_SUCCESS ? rv : first;
+    ocireg_upstream_req rq;
+    memset(&rq, 0, sizeof(rq));
+    rq.kind = OCIREG_UP_MANIFEST;
+    rq.reference = reference;
+    rq.if_none_match = if_none_match;
+    rq.max = OCIREG_MANIFEST_MAX;
+    return ask_upstreams(q, rule, &rq, res, NULL, NULL);
 }
 
 /* Stores a fetched manifest as a push would (content, referrer entry,
@@ -343,7 +366,7 @@ int ocireg_mirror_manifest(ocireg_req *q, const ocireg_mirror_rule *rule,
                            &found);
         if (rv == APR_SUCCESS)
             goto answer;
-        return upstream_failure(q, OCIREG_UP_EINVALID, "a manifest fetch",
+        return upstream_failure(q, OCIREG_UP_EINVALID, OCIREG_UP_MANIFEST,
                                 &res);
     }
     if (rv == APR_ENOENT)
@@ -355,7 +378,7 @@ int ocireg_mirror_manifest(ocireg_req *q, const ocireg_mirror_rule *rule,
         serve_cached_instead(q, rv, &res, cached, &found);
         goto answer;
     }
-    return upstream_failure(q, rv, "a manifest fetch", &res);
+    return upstream_failure(q, rv, OCIREG_UP_MANIFEST, &res);
 
 answer:
     *digest = found.digest;
@@ -501,6 +524,11 @@ static void cut_client(blob_fill *f, const char *why)
     r->connection->aborted = 1;
 }
 
+static int nothing_started(void *ctx)
+{
+    return !((blob_fill *)ctx)->started;
+}
+
 /* One pass of a blob from the rule's upstreams to the client, and into
  * the store when `uuid` names an upload made for it. Returns the
  * request's answer. */
@@ -511,10 +539,10 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     request_rec *r = q->r;
     ocireg_store *st = q->store;
     ocireg_upstream_result res;
-    apr_status_t rv = OCIREG_UP_EUNAVAILABLE, worst = APR_SUCCESS;
+    ocireg_upstream_req rq;
+    apr_status_t rv;
     blob_fill f;
     char actual[72];
-    int i;
 
     memset(&f, 0, sizeof(f));
     memset(&res, 0, sizeof(res));
@@ -526,32 +554,18 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     f.claim = claim;
     f.renewed = apr_time_now();
     ocireg_hash_init(&f.hash);
-    for (i = 0; i < rule->upstreams->nelts && !f.started; i++) {
-        const ocireg_mirror_upstream *up =
-            &APR_ARRAY_IDX(rule->upstreams, i, ocireg_mirror_upstream);
-        ocireg_upstream *u = upstream_client(r, rule, up);
-        ocireg_upstream_req rq;
-        const char *name =
-            ocireg_mirror_upstream_name(r->pool, rule, up, q->route.name);
-        if (!u || !name)
-            continue;
-        if (uuid && !f.w) {
-            f.store_rv = st->ops->upload_open(st, r->pool, uuid, s->driver,
-                                              0, 0, -1, NULL, &f.w);
-            if (f.store_rv != APR_SUCCESS)
-                f.w = NULL;
-        }
-        memset(&rq, 0, sizeof(rq));
-        rq.kind = OCIREG_UP_BLOB;
-        rq.repo = name;
-        rq.reference = digest;
-        rq.sink = fill_sink;
-        rq.sink_ctx = &f;
-        rv = ocireg_upstream_fetch(u, r->pool, &rq, &res);
-        if (rv != APR_SUCCESS && !f.started
-            && (worst == APR_SUCCESS || worst == APR_ENOENT))
-            worst = rv;
+    if (uuid) {
+        f.store_rv = st->ops->upload_open(st, r->pool, uuid, s->driver, 0, 0,
+                                          -1, NULL, &f.w);
+        if (f.store_rv != APR_SUCCESS)
+            f.w = NULL;
     }
+    memset(&rq, 0, sizeof(rq));
+    rq.kind = OCIREG_UP_BLOB;
+    rq.reference = digest;
+    rq.sink = fill_sink;
+    rq.sink_ctx = &f;
+    rv = ask_upstreams(q, rule, &rq, &res, nothing_started, &f);
     if (rv == APR_SUCCESS && res.content_length >= 0
         && f.total != res.content_length)
         rv = OCIREG_UP_ETRUNCATED;
@@ -564,7 +578,7 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
                                     actual, NULL);
             if (nothing_sent(&f))
                 return upstream_failure(q, OCIREG_UP_EINVALID,
-                                        "a blob fetch", &res);
+                                        OCIREG_UP_BLOB, &res);
             cut_client(&f, res.error);
             return OK;
         }
@@ -573,13 +587,11 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
         if (f.w)
             st->ops->upload_abort(st, r->pool, uuid, s->driver, 0, NULL);
         if (!f.started || nothing_sent(&f)) {
-            if (!f.started && worst != APR_SUCCESS)
-                rv = worst;
             if (rv == APR_ENOENT)
                 return ocireg_respond_error(r, HTTP_NOT_FOUND,
                                             OCIREG_E_BLOB_UNKNOWN, NULL,
                                             digest);
-            return upstream_failure(q, rv, "a blob fetch", &res);
+            return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
         }
         cut_client(&f, apr_pstrcat(r->pool, res.error ? res.error
                                                       : "the transfer failed",
@@ -629,32 +641,12 @@ static apr_status_t upstream_has_blob(ocireg_req *q,
                                       const char *digest,
                                       ocireg_upstream_result *res)
 {
-    request_rec *r = q->r;
-    apr_status_t rv = OCIREG_UP_EUNAVAILABLE, worst = APR_SUCCESS;
-    int i;
-    memset(res, 0, sizeof(*res));
-    for (i = 0; i < rule->upstreams->nelts; i++) {
-        const ocireg_mirror_upstream *up =
-            &APR_ARRAY_IDX(rule->upstreams, i, ocireg_mirror_upstream);
-        ocireg_upstream *u = upstream_client(r, rule, up);
-        ocireg_upstream_req rq;
-        const char *name =
-            ocireg_mirror_upstream_name(r->pool, rule, up, q->route.name);
-        if (!u || !name)
-            continue;
-        memset(&rq, 0, sizeof(rq));
-        memset(res, 0, sizeof(*res));
-        rq.kind = OCIREG_UP_BLOB;
-        rq.head = 1;
-        rq.repo = name;
-        rq.reference = digest;
-        rv = ocireg_upstream_fetch(u, r->pool, &rq, res);
-        if (rv == APR_SUCCESS)
-            return rv;
-        if (worst == APR_SUCCESS || worst == APR_ENOENT)
-            worst = rv;
-    }
-    return worst != APR_SUCCESS ? worst : rv;
+    ocireg_upstream_req rq;
+    memset(&rq, 0, sizeof(rq));
+    rq.kind = OCIREG_UP_BLOB;
+    rq.head = 1;
+    rq.reference = digest;
+    return ask_upstreams(q, rule, &rq, res, NULL, NULL);
 }
 
 /* A blob HEAD that missed: the upstream's answer, nothing stored. */
@@ -668,7 +660,7 @@ static int head_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
         return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN,
                                     NULL, digest);
     if (rv != APR_SUCCESS)
-        return upstream_failure(q, rv, "a blob lookup", &res);
+        return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
     apr_table_setn(r->headers_out, "Docker-Content-Digest", digest);
     apr_table_setn(r->headers_out, "ETag",
                    apr_pstrcat(r->pool, "\"", digest, "\"", NULL));
@@ -705,7 +697,7 @@ static int link_stored(ocireg_req *q, const ocireg_mirror_rule *rule,
             return ocireg_respond_error(r, HTTP_NOT_FOUND,
                                         OCIREG_E_BLOB_UNKNOWN, NULL, digest);
         if (rv != APR_SUCCESS)
-            return upstream_failure(q, rv, "a blob lookup", &res);
+            return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
     }
     rv = st->ops->blob_link(st, r->pool, q->route.name, digest, NULL);
     if (rv != APR_SUCCESS)

@@ -221,3 +221,29 @@ CURLcode ocireg_http_perform(ocireg_http_pool *hp, CURL *h)
     ocireg_http_give_multi(hp, m);
     return cc;
 }
+
+void ocireg_http_body_append(apr_pool_t *p, char **body, apr_size_t *len,
+                             apr_size_t *cap, apr_size_t max,
+                             apr_off_t announced, const char *buf,
+                             apr_size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        /* A page of 1000 keys is some 300 KiB of a 16 MiB limit. */
+        apr_size_t want = *cap ? *cap * 2 : 16 * 1024;
+        char *grown;
+        if (!*cap && announced > 0 && (apr_uint64_t)announced < max)
+            want = (apr_size_t)announced + 1;
+        while (want < *len + n + 1)
+            want *= 2;
+        if (want > max + 1)
+            want = max + 1;
+        grown = apr_palloc(p, want);
+        if (*len)
+            memcpy(grown, *body, *len);
+        *body = grown;
+        *cap = want;
+    }
+    memcpy(*body + *len, buf, n);
+    *len += n;
+    (*body)[*len] = '\0';
+}

@@ -57,6 +57,13 @@ int ocireg_lock_takeover(const ocireg_lock_owner *holder,
     return !alive(holder->pid);
 }
 
+int ocireg_lock_owner_same(const ocireg_lock_owner *a,
+                           const ocireg_lock_owner *b)
+{
+    return strcmp(a->host, b->host) == 0 && a->instance == b->instance
+           && a->pid == b->pid;
+}
+
 int ocireg_pid_alive(apr_int64_t pid)
 {
     return !(kill((pid_t)pid, 0) != 0 && errno == ESRCH);

@@ -151,28 +151,9 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
                                                : ERROR_BODY_MAX;
         if (res->body_len + len > max)
             return 0;
-        if (res->body_len + len + 1 > rq->body_cap) {
-            /* Grown to what arrives, not sized to the largest allowed:
-             * the announced length when there is one (a page of 1000
-             * keys is some 300 KiB of a 16 MiB limit), else doubling. */
-            apr_size_t cap = rq->body_cap ? rq->body_cap * 2 : 16 * 1024;
-            char *grown;
-            if (!rq->body_cap && res->content_length > 0
-                && (apr_uint64_t)res->content_length < max)
-                cap = (apr_size_t)res->content_length + 1;
-            while (cap < res->body_len + len + 1)
-                cap *= 2;
-            if (cap > max + 1)
-                cap = max + 1;
-            grown = apr_palloc(rq->p, cap);
-            if (res->body_len)
-                memcpy(grown, res->body, res->body_len);
-            res->body = grown;
-            rq->body_cap = cap;
-        }
-        memcpy(res->body + res->body_len, buf, len);
-        res->body_len += len;
-        res->body[res->body_len] = '\0';
+        ocireg_http_body_append(rq->p, &res->body, &res->body_len,
+                                &rq->body_cap, max, res->content_length,
+                                buf, len);
     }
     return len;
 }

@@ -998,6 +998,155 @@ static apr_status_t fs_claim_period(ocireg_store *s, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+/* Pull-through mirror marks: mirror/<name>/_tags/<tag>, outside
+ * repositories/ so that no listing or backfill sees them. No name
+ * component starts with '_', so a nested repository's marks never mix
+ * with these. */
+static apr_status_t mark_path(ocireg_store *s, apr_pool_t *p,
+                              const char *name, const char *tag,
+                              const char **path)
+{
+    if (!ocireg_name_valid(name) || !ocireg_tag_valid(tag))
+        return APR_EINVAL;
+    *path = apr_psprintf(p, "%s/mirror/%s/_tags/%s", FS(s)->root, name, tag);
+    return APR_SUCCESS;
+}
+
+static apr_status_t fs_mirror_mark_put(ocireg_store *s, apr_pool_t *p,
+                                       const char *name, const char *tag,
+                                       const char *text)
+{
+    const char *path;
+    apr_size_t len = strlen(text);
+    apr_status_t rv = mark_path(s, p, name, tag, &path);
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (len > OCIREG_MIRROR_MARK_MAX)
+        return APR_EINVAL;
+    return write_atomic(s, p, path, text, len);
+}
+
+static apr_status_t fs_mirror_mark_get(ocireg_store *s, apr_pool_t *p,
+                                       const char *name, const char *tag,
+                                       char **text)
+{
+    const char *path;
+    apr_size_t len;
+    apr_status_t rv = mark_path(s, p, name, tag, &path);
+    if (rv != APR_SUCCESS)
+        return rv;
+    return read_small(p, path, OCIREG_MIRROR_MARK_MAX, text, &len);
+}
+
+static apr_status_t fs_mirror_mark_delete(ocireg_store *s, apr_pool_t *p,
+                                          const char *name, const char *tag)
+{
+    const char *path;
+    apr_status_t rv = mark_path(s, p, name, tag, &path);
+    if (rv != APR_SUCCESS)
+        return rv;
+    rv = remove_file(p, path);
+    return rv == APR_ENOENT ? APR_SUCCESS : rv;
+}
+
+/* Fill claims: fills/sha256/<hex> holds the claimer's lock record.
+ * Reading a record and replacing or removing it is done under flock(2) on
+ * fills/.lock, so that of two processes that find one stale claim only one
+ * takes it over, and a release never removes a claim taken over since it
+ * read it. The kernel drops the flock with its process however it ends. */
+static apr_status_t fill_path(ocireg_store *s, apr_pool_t *p,
+                              const char *digest, const char **path)
+{
+    if (ocireg_digest_parse(digest) != OCIREG_DIGEST_SHA256)
+        return APR_EINVAL;
+    *path = apr_psprintf(p, "%s/fills/%s", FS(s)->root,
+                         ocireg_digest_path(p, digest));
+    return APR_SUCCESS;
+}
+
+static apr_status_t fills_lock(ocireg_store *s, apr_pool_t *p, int *fd)
+{
+    const char *path = apr_pstrcat(p, FS(s)->root, "/fills/.lock", NULL);
+    apr_status_t rv;
+    *fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0 && errno == ENOENT) {
+        rv = make_parent(p, path);
+        if (rv != APR_SUCCESS)
+            return rv;
+        *fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    }
+    if (*fd < 0)
+        return APR_FROM_OS_ERROR(errno);
+    while (flock(*fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            rv = APR_FROM_OS_ERROR(errno);
+            close(*fd);
+            return rv;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* The holder of the claim at path: APR_ENOENT when there is none, and
+ * *readable 0 for a record that is not a lock record (never written by a
+ * claimer that works). */
+static apr_status_t fill_holder(apr_pool_t *p, const char *path,
+                                ocireg_lock_owner *holder, int *readable)
+{
+    char *text;
+    apr_size_t len;
+    apr_status_t rv = read_small(p, path, 4096, &text, &len);
+    *readable = 0;
+    if (rv == APR_EGENERAL) /* too large or short read: garbage */
+        return APR_SUCCESS;
+    if (rv == APR_SUCCESS)
+        *readable = ocireg_lock_owner_parse(text, len, holder);
+    return rv;
+}
+
+static apr_status_t fs_fill_claim(ocireg_store *s, apr_pool_t *p,
+                                  const char *digest,
+                                  const ocireg_lock_owner *me)
+{
+    ocireg_lock_owner holder;
+    const char *path, *text;
+    int fd, readable;
+    apr_status_t rv = fill_path(s, p, digest, &path);
+    if (rv != APR_SUCCESS)
+        return rv;
+    rv = fills_lock(s, p, &fd);
+    if (rv != APR_SUCCESS)
+        return rv;
+    rv = fill_holder(p, path, &holder, &readable);
+    if (rv == APR_SUCCESS && readable
+        && !ocireg_lock_owner_same(&holder, me)
+        && !ocireg_lock_takeover(&holder, me, apr_time_now(),
+                                 ocireg_pid_alive))
+        rv = APR_EBUSY;
+    else if (rv == APR_SUCCESS || rv == APR_ENOENT) {
+        /* Free, ours (a renewal), or a stale holder's: replaced whole. */
+        text = ocireg_lock_owner_format(p, me);
+        rv = write_atomic(s, p, path, text, strlen(text));
+    }
+    close(fd);
+    return rv;
+}
+
+static void fs_fill_release(ocireg_store *s, apr_pool_t *p,
+                            const char *digest, const ocireg_lock_owner *me)
+{
+    ocireg_lock_owner holder;
+    const char *path;
+    int fd, readable;
+    if (fill_path(s, p, digest, &path) != APR_SUCCESS
+        || fills_lock(s, p, &fd) != APR_SUCCESS)
+        return;
+    if (fill_holder(p, path, &holder, &readable) == APR_SUCCESS && readable
+        && ocireg_lock_owner_same(&holder, me))
+        (void)remove_file(p, path);
+    close(fd);
+}
+
 static void fs_upload_lock_keep(ocireg_upload_lock *l)
 {
     (void)l;
@@ -1121,8 +1270,11 @@ static const ocireg_store_ops fs_ops = {
     fs_upload_lock_keep,
     fs_upload_unlock,
     fs_upload_lock_drop,
-    NULL, NULL, NULL, /* mirror marks: to do */
-    NULL, NULL,       /* fill claims: to do */
+    fs_mirror_mark_put,
+    fs_mirror_mark_get,
+    fs_mirror_mark_delete,
+    fs_fill_claim,
+    fs_fill_release,
     fs_prepare,
 };
 

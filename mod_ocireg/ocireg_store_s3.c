@@ -26,6 +26,10 @@
  *   catalog.complete          the two above cover everything stored before
  *                             them (see ensure_listing_index)
  *   uploads/<uuid>/tail       bytes of an upload that do not fill a part yet
+ *   mirror/<name>/_tags/<tag> a pull-through mirror's mark of the tag's
+ *                             last fetch from its upstream (text)
+ *   fills/sha256/<hex>        the claim of fetching that blob from an
+ *                             upstream: the claimer's lock record
  *
  * An upload session is one multipart upload. Every part but the last is
  * exactly part_size bytes (R2 rejects anything else at Complete): a part is
@@ -829,6 +833,61 @@ static apr_status_t s3_tag_delete(ocireg_store *s, apr_pool_t *p,
     return rv;
 }
 
+/* Pull-through mirror marks: mirror/<name>/_tags/<tag>, one object each,
+ * outside repositories/ and catalog/, so that no listing, backfill or
+ * sweep meets them. Never cached: a mark says when a tag was last checked
+ * upstream, which another host may have just done. */
+static apr_status_t mark_key(ocireg_store *s, apr_pool_t *p,
+                             const char *name, const char *tag,
+                             const char **k)
+{
+    if (!ocireg_name_valid(name) || !ocireg_tag_valid(tag))
+        return APR_EINVAL;
+    *k = key(s, p, "mirror/", name, apr_pstrcat(p, "/_tags/", tag, NULL));
+    return APR_SUCCESS;
+}
+
+static apr_status_t s3_mirror_mark_put(ocireg_store *s, apr_pool_t *p,
+                                       const char *name, const char *tag,
+                                       const char *text)
+{
+    const char *k;
+    apr_size_t len = strlen(text);
+    apr_status_t rv = mark_key(s, p, name, tag, &k);
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (len > OCIREG_MIRROR_MARK_MAX)
+        return APR_EINVAL;
+    return ocireg_s3_put(S3(s)->s3, p, k, text, len, NULL, 0, NULL);
+}
+
+static apr_status_t s3_mirror_mark_get(ocireg_store *s, apr_pool_t *p,
+                                       const char *name, const char *tag,
+                                       char **text)
+{
+    ocireg_s3_result res;
+    const char *k;
+    apr_status_t rv = mark_key(s, p, name, tag, &k);
+    if (rv != APR_SUCCESS)
+        return rv;
+    rv = ocireg_s3_get_small(S3(s)->s3, p, k, OCIREG_MIRROR_MARK_MAX, &res);
+    if (rv == APR_SUCCESS)
+        *text = res.body ? res.body : apr_pstrdup(p, "");
+    return rv;
+}
+
+/* S3 deletes quietly, which is what the API wants here. */
+static apr_status_t s3_mirror_mark_delete(ocireg_store *s, apr_pool_t *p,
+                                          const char *name, const char *tag)
+{
+    const char *k;
+    apr_status_t rv = mark_key(s, p, name, tag, &k);
+    if (rv != APR_SUCCESS)
+        return rv;
+    rv = ocireg_s3_delete(S3(s)->s3, p, k, NULL);
+    return rv == APR_ENOENT ? APR_SUCCESS : rv;
+}
+
 /* One request whatever the repository holds: its first key. */
 static apr_status_t first_key(void *ctx, apr_pool_t *page, const char *k,
                               int is_prefix)
@@ -1254,8 +1313,11 @@ static const ocireg_store_ops s3_ops = {
     s3_upload_lock_keep,
     s3_upload_unlock,
     s3_upload_lock_drop,
-    NULL, NULL, NULL, /* mirror marks: to do */
-    NULL, NULL,       /* fill claims: to do */
+    s3_mirror_mark_put,
+    s3_mirror_mark_get,
+    s3_mirror_mark_delete,
+    s3_fill_claim,
+    s3_fill_release,
     s3_prepare,
 };
 

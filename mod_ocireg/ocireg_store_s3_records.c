@@ -411,3 +411,96 @@ void s3_upload_lock_keep(ocireg_upload_lock *l)
      * record, written create-only, cannot overwrite a successor's. */
     put_lock(l, 0);
 }
+
+/* Fill claims: fills/sha256/<hex> holds the claimer's lock record, created
+ * with If-None-Match: * so that of two hosts only one creates it: a free
+ * digest costs one request. A claim whose holder is gone (ocireg_lock.h)
+ * is deleted and created again, which only one taker's create wins,
+ * unless a second taker deleted the winner's claim in between: both then
+ * fetch the same bytes, which land under their verified digest whichever
+ * commits last, so the price of that rare race is one more upstream
+ * fetch, never a wrong blob. */
+#define FILL_ATTEMPTS 3
+
+static apr_status_t fill_key(ocireg_store *s, apr_pool_t *p,
+                             const char *digest, const char **k)
+{
+    if (ocireg_digest_parse(digest) != OCIREG_DIGEST_SHA256)
+        return APR_EINVAL;
+    *k = key(s, p, "fills/", ocireg_digest_path(p, digest), "");
+    return APR_SUCCESS;
+}
+
+/* The claim's holder (APR_ENOENT when there is none); *readable 0 for an
+ * object that is no lock record, never written by a claimer that works.
+ * `token` (or NULL): the create-only PUT whose answer was lost; *ours says
+ * whether the object is that PUT's. */
+static apr_status_t fill_holder(ocireg_store *s, apr_pool_t *p,
+                                const char *k, const char *token,
+                                ocireg_lock_owner *holder, int *readable,
+                                int *ours)
+{
+    ocireg_s3_result res;
+    const char *theirs;
+    apr_status_t rv = ocireg_s3_get_small(S3(s)->s3, p, k, 4096, &res);
+    *readable = *ours = 0;
+    if (rv != APR_SUCCESS)
+        return rv;
+    theirs = apr_table_get(res.meta, META_TOKEN);
+    *ours = token && theirs && strcmp(token, theirs) == 0;
+    *readable = res.body && res.body_len > 0
+                && ocireg_lock_owner_parse(res.body, res.body_len, holder);
+    return APR_SUCCESS;
+}
+
+apr_status_t s3_fill_claim(ocireg_store *s, apr_pool_t *p, const char *digest,
+                           const ocireg_lock_owner *me)
+{
+    ocireg_lock_owner holder;
+    const char *k, *text = ocireg_lock_owner_format(p, me);
+    int attempt, readable, ours;
+    apr_status_t rv = fill_key(s, p, digest, &k);
+    if (rv != APR_SUCCESS)
+        return rv;
+    for (attempt = 0; attempt < FILL_ATTEMPTS; attempt++) {
+        apr_table_t *meta = s3_create_only_meta(p, NULL);
+        rv = ocireg_s3_put(S3(s)->s3, p, k, text, strlen(text), meta, 1,
+                           NULL);
+        if (rv != APR_EEXIST)
+            return rv;
+        /* The GET tells both who holds it and, by the token, whether the
+         * object is this PUT's own (its first answer lost, retried). */
+        rv = fill_holder(s, p, k, apr_table_get(meta, META_TOKEN), &holder,
+                         &readable, &ours);
+        if (rv == APR_ENOENT)
+            continue; /* released meanwhile */
+        if (rv != APR_SUCCESS)
+            return rv;
+        if (ours)
+            return APR_SUCCESS;
+        if (readable && ocireg_lock_owner_same(&holder, me))
+            return ocireg_s3_put(S3(s)->s3, p, k, text, strlen(text), NULL,
+                                 0, NULL); /* a renewal */
+        if (readable
+            && !ocireg_lock_takeover(&holder, me, apr_time_now(),
+                                     ocireg_pid_alive))
+            return APR_EBUSY;
+        rv = ocireg_s3_delete(S3(s)->s3, p, k, NULL);
+        if (rv != APR_SUCCESS && rv != APR_ENOENT)
+            return rv;
+    }
+    return APR_EBUSY;
+}
+
+void s3_fill_release(ocireg_store *s, apr_pool_t *p, const char *digest,
+                     const ocireg_lock_owner *me)
+{
+    ocireg_lock_owner holder;
+    const char *k;
+    int readable, ours;
+    if (fill_key(s, p, digest, &k) != APR_SUCCESS)
+        return;
+    if (fill_holder(s, p, k, NULL, &holder, &readable, &ours) == APR_SUCCESS
+        && readable && ocireg_lock_owner_same(&holder, me))
+        (void)ocireg_s3_delete(S3(s)->s3, p, k, NULL);
+}

@@ -659,22 +659,8 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
         }
         return len;              /* an error's body: the start is enough */
     }
-    if (res->body_len + len + 1 > x->cap) {
-        apr_size_t cap = x->cap ? x->cap * 2 : 16 * 1024;
-        char *grown;
-        while (cap < res->body_len + len + 1)
-            cap *= 2;
-        if (cap > max + 1)
-            cap = max + 1;
-        grown = apr_palloc(x->p, cap);
-        if (res->body_len)
-            memcpy(grown, res->body, res->body_len);
-        res->body = grown;
-        x->cap = cap;
-    }
-    memcpy(res->body + res->body_len, buf, len);
-    res->body_len += len;
-    res->body[res->body_len] = '\0';
+    ocireg_http_body_append(x->p, &res->body, &res->body_len, &x->cap, max,
+                            res->content_length, buf, len);
     if (ok)
         res->received += (apr_off_t)len;
     return len;

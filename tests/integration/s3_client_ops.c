@@ -24,7 +24,19 @@
  *                                     PREFIX0 ..; copies are of SRC; counts
  *                                     of each outcome, and how often the
  *                                     while-waiting hook ran; the batch
- *                                     runs S3OPS_REPEAT times (default 1) */
+ *                                     runs S3OPS_REPEAT times (default 1)
+ *
+ * and the S3 store's pull-through mirror records (ocireg_store.h), in a
+ * store under S3_PREFIX ("" or ending in '/'):
+ *   mark-put NAME TAG TEXT            status
+ *   mark-get NAME TAG                 status, text
+ *   mark-delete NAME TAG              status
+ *   fill-claim DIGEST HOST INSTANCE PID LEASE
+ *                                     status (ebusy, einval too): the claim
+ *                                     of holder HOST INSTANCE(hex) PID with
+ *                                     a lease of LEASE seconds (negative:
+ *                                     run out)
+ *   fill-release DIGEST HOST INSTANCE PID */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +48,7 @@
 #include <apr_tables.h>
 
 #include "ocireg_s3.h"
+#include "ocireg_store.h"
 
 static int hooks;
 
@@ -60,6 +73,10 @@ static const char *status_name(apr_status_t rv)
         return "eunavailable";
     case OCIREG_S3_EREFUSED:
         return "erefused";
+    case APR_EBUSY:
+        return "ebusy";
+    case APR_EINVAL:
+        return "einval";
     default:
         return "other";
     }
@@ -68,7 +85,7 @@ static const char *status_name(apr_status_t rv)
 static int usage(void)
 {
     fprintf(stderr, "usage: s3_client_ops put|head|get|copy|part-copy|"
-                    "delete-many|run ARGS (see the source)\n");
+                    "delete-many|run|mark-*|fill-* ARGS (see the source)\n");
     return 2;
 }
 
@@ -219,6 +236,68 @@ static int part_stream(ocireg_s3 *s3, apr_pool_t *p, const char *key, int n)
     return 0;
 }
 
+static void holder(ocireg_lock_owner *o, char **argv, int with_lease)
+{
+    memset(o, 0, sizeof(*o));
+    apr_cpystrn(o->host, argv[0], sizeof(o->host));
+    o->instance = (apr_uint64_t)apr_strtoi64(argv[1], NULL, 16);
+    o->pid = apr_atoi64(argv[2]);
+    o->expires = with_lease
+                     ? apr_time_now() + apr_time_from_sec(apr_atoi64(argv[3]))
+                     : 0;
+}
+
+/* The store's mirror records (see the top). */
+static int store_ops(apr_pool_t *p, int argc, char **argv)
+{
+    ocireg_store_s3_config cfg;
+    ocireg_store *s;
+    ocireg_lock_owner me;
+    const char *cmd = argv[1];
+    char *text = NULL;
+    apr_status_t rv;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.endpoint = getenv("S3_ENDPOINT");
+    cfg.bucket = getenv("S3_BUCKET");
+    cfg.access_key = getenv("S3_ACCESS_KEY");
+    cfg.secret_key = getenv("S3_SECRET_KEY");
+    cfg.prefix = getenv("S3_PREFIX") ? getenv("S3_PREFIX") : "";
+    cfg.region = "us-east-1";
+    cfg.connect_timeout_ms = 5000;
+    cfg.timeout_ms = 30000;
+    cfg.retries = 2;
+    cfg.part_size = 5 * 1024 * 1024;
+    cfg.spool_dir = "/tmp";
+    if (ocireg_store_s3_create(p, &cfg, &s) != APR_SUCCESS)
+        return 2;
+    if (strcmp(cmd, "mark-put") == 0 && argc == 5)
+        rv = s->ops->mirror_mark_put(s, p, argv[2], argv[3], argv[4]);
+    else if (strcmp(cmd, "mark-get") == 0 && argc == 4)
+        rv = s->ops->mirror_mark_get(s, p, argv[2], argv[3], &text);
+    else if (strcmp(cmd, "mark-delete") == 0 && argc == 4)
+        rv = s->ops->mirror_mark_delete(s, p, argv[2], argv[3]);
+    else if (strcmp(cmd, "fill-claim") == 0 && argc == 7) {
+        holder(&me, argv + 3, 1);
+        rv = s->ops->fill_claim(s, p, argv[2], &me);
+    }
+    else if (strcmp(cmd, "fill-release") == 0 && argc == 6) {
+        holder(&me, argv + 3, 0);
+        s->ops->fill_release(s, p, argv[2], &me);
+        rv = APR_SUCCESS;
+    }
+    else
+        return usage();
+    printf("status=%s", status_name(rv));
+    if (text)
+        printf(" text=%s", text);
+    if (rv != APR_SUCCESS && rv != APR_ENOENT && rv != APR_EBUSY
+        && rv != APR_EINVAL)
+        printf(" error=%s", ocireg_store_last_error());
+    printf("\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     apr_pool_t *p;
@@ -292,6 +371,9 @@ int main(int argc, char **argv)
     }
     else if (strcmp(cmd, "run") == 0) {
         rc = run_ops(s3, p, argc, argv);
+    }
+    else if (strncmp(cmd, "mark-", 5) == 0 || strncmp(cmd, "fill-", 5) == 0) {
+        rc = store_ops(p, argc, argv);
     }
     else {
         rc = usage();

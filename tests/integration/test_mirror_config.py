@@ -2,9 +2,9 @@
 naming the repository) unless the rule says `local`; local names and pulls
 are as before; upstream credentials never show in a log or an answer.
 
-Nothing is fetched from upstream yet: the rules name docker.io and ghcr.io,
-which these tests never reach (a pull of a mirrored name still answers from
-the store alone)."""
+The rules' upstream is a closed port on loopback: a pull of a mirrored
+name asks it, finds it down, and with nothing cached answers 503 (the
+mirror's serving itself is tested in test_mirror.py)."""
 
 import json
 import os
@@ -23,10 +23,13 @@ FILE_PASSWORD = "OCIREG-MIRROR-FILE-PW-" + os.urandom(12).hex()
 ENV_PASSWORD = "OCIREG-MIRROR-ENV-PW-" + os.urandom(12).hex()
 ENV_USER = "mirror-env-user-" + os.urandom(6).hex()
 
+# Port 1 on loopback: nothing listens there, a connection is refused at
+# once.
+DOWN = "http://127.0.0.1:1"
 RULES = "\n".join([
-    "OCIRegMirror hub/* docker.io",
-    "OCIRegMirror both/* docker.io local",
-    "OCIRegMirror */cache ghcr.io tag-ttl=60",
+    f"OCIRegMirror hub/* {DOWN} insecure",
+    f"OCIRegMirror both/* {DOWN} local insecure",
+    f"OCIRegMirror */cache {DOWN} tag-ttl=60 insecure",
 ])
 
 
@@ -72,9 +75,9 @@ def test_push_into_mirrored_name_refused(mreg):
     refused(mreg.delete(f"/v2/hub/alpine/blobs/{d}"), "hub/alpine", "delete")
     # A pattern that is not a prefix form.
     refused(mreg.post("/v2/team/cache/blobs/uploads/", data=b""), "team/cache", "push")
-    # Nothing reached the store.
-    assert_error(mreg.get(f"/v2/hub/alpine/blobs/{d}"), 404, "BLOB_UNKNOWN")
-    assert_error(mreg.get("/v2/hub/alpine/manifests/latest"), 404, "MANIFEST_UNKNOWN")
+    # Nothing reached the store: a pull asks the (down) upstream.
+    assert_error(mreg.get(f"/v2/hub/alpine/blobs/{d}"), 503, "BLOB_UNKNOWN")
+    assert_error(mreg.get("/v2/hub/alpine/manifests/latest"), 503, "MANIFEST_UNKNOWN")
 
 
 def test_mount_into_mirror_refused_and_out_of_it_allowed(mreg, repo):
@@ -99,8 +102,13 @@ def test_local_names_and_local_rules_take_pushes(mreg, repo):
     mreg.push_blob("team/cache2", b"local")
 
 
-def test_pulls_of_mirrored_names_unchanged(mreg):
-    assert_error(mreg.get("/v2/hub/alpine/manifests/3.19"), 404, "MANIFEST_UNKNOWN")
+@pytest.mark.allow_errors("OCIREG00553")
+def test_pulls_of_mirrored_names_ask_upstream(mreg):
+    r = mreg.get("/v2/hub/alpine/manifests/3.19")
+    assert_error(r, 503, "MANIFEST_UNKNOWN")
+    assert r.headers["Retry-After"] == "30"
+    assert "unavailable" in r.json()["errors"][0]["message"]
+    # Listings answer from what is cached: nothing.
     assert mreg.get("/v2/hub/alpine/tags/list", check=False).status_code == 404
 
 

@@ -93,6 +93,28 @@ static void test_takeover_rules(void **st)
     assert_true(ocireg_lock_takeover(&h, &me, now, alive_unless_dead));
 }
 
+static void test_owner_same_ignores_lease(void **st)
+{
+    (void)st;
+    ocireg_lock_owner a, b;
+    memset(&a, 0, sizeof(a));
+    strcpy(a.host, "h1");
+    a.instance = 3;
+    a.pid = 10;
+    a.expires = 100;
+    b = a;
+    b.expires = 200;
+    assert_true(ocireg_lock_owner_same(&a, &b));
+    b.pid = 11;
+    assert_false(ocireg_lock_owner_same(&a, &b));
+    b = a;
+    b.instance = 4;
+    assert_false(ocireg_lock_owner_same(&a, &b));
+    b = a;
+    strcpy(b.host, "h2");
+    assert_false(ocireg_lock_owner_same(&a, &b));
+}
+
 static void test_pid_alive(void **st)
 {
     (void)st;
@@ -157,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_format_parse_round_trip),
         cmocka_unit_test(test_parse_refuses_garbage),
         cmocka_unit_test(test_takeover_rules),
+        cmocka_unit_test(test_owner_same_ignores_lease),
         cmocka_unit_test(test_pid_alive),
         cmocka_unit_test(test_host_id_is_boot_and_pid_namespace),
     };

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <ftw.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <apr_general.h>
@@ -1156,6 +1158,219 @@ static void test_claim_period_once(void **st)
                           &sb), 0);
 }
 
+static void test_mirror_marks(void **st)
+{
+    (void)st;
+    char *text = NULL;
+    char longer[OCIREG_MIRROR_MARK_MAX + 2];
+    apr_array_header_t *names;
+    int more = 1;
+    assert_int_equal(ops->mirror_mark_get(s, pool, "lib/app", "v1", &text),
+                     APR_ENOENT);
+    assert_int_equal(ops->mirror_mark_delete(s, pool, "lib/app", "v1"),
+                     APR_SUCCESS);
+    assert_int_equal(ops->mirror_mark_put(s, pool, "lib/app", "v1",
+                                          "sha256:aa 1700000000 \"e1\""),
+                     APR_SUCCESS);
+    assert_int_equal(ops->mirror_mark_get(s, pool, "lib/app", "v1", &text),
+                     APR_SUCCESS);
+    assert_string_equal(text, "sha256:aa 1700000000 \"e1\"");
+    /* a nested repository's marks are its own */
+    assert_int_equal(ops->mirror_mark_get(s, pool, "lib", "v1", &text),
+                     APR_ENOENT);
+    assert_int_equal(ops->mirror_mark_put(s, pool, "lib/app", "v1", "second"),
+                     APR_SUCCESS);
+    assert_int_equal(ops->mirror_mark_get(s, pool, "lib/app", "v1", &text),
+                     APR_SUCCESS);
+    assert_string_equal(text, "second");
+    /* the longest mark is kept, a longer one refused and the old kept */
+    memset(longer, 'x', OCIREG_MIRROR_MARK_MAX);
+    longer[OCIREG_MIRROR_MARK_MAX] = '\0';
+    assert_int_equal(ops->mirror_mark_put(s, pool, "lib/app", "v2", longer),
+                     APR_SUCCESS);
+    assert_int_equal(ops->mirror_mark_get(s, pool, "lib/app", "v2", &text),
+                     APR_SUCCESS);
+    assert_int_equal(strlen(text), OCIREG_MIRROR_MARK_MAX);
+    longer[OCIREG_MIRROR_MARK_MAX] = 'x';
+    longer[OCIREG_MIRROR_MARK_MAX + 1] = '\0';
+    assert_int_equal(ops->mirror_mark_put(s, pool, "lib/app", "v1", longer),
+                     APR_EINVAL);
+    assert_int_equal(ops->mirror_mark_get(s, pool, "lib/app", "v1", &text),
+                     APR_SUCCESS);
+    assert_string_equal(text, "second");
+    /* marks are not repositories, tags or links */
+    assert_int_equal(ops->repo_list(s, pool, NULL, 10, &names, &more),
+                     APR_SUCCESS);
+    assert_int_equal(names->nelts, 0);
+    assert_int_equal(ops->repo_exists(s, pool, "lib/app"), APR_ENOENT);
+    assert_int_equal(ops->mirror_mark_delete(s, pool, "lib/app", "v1"),
+                     APR_SUCCESS);
+    assert_int_equal(ops->mirror_mark_get(s, pool, "lib/app", "v1", &text),
+                     APR_ENOENT);
+    assert_int_equal(ops->mirror_mark_get(s, pool, "lib/app", "v2", &text),
+                     APR_SUCCESS);
+}
+
+static void test_mirror_marks_refuse_bad_names(void **st)
+{
+    (void)st;
+    char *text;
+    static const char *const names[] = {"../x", "a/../b", "A", "/abs", "a//b",
+                                        ""};
+    static const char *const tags[] = {"../x", ".hidden", "a/b", "-x", ""};
+    size_t i;
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        assert_int_equal(ops->mirror_mark_put(s, pool, names[i], "v1", "m"),
+                         APR_EINVAL);
+        assert_int_equal(ops->mirror_mark_get(s, pool, names[i], "v1", &text),
+                         APR_EINVAL);
+        assert_int_equal(ops->mirror_mark_delete(s, pool, names[i], "v1"),
+                         APR_EINVAL);
+    }
+    for (i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
+        assert_int_equal(ops->mirror_mark_put(s, pool, "lib", tags[i], "m"),
+                         APR_EINVAL);
+        assert_int_equal(ops->mirror_mark_get(s, pool, "lib", tags[i], &text),
+                         APR_EINVAL);
+        assert_int_equal(ops->mirror_mark_delete(s, pool, "lib", tags[i]),
+                         APR_EINVAL);
+    }
+    /* nothing was written anywhere */
+    struct stat sb;
+    assert_int_not_equal(stat(apr_pstrcat(pool, root, "/mirror", NULL), &sb),
+                         0);
+}
+
+static const char *fill_file(const char *digest)
+{
+    return apr_pstrcat(pool, root, "/fills/sha256/", digest + 7, NULL);
+}
+
+static void read_fill(const char *digest, ocireg_lock_owner *holder)
+{
+    char buf[512];
+    FILE *f = fopen(fill_file(digest), "r");
+    size_t n;
+    assert_non_null(f);
+    n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    assert_true(ocireg_lock_owner_parse(buf, n, holder));
+}
+
+static void test_fill_claims(void **st)
+{
+    (void)st;
+    const char *d = fake_digest('a');
+    ocireg_lock_owner a, b, got;
+    struct stat sb;
+    owner(&a);
+    a.instance = 1;
+    owner(&b);
+    strcpy(b.host, "other");
+    b.instance = 2;
+    assert_int_equal(ops->fill_claim(s, pool, d, &a), APR_SUCCESS);
+    read_fill(d, &got);
+    assert_true(ocireg_lock_owner_same(&got, &a));
+    assert_true(got.expires == a.expires);
+    /* another holder waits while the claim stands */
+    assert_int_equal(ops->fill_claim(s, pool, d, &b), APR_EBUSY);
+    /* the holder renews: its new lease is written */
+    a.expires += apr_time_from_sec(30);
+    assert_int_equal(ops->fill_claim(s, pool, d, &a), APR_SUCCESS);
+    read_fill(d, &got);
+    assert_true(got.expires == a.expires);
+    /* another digest is another claim */
+    assert_int_equal(ops->fill_claim(s, pool, fake_digest('b'), &b),
+                     APR_SUCCESS);
+    /* a release by someone else leaves the claim */
+    ops->fill_release(s, pool, d, &b);
+    assert_int_equal(stat(fill_file(d), &sb), 0);
+    assert_int_equal(ops->fill_claim(s, pool, d, &b), APR_EBUSY);
+    /* the holder's release removes it, and the digest is free again */
+    ops->fill_release(s, pool, d, &a);
+    assert_int_not_equal(stat(fill_file(d), &sb), 0);
+    ops->fill_release(s, pool, d, &a); /* twice is harmless */
+    assert_int_equal(ops->fill_claim(s, pool, d, &b), APR_SUCCESS);
+    read_fill(d, &got);
+    assert_true(ocireg_lock_owner_same(&got, &b));
+}
+
+static void test_fill_claim_takeover(void **st)
+{
+    (void)st;
+    const char *d = fake_digest('c');
+    ocireg_lock_owner a, b, got;
+    pid_t child;
+    owner(&a);
+    strcpy(a.host, "gone");
+    owner(&b);
+    strcpy(b.host, "other");
+    /* a claim whose lease ran out is taken over */
+    a.expires = apr_time_now() - apr_time_from_sec(1);
+    assert_int_equal(ops->fill_claim(s, pool, d, &a), APR_SUCCESS);
+    assert_int_equal(ops->fill_claim(s, pool, d, &b), APR_SUCCESS);
+    read_fill(d, &got);
+    assert_true(ocireg_lock_owner_same(&got, &b));
+    /* its old holder, back, finds it taken and its release changes nothing */
+    a.expires = apr_time_now() + apr_time_from_sec(60);
+    assert_int_equal(ops->fill_claim(s, pool, d, &a), APR_EBUSY);
+    ops->fill_release(s, pool, d, &a);
+    read_fill(d, &got);
+    assert_true(ocireg_lock_owner_same(&got, &b));
+
+    /* a live claim of a dead process of this host is taken over at once */
+    d = fake_digest('d');
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(0);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    owner(&a);
+    a.instance = 5;
+    a.pid = child;
+    owner(&b);
+    b.instance = 6;
+    b.pid = getpid();
+    assert_int_equal(ops->fill_claim(s, pool, d, &a), APR_SUCCESS);
+    assert_int_equal(ops->fill_claim(s, pool, d, &b), APR_SUCCESS);
+    read_fill(d, &got);
+    assert_true(ocireg_lock_owner_same(&got, &b));
+    /* but a live process's claim of another instance stands */
+    a.pid = getppid();
+    assert_int_equal(ops->fill_claim(s, pool, d, &a), APR_EBUSY);
+
+    /* a record that is no lock record was never a working claimer's */
+    d = fake_digest('e');
+    FILE *f;
+    assert_int_equal(ops->fill_claim(s, pool, d, &a), APR_SUCCESS);
+    f = fopen(fill_file(d), "w");
+    assert_non_null(f);
+    fputs("garbage", f);
+    fclose(f);
+    assert_int_equal(ops->fill_claim(s, pool, d, &b), APR_SUCCESS);
+    read_fill(d, &got);
+    assert_true(ocireg_lock_owner_same(&got, &b));
+}
+
+static void test_fill_claim_refuses_bad_digests(void **st)
+{
+    (void)st;
+    ocireg_lock_owner me;
+    struct stat sb;
+    static const char *const bad[] = {
+        "sha256:../../x", "sha256:ABC", "md5:abc", "",
+        "sha512:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+    size_t i;
+    owner(&me);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(ops->fill_claim(s, pool, bad[i], &me), APR_EINVAL);
+        ops->fill_release(s, pool, bad[i], &me);
+    }
+    assert_int_not_equal(stat(apr_pstrcat(pool, root, "/fills", NULL), &sb),
+                         0);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -1191,6 +1406,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_excludes_and_checks_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_period_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_marks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_marks_refuse_bad_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fill_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fill_claim_takeover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fill_claim_refuses_bad_digests, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     apr_terminate();
