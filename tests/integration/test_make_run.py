@@ -11,11 +11,11 @@ import pytest
 
 from httpd_harness import (REPO_ROOT, free_port, module_path,
                            sanitizer_runtimes, wait_for)
-from ocireg_client import Registry, header_ci
+from ocireg_client import Registry, header_ci, sha256
 
 import requests
 
-from conftest import BACKENDS
+from conftest import BACKENDS, UPSTREAM_PASSWORD, UPSTREAM_USER
 
 
 @pytest.fixture
@@ -118,17 +118,16 @@ def stop_run_sh(p, out):
     out.close()
 
 
-MIRROR_PASSWORD = "OCIREG-MAKE-RUN-MIRROR-PW-" + os.urandom(8).hex()
-
-
-def check_mirror_run(run_dir, base, upstream, env_extra=None):
+def check_mirror_run(run_dir, base, up, env_extra=None):
+    """make run with MIRROR= a Basic-auth docker-registry: the rendered
+    line names the credentials' variables, never their values; pushes are
+    refused; an image pushed upstream pulls through, digests equal."""
     conf = (run_dir / "data" / ".httpd" / "httpd.conf").read_text()
-    line = (f"OCIRegMirror * {upstream} "
+    line = (f"OCIRegMirror * {up.url} "
             "credentials=env:OCIREG_MIRROR_USER,OCIREG_MIRROR_PASSWORD insecure")
     assert line in conf, conf
-    assert MIRROR_PASSWORD not in conf and "mirror-user" not in conf
-    # The configuration run.sh checked (apache2 -t) and serves: every name
-    # is mirrored, so pushes are refused; pulls answer from the store.
+    assert UPSTREAM_PASSWORD not in conf and UPSTREAM_USER not in conf
+    # The configuration run.sh checked (apache2 -t) and serves.
     p = subprocess.run(["/usr/sbin/apache2", "-t", "-f",
                         str(run_dir / "data" / ".httpd" / "httpd.conf")],
                        capture_output=True, text=True, timeout=30,
@@ -137,24 +136,30 @@ def check_mirror_run(run_dir, base, upstream, env_extra=None):
                                 **({"LD_PRELOAD": " ".join(sanitizer_runtimes())}
                                    if sanitizer_runtimes() else {})))
     assert p.returncode == 0, p.stdout + p.stderr
+    name = f"make-run/{os.urandom(4).hex()}"
+    img = up.push_image(name, "v1", layers=(os.urandom(70000),))
     reg = Registry(base)
     try:
-        r = reg.post("/v2/alpine/blobs/uploads/", data=b"", check=True)
+        r = reg.post(f"/v2/{name}/blobs/uploads/", data=b"", check=True)
         assert r.status_code == 405, r.text
         assert r.json()["errors"][0]["code"] == "UNSUPPORTED"
-        assert reg.get("/v2/library/alpine/manifests/latest").status_code == 404
+        r = reg.get_manifest(name, "v1")
+        assert r.status_code == 200 and r.content == img["manifest"]
+        assert r.headers["Docker-Content-Digest"] == img["digest"]
+        for d in [img["config"]] + img["layers"]:
+            r = reg.get(f"/v2/{name}/blobs/{d}")
+            assert r.status_code == 200 and sha256(r.content) == d
     finally:
         reg.close()
-    assert MIRROR_PASSWORD not in (run_dir / "output").read_text(errors="replace")
+    assert UPSTREAM_PASSWORD not in (run_dir / "output").read_text(errors="replace")
 
 
-def test_mirror_renders_ociregmirror_without_credentials(run_dir):
-    upstream = "http://127.0.0.1:9"     # never asked: nothing fetches yet
-    env = {"MIRROR": upstream, "MIRROR_USER": "mirror-user",
-           "MIRROR_PASSWORD": MIRROR_PASSWORD, "MIRROR_ALLOW_INSECURE": "1"}
+def test_mirror_pulls_through_with_credentials_kept_out(run_dir, upstream_basic):
+    env = {"MIRROR": upstream_basic.url, "MIRROR_USER": UPSTREAM_USER,
+           "MIRROR_PASSWORD": UPSTREAM_PASSWORD, "MIRROR_ALLOW_INSECURE": "1"}
     p, base, out = start_run_sh(run_dir, env)
     try:
-        check_mirror_run(run_dir, base, upstream)
+        check_mirror_run(run_dir, base, upstream_basic)
     finally:
         stop_run_sh(p, out)
 
@@ -179,11 +184,10 @@ def test_mirror_bad_settings_stop_make_run(run_dir, env, message):
 
 
 @pytest.mark.skipif("s3" not in BACKENDS, reason="OCIREG_BACKENDS does not include s3")
-def test_mirror_combines_with_s3(run_dir, rgw):
+def test_mirror_combines_with_s3(run_dir, rgw, upstream_basic):
     """MIRROR with the S3_* variables: both in one configuration."""
-    upstream = "http://127.0.0.1:9"
-    env = {"MIRROR": upstream, "MIRROR_USER": "mirror-user",
-           "MIRROR_PASSWORD": MIRROR_PASSWORD, "MIRROR_ALLOW_INSECURE": "1",
+    env = {"MIRROR": upstream_basic.url, "MIRROR_USER": UPSTREAM_USER,
+           "MIRROR_PASSWORD": UPSTREAM_PASSWORD, "MIRROR_ALLOW_INSECURE": "1",
            "S3_ENDPOINT": rgw.endpoint, "S3_BUCKET": rgw.bucket,
            "S3_ACCESS_KEY": rgw.access_key, "S3_SECRET_KEY": rgw.secret_key,
            "S3_REGION": "us-east-1", "S3_PREFIX": "make-run-mirror/",
@@ -193,7 +197,7 @@ def test_mirror_combines_with_s3(run_dir, rgw):
         conf = (run_dir / "data" / ".httpd" / "httpd.conf").read_text()
         assert f"OCIRegStorage s3 {rgw.endpoint}" in conf
         assert rgw.secret_key not in conf
-        check_mirror_run(run_dir, base, upstream, {
+        check_mirror_run(run_dir, base, upstream_basic, {
             "OCIREG_S3_ACCESS_KEY": rgw.access_key,
             "OCIREG_S3_SECRET_KEY": rgw.secret_key})
     finally:
