@@ -12,18 +12,19 @@ upstream stopped altogether still lets cached images pull, tags included;
 ten concurrent pulls of one 200 MB blob reach the upstream once while the
 children's memory stays small; pushes into mirrored names are refused
 unless the rule says `local`; the access rules apply to mirrored names
-before any upstream request."""
+before any upstream request. Python upstreams on loopback stand for one
+that sends wrong bytes (never served whole, never stored) and one that
+answers 5xx/429 (the cache is served); two httpd instances on one store
+stand for two hosts (one fills, the other streams without storing)."""
 
 import gzip
 import hashlib
 import io
 import json
 import os
-import re
 import socket
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
