@@ -3,9 +3,11 @@
 # `test` to also run every test. Only what is missing is installed.
 set -eu
 run_pkgs="apache2 apache2-dev libapr1-dev libaprutil1-dev libjansson-dev libssl-dev libcurl4-openssl-dev make gcc pkg-config"
-test_pkgs="$run_pkgs libcmocka-dev clang-14 libfuzzer-14-dev libclang-rt-14-dev python3 python3-pytest python3-requests python3-boto3 skopeo apache2-utils curl radosgw ceph-mon ceph-osd slapd ldap-utils"
+test_pkgs="$run_pkgs libcmocka-dev clang-14 libfuzzer-14-dev libclang-rt-14-dev python3 python3-pytest python3-requests python3-boto3 skopeo apache2-utils curl openssl radosgw ceph-mon ceph-osd slapd ldap-utils docker-registry"
 # slapd: the LDAP tests start their own on 127.0.0.1 with a private
 # configuration and database; a system slapd the package may start is not used.
+# docker-registry (CNCF distribution): the mirror tests' upstreams, each
+# started on 127.0.0.1 with its own configuration; a system one is not used.
 case "${1:-run}" in
     run) pkgs=$run_pkgs ;;
     test) pkgs=$test_pkgs ;;
