@@ -26,3 +26,12 @@ fi
 echo "installing:$missing"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# The docker-registry package starts a system registry on *:5000 where an
+# init system lets it; the tests never use it, and nothing of theirs should
+# listen beyond loopback: stopped again if this run installed it.
+case " $missing " in
+    *" docker-registry "*)
+        if [ -x /etc/init.d/docker-registry ]; then
+            /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+        fi ;;
+esac
