@@ -144,7 +144,7 @@ const char *ocireg_mirror_upstream_parse(apr_pool_t *p, const char *text,
                                 "over https only", text);
         out->docker_hub = 1;
         out->base_url = OCIREG_MIRROR_DOCKER_HUB;
-        out->host = OCIREG_MIRROR_DOCKER_HUB + 8;
+        out->host = &OCIREG_MIRROR_DOCKER_HUB[sizeof("https://") - 1];
         return NULL;
     }
     out->plain_http = strcmp(scheme, "http") == 0;
