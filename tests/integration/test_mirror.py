@@ -502,6 +502,40 @@ def test_pull_through_bearer_upstream(mirror, bearer_upstream, token_server, key
     assert token_server.requests()[tokens_before:] == []
 
 
+def test_blob_redirect_to_storage_without_credentials(httpd_factory, base_dir, upstream_anon):
+    """An upstream that wants Basic auth and redirects blob GETs (a
+    relative hop on itself, then storage on another port, as to a CDN or
+    a bucket): the blob pulls through and is stored; the credentials went
+    to the upstream's own origin only."""
+    from test_upstream_client import DIST_PASSWORD, DIST_USER, Front
+    front = Front(upstream_anon.url)
+    try:
+        cred = cred_file(base_dir, "mirror-front.cred", DIST_USER, DIST_PASSWORD)
+        inst = httpd_factory(f"mirror-redirect-{os.urandom(3).hex()}",
+                             location_extra=f"OCIRegMirror redir/* {front.base_url} "
+                                            f"insecure credentials=file:{cred}")
+        data = os.urandom(300000)
+        # Front's storage reads lib/redirected of the upstream behind it.
+        d = upstream_anon.push_blob("lib/redirected", data)
+        reg = Registry(inst.base_url)
+        try:
+            r = reg.get(f"/v2/redir/lib/redirected/blobs/{d}")
+            assert r.status_code == 200 and r.content == data, (r.status_code, r.text[:300])
+            api = [a for port, _, a in front.seen if port == front.api_port]
+            storage = [(p, a) for port, p, a in front.seen if port == front.storage_port]
+            assert api and api[-1] == front.auth, front.seen
+            assert storage == [(f"/storage/{d}", None)], front.seen
+            # Stored: the next pull does not reach the upstream.
+            seen = len(front.seen)
+            r = reg.get(f"/v2/redir/lib/redirected/blobs/{d}")
+            assert r.status_code == 200 and r.content == data
+            assert front.seen[seen:] == []
+        finally:
+            reg.close()
+    finally:
+        front.close()
+
+
 # -- misses and what the upstream says ---------------------------------------
 
 def test_blob_head_miss_asks_upstream_stores_nothing(mirror, upstream_anon, repo):
