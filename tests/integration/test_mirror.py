@@ -386,6 +386,8 @@ def mirror(httpd_factory, base_dir, upstream_anon, upstream_basic, bearer_upstre
         f"credentials=file:{alice}",
         f"OCIRegMirror ttl/* {upstream_anon.url} insecure tag-ttl={SHORT_TTL}",
         f"OCIRegMirror both/* {upstream_anon.url} insecure local",
+        # Local too, and every fetched tag re-checked at each pull.
+        f"OCIRegMirror localttl/* {upstream_anon.url} insecure local tag-ttl=0",
         # Every pull by tag asks the upstream again.
         f"OCIRegMirror flaky/* {flaky.url} insecure tag-ttl=0",
         f"OCIRegMirror badcred/* {upstream_basic.url} insecure credentials=file:{wrong}",
@@ -1295,6 +1297,37 @@ def test_push_into_mirrored_name_refused_local_rule_takes_it(mirror, upstream_an
     # And a name of the same rule that only the upstream has pulls through.
     up = push_image_to(upstream_anon.url, repo + "-up", "v1")
     assert digest_of(reg, f"both/{repo}-up", "v1") == up["digest"]
+
+
+def test_local_push_of_a_tag_is_not_rechecked(mirror, upstream_anon, repo):
+    """Under a `local` rule a tag pushed here is this registry's: served as
+    pushed, never replaced by the upstream's, never asked for upstream
+    (tag-ttl=0 re-checks a fetched tag at every pull), also when the tag
+    had been fetched before the push."""
+    reg = mirror.reg
+    name = f"localttl/{repo}"
+    up1 = push_image_to(upstream_anon.url, repo, "v1")
+    up2 = push_image_to(upstream_anon.url, repo, "v2")
+    local1 = reg.push_image(name, tag="v1")
+    assert local1["digest"] != up1["digest"]
+    mark = upstream_anon.mark()
+    assert digest_of(reg, name, "v1") == local1["digest"]
+    assert digest_of(reg, name, "v1") == local1["digest"]
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
+    # Fetched: asked again at each pull.
+    assert digest_of(reg, name, "v2") == up2["digest"]
+    mark = upstream_anon.mark()
+    assert digest_of(reg, name, "v2") == up2["digest"]
+    upstream_anon.sync()
+    assert manifest_requests(upstream_anon.requests_since(mark), repo, "v2")
+    # Pushed over: ours from now on.
+    local2 = reg.push_image(name, tag="v2")
+    mark = upstream_anon.mark()
+    assert digest_of(reg, name, "v2") == local2["digest"]
+    assert digest_of(reg, name, "v2") == local2["digest"]
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
 
 
 # -- 8. access rules ---------------------------------------------------------
