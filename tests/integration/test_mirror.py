@@ -386,6 +386,8 @@ def mirror(httpd_factory, base_dir, upstream_anon, upstream_basic, bearer_upstre
         f"credentials=file:{alice}",
         f"OCIRegMirror ttl/* {upstream_anon.url} insecure tag-ttl={SHORT_TTL}",
         f"OCIRegMirror both/* {upstream_anon.url} insecure local",
+        # Local too, and every fetched tag re-checked at each pull.
+        f"OCIRegMirror localttl/* {upstream_anon.url} insecure local tag-ttl=0",
         # Every pull by tag asks the upstream again.
         f"OCIRegMirror flaky/* {flaky.url} insecure tag-ttl=0",
         f"OCIRegMirror badcred/* {upstream_basic.url} insecure credentials=file:{wrong}",
@@ -500,6 +502,40 @@ def test_pull_through_bearer_upstream(mirror, bearer_upstream, token_server, key
     bearer_sync(bearer_upstream)
     assert bearer_access_lines(bearer_upstream)[before:] == []
     assert token_server.requests()[tokens_before:] == []
+
+
+def test_blob_redirect_to_storage_without_credentials(httpd_factory, base_dir, upstream_anon):
+    """An upstream that wants Basic auth and redirects blob GETs (a
+    relative hop on itself, then storage on another port, as to a CDN or
+    a bucket): the blob pulls through and is stored; the credentials went
+    to the upstream's own origin only."""
+    from test_upstream_client import DIST_PASSWORD, DIST_USER, Front
+    front = Front(upstream_anon.url)
+    try:
+        cred = cred_file(base_dir, "mirror-front.cred", DIST_USER, DIST_PASSWORD)
+        inst = httpd_factory(f"mirror-redirect-{os.urandom(3).hex()}",
+                             location_extra=f"OCIRegMirror redir/* {front.base_url} "
+                                            f"insecure credentials=file:{cred}")
+        data = os.urandom(300000)
+        # Front's storage reads lib/redirected of the upstream behind it.
+        d = upstream_anon.push_blob("lib/redirected", data)
+        reg = Registry(inst.base_url)
+        try:
+            r = reg.get(f"/v2/redir/lib/redirected/blobs/{d}")
+            assert r.status_code == 200 and r.content == data, (r.status_code, r.text[:300])
+            api = [a for port, _, a in front.seen if port == front.api_port]
+            storage = [(p, a) for port, p, a in front.seen if port == front.storage_port]
+            assert api and api[-1] == front.auth, front.seen
+            assert storage == [(f"/storage/{d}", None)], front.seen
+            # Stored: the next pull does not reach the upstream.
+            seen = len(front.seen)
+            r = reg.get(f"/v2/redir/lib/redirected/blobs/{d}")
+            assert r.status_code == 200 and r.content == data
+            assert front.seen[seen:] == []
+        finally:
+            reg.close()
+    finally:
+        front.close()
 
 
 # -- misses and what the upstream says ---------------------------------------
@@ -1261,6 +1297,37 @@ def test_push_into_mirrored_name_refused_local_rule_takes_it(mirror, upstream_an
     # And a name of the same rule that only the upstream has pulls through.
     up = push_image_to(upstream_anon.url, repo + "-up", "v1")
     assert digest_of(reg, f"both/{repo}-up", "v1") == up["digest"]
+
+
+def test_local_push_of_a_tag_is_not_rechecked(mirror, upstream_anon, repo):
+    """Under a `local` rule a tag pushed here is this registry's: served as
+    pushed, never replaced by the upstream's, never asked for upstream
+    (tag-ttl=0 re-checks a fetched tag at every pull), also when the tag
+    had been fetched before the push."""
+    reg = mirror.reg
+    name = f"localttl/{repo}"
+    up1 = push_image_to(upstream_anon.url, repo, "v1")
+    up2 = push_image_to(upstream_anon.url, repo, "v2")
+    local1 = reg.push_image(name, tag="v1")
+    assert local1["digest"] != up1["digest"]
+    mark = upstream_anon.mark()
+    assert digest_of(reg, name, "v1") == local1["digest"]
+    assert digest_of(reg, name, "v1") == local1["digest"]
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
+    # Fetched: asked again at each pull.
+    assert digest_of(reg, name, "v2") == up2["digest"]
+    mark = upstream_anon.mark()
+    assert digest_of(reg, name, "v2") == up2["digest"]
+    upstream_anon.sync()
+    assert manifest_requests(upstream_anon.requests_since(mark), repo, "v2")
+    # Pushed over: ours from now on.
+    local2 = reg.push_image(name, tag="v2")
+    mark = upstream_anon.mark()
+    assert digest_of(reg, name, "v2") == local2["digest"]
+    assert digest_of(reg, name, "v2") == local2["digest"]
+    upstream_anon.sync()
+    assert upstream_anon.requests_since(mark) == []
 
 
 # -- 8. access rules ---------------------------------------------------------
