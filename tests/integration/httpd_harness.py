@@ -13,6 +13,7 @@ import pwd
 import grp
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -93,6 +94,22 @@ def bad_log_lines(lines, allowed=()):
         if is_bad and not any(re.search(a, line) for a in allowed):
             bad.append(line)
     return bad
+
+
+def _children_of(pid):
+    """The processes whose parent is pid (a scan of /proc)."""
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.append(int(d))
+    return kids
 
 
 def wait_for(cond, timeout=30.0, what="condition"):
@@ -367,8 +384,24 @@ class HttpdInstance:
             time.sleep(0.05)
 
     def stop(self, timeout=20.0):
+        """A graceful stop (SIGWINCH; GracefulShutdownTimeout bounds it),
+        then SIGTERM and SIGKILL for whatever is left. An ungraceful stop
+        has the event MPM close the sockets of connections its workers are
+        still tearing down, a race in httpd itself that crashes a child now
+        and then under ASan."""
         if self.proc is None:
             return
+        if self.proc.poll() is None:
+            # The parent looks at its stopping children once a second;
+            # once they are gone, a SIGTERM ends it at once.
+            try:
+                os.kill(self.proc.pid, signal.SIGWINCH)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + timeout
+            while (time.monotonic() < deadline and self.proc.poll() is None
+                   and _children_of(self.proc.pid)):
+                time.sleep(0.02)
         stop_process(self.proc, timeout)
         self.proc = None
         try:
