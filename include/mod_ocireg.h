@@ -137,11 +137,41 @@ apr_status_t ocireg_body_stream(request_rec *r, ocireg_store *store,
                                 ocireg_hash_state *hash,
                                 ocireg_body_result *res);
 
+/* Response bodies that arrive in pieces (a store's or an upstream's
+ * reads, 16 KiB from libcurl): passing each piece down the filter chain on
+ * its own costs a trip through every filter and a write to the client per
+ * piece. So the pieces are gathered into a buffer of OCIREG_GATHER_SIZE
+ * bytes, passed as one bucket; the core writes it, blocking when the
+ * client is slower, and keeps at most its own small remainder. A full
+ * buffer goes on only once more bytes follow it, so the last piece is
+ * still here when the stream ends: the mirror holds it back until the
+ * digest matched. */
+#define OCIREG_GATHER_SIZE (256 * 1024)
+typedef struct {
+    request_rec *r;
+    apr_bucket_brigade *bb;
+    char *buf;
+    apr_size_t used;
+    int passed;                 /* some bytes went down the chain */
+} ocireg_gather;
+void ocireg_gather_init(ocireg_gather *g, request_rec *r);
+/* An ocireg_sink_fn (ctx: the ocireg_gather). A failure to pass, or a
+ * client gone meanwhile, is returned. */
+apr_status_t ocireg_gather_add(void *g, const char *buf, apr_size_t n);
+/* Passes what is gathered, with the end of the body. */
+apr_status_t ocireg_gather_end(ocireg_gather *g);
+
 /* Reads a whole body of at most max bytes into memory. *status is 413 when
  * it is longer, or the read failure's status. */
 apr_status_t ocireg_body_read_small(request_rec *r, apr_size_t max,
                                     char **data, apr_size_t *len,
                                     int *status);
+
+/* What an answer with a blob's bytes says of them (size -1: unknown), and
+ * taking that back when the bytes turn out not to be there after all
+ * (mod_ocireg_blobs.c; the pull-through mirror's fetch too). */
+void ocireg_blob_headers(request_rec *r, const char *digest, apr_off_t size);
+void ocireg_blob_headers_unset(request_rec *r);
 
 /* Endpoint handlers. */
 int ocireg_handle_blob(ocireg_req *q);

@@ -12,53 +12,30 @@
 
 APLOG_USE_MODULE(ocireg);
 
-/* The store hands over what each read from its socket gave (16 KiB from
- * libcurl): passing each piece down the filter chain on its own costs a
- * trip through every filter and a write to the client per piece. So the
- * pieces are gathered into a buffer of SINK_BUFFER bytes, passed as one
- * bucket; the core writes it, blocking when the client is slower than the
- * store, and keeps at most its own small remainder. */
-#define SINK_BUFFER (256 * 1024)
-
-typedef struct {
-    request_rec *r;
-    apr_bucket_brigade *bb;
-    char *buf;
-    apr_size_t used;
-} brigade_sink_ctx;
-
-static apr_status_t sink_flush(brigade_sink_ctx *c)
+void ocireg_blob_headers(request_rec *r, const char *digest, apr_off_t size)
 {
-    apr_status_t rv;
-    if (!c->used)
-        return APR_SUCCESS;
-    APR_BRIGADE_INSERT_TAIL(
-        c->bb, apr_bucket_transient_create(c->buf, c->used,
-                                           c->bb->bucket_alloc));
-    rv = ap_pass_brigade(c->r->output_filters, c->bb);
-    apr_brigade_cleanup(c->bb);
-    c->used = 0;
-    return rv;
+    apr_table_setn(r->headers_out, "Docker-Content-Digest", digest);
+    apr_table_setn(r->headers_out, "ETag",
+                   apr_pstrcat(r->pool, "\"", digest, "\"", NULL));
+    /* Content-addressed: the bytes behind this URL never change. */
+    apr_table_setn(r->headers_out, "Cache-Control",
+                   "max-age=31536000, immutable");
+    /* Bytes pushed by anyone, served on the enterprise's own origin: a
+     * browser must neither sniff them as HTML nor run them. */
+    apr_table_setn(r->headers_out, "Content-Security-Policy", "sandbox");
+    ap_set_content_type(r, "application/octet-stream");
+    if (size >= 0)
+        ap_set_content_length(r, size);
 }
 
-static apr_status_t brigade_sink(void *ctx, const char *buf, apr_size_t len)
+void ocireg_blob_headers_unset(request_rec *r)
 {
-    brigade_sink_ctx *c = ctx;
-    while (len) {
-        apr_size_t n = SINK_BUFFER - c->used;
-        if (n > len)
-            n = len;
-        memcpy(c->buf + c->used, buf, n);
-        c->used += n;
-        buf += n;
-        len -= n;
-        if (c->used == SINK_BUFFER) {
-            apr_status_t rv = sink_flush(c);
-            if (rv != APR_SUCCESS)
-                return rv;
-        }
-    }
-    return APR_SUCCESS;
+    static const char *const blob_only[] = {
+        "Content-Range", "Cache-Control", "ETag", "Docker-Content-Digest",
+        "Accept-Ranges"};
+    apr_size_t i;
+    for (i = 0; i < sizeof(blob_only) / sizeof(blob_only[0]); i++)
+        apr_table_unset(r->headers_out, blob_only[i]);
 }
 
 /* A blob that is not a local file: redirect to it, or stream it, passing
@@ -67,7 +44,7 @@ static int send_stream(ocireg_req *q, ocireg_blob_body *body,
                        const char *digest)
 {
     request_rec *r = q->r;
-    brigade_sink_ctx c;
+    ocireg_gather g;
     apr_off_t start = 0, len = body->size;
     const char *range = apr_table_get(r->headers_in, "Range");
     const char *if_range = apr_table_get(r->headers_in, "If-Range");
@@ -110,23 +87,15 @@ static int send_stream(ocireg_req *q, ocireg_blob_body *body,
                                     start, start + len - 1, body->size));
         ap_set_content_length(r, len);
     }
-    c.r = r;
-    c.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    c.buf = apr_palloc(r->pool, SINK_BUFFER);
-    c.used = 0;
-    rv = body->send(body->ctx, r->pool, start, len, brigade_sink, &c);
+    ocireg_gather_init(&g, r);
+    rv = body->send(body->ctx, r->pool, start, len, ocireg_gather_add, &g);
     if (rv == APR_SUCCESS)
-        rv = sink_flush(&c);
+        rv = ocireg_gather_end(&g);
     if (rv != APR_SUCCESS) {
         /* The link named bytes that are gone (removed behind the
          * registry's back): as unknown as a blob without a link. */
         if (rv == APR_ENOENT && !r->sent_bodyct && !r->bytes_sent) {
-            static const char *const gone[] = {
-                "Content-Range", "Cache-Control", "ETag",
-                "Docker-Content-Digest", "Accept-Ranges"};
-            apr_size_t i;
-            for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
-                apr_table_unset(r->headers_out, gone[i]);
+            ocireg_blob_headers_unset(r);
             r->status = HTTP_OK;
             return ocireg_respond_error(r, HTTP_NOT_FOUND,
                                         OCIREG_E_BLOB_UNKNOWN, NULL, digest);
@@ -140,10 +109,7 @@ static int send_stream(ocireg_req *q, ocireg_blob_body *body,
                       ocireg_status_why(r->pool, rv));
         r->connection->keepalive = AP_CONN_CLOSE;
         r->connection->aborted = 1;
-        return OK;
     }
-    APR_BRIGADE_INSERT_TAIL(c.bb, apr_bucket_eos_create(c.bb->bucket_alloc));
-    ap_pass_brigade(r->output_filters, c.bb);
     return OK;
 }
 
@@ -202,22 +168,12 @@ int ocireg_handle_blob(ocireg_req *q)
     if (rv != APR_SUCCESS)
         return ocireg_store_failure(r, rv, "blob open");
 
-    apr_table_setn(r->headers_out, "Docker-Content-Digest", digest);
-    apr_table_setn(r->headers_out, "ETag",
-                   apr_pstrcat(r->pool, "\"", digest, "\"", NULL));
-    /* Content-addressed: the bytes behind this URL never change. */
-    apr_table_setn(r->headers_out, "Cache-Control",
-                   "max-age=31536000, immutable");
+    ocireg_blob_headers(r, digest, body.size);
     apr_table_setn(r->headers_out, "Accept-Ranges", "bytes");
-    /* Bytes pushed by anyone, served on the enterprise's own origin: a
-     * browser must neither sniff them as HTML nor run them. */
-    apr_table_setn(r->headers_out, "Content-Security-Policy", "sandbox");
     /* httpd's byterange filter makes its own 416 without Content-Range;
      * the error filter adds it from this. */
     apr_table_setn(r->notes, OCIREG_NOTE_BLOB_SIZE,
                    apr_off_t_toa(r->pool, body.size));
-    ap_set_content_type(r, "application/octet-stream");
-    ap_set_content_length(r, body.size);
     if (ap_meets_conditions(r) == HTTP_NOT_MODIFIED) {
         r->status = HTTP_NOT_MODIFIED;
         return OK;

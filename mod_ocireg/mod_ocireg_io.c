@@ -256,3 +256,62 @@ const char *ocireg_status_why(apr_pool_t *p, apr_status_t rv)
     return apr_psprintf(p, "(%d)%s", (int)rv,
                         ocireg_status_text(rv, buf, sizeof(buf)));
 }
+
+void ocireg_gather_init(ocireg_gather *g, request_rec *r)
+{
+    g->r = r;
+    g->bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    g->buf = apr_palloc(r->pool, OCIREG_GATHER_SIZE);
+    g->used = 0;
+    g->passed = 0;
+}
+
+static apr_status_t gather_pass(ocireg_gather *g, int end)
+{
+    apr_status_t rv;
+    if (g->used)
+        APR_BRIGADE_INSERT_TAIL(
+            g->bb, apr_bucket_transient_create(g->buf, g->used,
+                                               g->bb->bucket_alloc));
+    if (end)
+        APR_BRIGADE_INSERT_TAIL(g->bb,
+                                apr_bucket_eos_create(g->bb->bucket_alloc));
+    if (APR_BRIGADE_EMPTY(g->bb))
+        return APR_SUCCESS;
+    rv = ap_pass_brigade(g->r->output_filters, g->bb);
+    apr_brigade_cleanup(g->bb);
+    if (g->used)
+        g->passed = 1;
+    g->used = 0;
+    /* Nobody reads the rest: the stream need not go on. */
+    if (rv == APR_SUCCESS && !end && g->r->connection->aborted)
+        rv = APR_ECONNABORTED;
+    return rv;
+}
+
+apr_status_t ocireg_gather_add(void *ctx, const char *buf, apr_size_t n)
+{
+    ocireg_gather *g = ctx;
+    while (n) {
+        apr_size_t k = OCIREG_GATHER_SIZE - g->used;
+        if (!k) {
+            apr_status_t rv = gather_pass(g, 0);
+            if (rv != APR_SUCCESS)
+                return rv;
+            k = OCIREG_GATHER_SIZE;
+        }
+        if (k > n)
+            k = n;
+        memcpy(g->buf + g->used, buf, k);
+        g->used += k;
+        buf += k;
+        n -= k;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t ocireg_gather_end(ocireg_gather *g)
+{
+    return gather_pass(g, 1);
+}
+

@@ -37,9 +37,6 @@ APLOG_USE_MODULE(ocireg);
  * longer than a minute. */
 #define UPSTREAM_CONNECT_MS 10000
 #define UPSTREAM_TIMEOUT_MS 60000
-/* Bytes held back from the client: passed on in pieces of this size, and
- * the last piece only once the digest matched. */
-#define HOLD_BUFFER (256 * 1024)
 /* A process waiting for another's fetch of the same blob looks this
  * often, and at most this long, before it fetches itself. */
 #define FILL_POLL apr_time_from_msec(100)
@@ -135,8 +132,8 @@ static ocireg_upstream *upstream_client(request_rec *r,
     return u;
 }
 
-/* How an upstream failure is answered when nothing cached can stand in:
- * 503 while the upstream is unreachable or overloaded (worth a retry),
+/* How an upstream's not giving what was asked is answered when nothing
+ * cached can stand in: 404 when no upstream has it (APR_ENOENT); 503 while the upstream is unreachable or overloaded (worth a retry),
  * 502 when it answered something unusable (refused our credentials, a
  * wrong digest, a malformed answer). The code is the spec's for what the
  * client asked for and does not get (its list has none for a gateway);
@@ -146,8 +143,14 @@ static int upstream_failure(ocireg_req *q, apr_status_t rv,
                             const ocireg_upstream_result *res)
 {
     request_rec *r = q->r;
+    ocireg_error_code code = kind == OCIREG_UP_MANIFEST
+                                 ? OCIREG_E_MANIFEST_UNKNOWN
+                                 : OCIREG_E_BLOB_UNKNOWN;
     int status = rv == OCIREG_UP_EUNAVAILABLE ? HTTP_SERVICE_UNAVAILABLE
                                               : HTTP_BAD_GATEWAY;
+    if (rv == APR_ENOENT)
+        return ocireg_respond_error(r, HTTP_NOT_FOUND, code, NULL,
+                                    q->route.arg);
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                   "OCIREG00553: %s %s of %s: upstream %s failed and "
                   "nothing is cached: %s (%s)",
@@ -159,9 +162,7 @@ static int upstream_failure(ocireg_req *q, apr_status_t rv,
     if (status == HTTP_SERVICE_UNAVAILABLE)
         apr_table_setn(r->err_headers_out, "Retry-After", "30");
     return ocireg_respond_error(
-        r, status,
-        kind == OCIREG_UP_MANIFEST ? OCIREG_E_MANIFEST_UNKNOWN
-                                   : OCIREG_E_BLOB_UNKNOWN,
+        r, status, code,
         status == HTTP_SERVICE_UNAVAILABLE
             ? "not cached, and the upstream registry is unavailable"
             : "not cached, and the upstream registry gave an unusable "
@@ -438,12 +439,12 @@ int ocireg_mirror_manifest(ocireg_req *q, const ocireg_mirror_rule *rule,
         return upstream_failure(q, OCIREG_UP_EINVALID, OCIREG_UP_MANIFEST,
                                 &res);
     }
-    if (rv == APR_ENOENT)
-        return ocireg_respond_error(r, HTTP_NOT_FOUND,
-                                    OCIREG_E_MANIFEST_UNKNOWN, NULL, ref);
     if (rv == APR_SUCCESS)
         rv = OCIREG_UP_EINVALID; /* 304 to a request that named nothing */
-    if (cached && read_cached(q, cached, want_body, &found) == APR_SUCCESS) {
+    /* Gone upstream is gone: the cache stands in for a failing upstream
+     * only. */
+    if (rv != APR_ENOENT && cached
+        && read_cached(q, cached, want_body, &found) == APR_SUCCESS) {
         serve_cached_instead(q, rv, &res, cached, &found);
         goto answer;
     }
@@ -472,13 +473,10 @@ typedef struct {
     ocireg_req *q;
     const char *digest;
     ocireg_upstream_result *res;
-    /* the client */
+    /* the client: its last piece waits in `out` for the digest */
     int started;                 /* headers decided, bytes may flow */
-    int passed;                  /* some went to the client */
     int client_gone;
-    apr_bucket_brigade *bb;
-    char *held;
-    apr_size_t used;
+    ocireg_gather out;
     /* the store; w NULL: not storing */
     ocireg_upload_writer *w;
     apr_status_t store_rv;
@@ -494,37 +492,8 @@ typedef struct {
 
 static void start_client(blob_fill *f)
 {
-    request_rec *r = f->q->r;
-    apr_table_setn(r->headers_out, "Docker-Content-Digest", f->digest);
-    apr_table_setn(r->headers_out, "ETag",
-                   apr_pstrcat(r->pool, "\"", f->digest, "\"", NULL));
-    apr_table_setn(r->headers_out, "Cache-Control",
-                   "max-age=31536000, immutable");
-    apr_table_setn(r->headers_out, "Content-Security-Policy", "sandbox");
-    ap_set_content_type(r, "application/octet-stream");
-    if (f->res->content_length >= 0)
-        ap_set_content_length(r, f->res->content_length);
+    ocireg_blob_headers(f->q->r, f->digest, f->res->content_length);
     f->started = 1;
-}
-
-static void pass_held(blob_fill *f)
-{
-    request_rec *r = f->q->r;
-    apr_status_t rv;
-    if (!f->used || f->client_gone) {
-        f->used = 0;
-        return;
-    }
-    APR_BRIGADE_INSERT_TAIL(
-        f->bb, apr_bucket_transient_create(f->held, f->used,
-                                           f->bb->bucket_alloc));
-    rv = ap_pass_brigade(r->output_filters, f->bb);
-    apr_brigade_cleanup(f->bb);
-    f->used = 0;
-    f->passed = 1;
-    if (rv != APR_SUCCESS || r->connection->aborted)
-        /* The store still gets the whole blob: others will want it. */
-        f->client_gone = 1;
 }
 
 static apr_status_t fill_sink(void *ctx, const char *buf, apr_size_t n)
@@ -553,21 +522,10 @@ static apr_status_t fill_sink(void *ctx, const char *buf, apr_size_t n)
         f->claim->expires = f->renewed + ocireg_conf_upload_lease;
         st->ops->fill_claim(st, f->q->r->pool, f->digest, f->claim);
     }
-    /* The held piece goes on only when more follows it: the last one
-     * waits for the digest. */
-    while (n) {
-        apr_size_t k = HOLD_BUFFER - f->used;
-        if (!k) {
-            pass_held(f);
-            k = HOLD_BUFFER;
-        }
-        if (k > n)
-            k = n;
-        memcpy(f->held + f->used, buf, k);
-        f->used += k;
-        buf += k;
-        n -= k;
-    }
+    /* The store still gets the whole blob when the client goes: others
+     * will want it. */
+    if (!f->client_gone && ocireg_gather_add(&f->out, buf, n) != APR_SUCCESS)
+        f->client_gone = 1;
     if (f->client_gone && (!f->w || f->store_rv != APR_SUCCESS))
         return APR_ECONNABORTED; /* nobody wants the rest */
     return APR_SUCCESS;
@@ -577,16 +535,9 @@ static apr_status_t fill_sink(void *ctx, const char *buf, apr_size_t n)
  * be answered with a status (the headers set for the blob go). */
 static int nothing_sent(blob_fill *f)
 {
-    request_rec *r = f->q->r;
-    static const char *const blob_headers[] = {
-        "Docker-Content-Digest", "ETag", "Cache-Control",
-        "Content-Security-Policy", "Content-Length"};
-    apr_size_t i;
-    if (f->passed)
+    if (f->out.passed)
         return 0;
-    for (i = 0; i < sizeof(blob_headers) / sizeof(blob_headers[0]); i++)
-        apr_table_unset(r->headers_out, blob_headers[i]);
-    r->clength = 0;
+    ocireg_blob_headers_unset(f->q->r);
     return 1;
 }
 
@@ -628,8 +579,7 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     f.q = q;
     f.digest = digest;
     f.res = &res;
-    f.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    f.held = apr_palloc(r->pool, HOLD_BUFFER);
+    ocireg_gather_init(&f.out, r);
     f.claim = claim;
     f.renewed = f.told = apr_time_now();
     f.slot = uuid ? s : NULL;
@@ -666,13 +616,8 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     if (rv != APR_SUCCESS) {
         if (f.w)
             st->ops->upload_abort(st, r->pool, uuid, s->driver, 0, NULL);
-        if (!f.started || nothing_sent(&f)) {
-            if (rv == APR_ENOENT)
-                return ocireg_respond_error(r, HTTP_NOT_FOUND,
-                                            OCIREG_E_BLOB_UNKNOWN, NULL,
-                                            digest);
+        if (!f.started || nothing_sent(&f))
             return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
-        }
         cut_client(&f, apr_pstrcat(r->pool, res.error ? res.error
                                                       : "the transfer failed",
                                    " (", ocireg_status_why(r->pool, rv), ")",
@@ -706,12 +651,8 @@ static int stream_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
             st->ops->upload_abort(st, r->pool, uuid, s->driver, 0, NULL);
         }
     }
-    pass_held(&f);
-    if (!f.client_gone) {
-        APR_BRIGADE_INSERT_TAIL(f.bb,
-                                apr_bucket_eos_create(f.bb->bucket_alloc));
-        ap_pass_brigade(r->output_filters, f.bb);
-    }
+    if (!f.client_gone)
+        ocireg_gather_end(&f.out);
     return OK;
 }
 
@@ -736,9 +677,6 @@ static int head_blob(ocireg_req *q, const ocireg_mirror_rule *rule,
     request_rec *r = q->r;
     ocireg_upstream_result res;
     apr_status_t rv = upstream_has_blob(q, rule, digest, &res);
-    if (rv == APR_ENOENT)
-        return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN,
-                                    NULL, digest);
     if (rv != APR_SUCCESS)
         return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
     apr_table_setn(r->headers_out, "Docker-Content-Digest", digest);
@@ -763,9 +701,6 @@ static int link_stored(ocireg_req *q, const ocireg_mirror_rule *rule,
     ocireg_store *st = q->store;
     ocireg_upstream_result res;
     apr_status_t rv = upstream_has_blob(q, rule, digest, &res);
-    if (rv == APR_ENOENT)
-        return ocireg_respond_error(r, HTTP_NOT_FOUND, OCIREG_E_BLOB_UNKNOWN,
-                                    NULL, digest);
     if (rv != APR_SUCCESS)
         return upstream_failure(q, rv, OCIREG_UP_BLOB, &res);
     rv = st->ops->blob_link(st, r->pool, q->route.name, digest, NULL);
