@@ -96,7 +96,7 @@ def bad_log_lines(lines, allowed=()):
     return bad
 
 
-def _children_of(pid):
+def children_of(pid):
     """The processes whose parent is pid (a scan of /proc)."""
     kids = []
     for d in os.listdir("/proc"):
@@ -400,7 +400,7 @@ class HttpdInstance:
                 pass
             deadline = time.monotonic() + timeout
             while (time.monotonic() < deadline and self.proc.poll() is None
-                   and _children_of(self.proc.pid)):
+                   and children_of(self.proc.pid)):
                 time.sleep(0.02)
         stop_process(self.proc, timeout)
         self.proc = None

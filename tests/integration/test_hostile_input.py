@@ -19,7 +19,7 @@ from ocireg_client import (MT_OCI_CONFIG, MT_OCI_LAYER, MT_OCI_MANIFEST,
                            descriptor, jbytes, oci_manifest, raw_request,
                            sha256)
 from test_restart import graceful_restart
-from httpd_harness import sanitizer_runtimes
+from httpd_harness import children_of, sanitizer_runtimes
 
 MiB = 1024 * 1024
 
@@ -33,20 +33,6 @@ def json_error(resp, status, *codes):
 
 
 # -- process memory ---------------------------------------------------------
-
-def children_of(pid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            kids.append(int(d))
-    return kids
-
 
 def vm_kib(pid, field):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -37,27 +37,8 @@ def test_conf_extra_puts_auth_rules_in_the_location(run_dir):
         "AuthzSendForbiddenOnFailure On",
         "<RequireAny>", "    Require oci-pull public/*",
         "    Require oci-push * user:alice", "</RequireAny>", ""]))
-    port = free_port()
-    env = dict(os.environ, CONF_EXTRA=str(extra), OCIREG_MODULE=str(module_path()))
-    env.pop("S3_ENDPOINT", None)    # the filesystem store under run_dir
-    libs = sanitizer_runtimes()
-    if libs:
-        env["LD_PRELOAD"] = " ".join(libs)
-        env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1:halt_on_error=1"
-    out = open(run_dir / "output", "wb")
-    p = subprocess.Popen(["sh", str(REPO_ROOT / "conf" / "run.sh"), str(REPO_ROOT),
-                          str(port), str(run_dir / "data")],
-                         stdout=out, stderr=subprocess.STDOUT, env=env,
-                         start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    p, base, out = start_run_sh(run_dir, {"CONF_EXTRA": str(extra)})
     try:
-        def up():
-            try:
-                return requests.get(base + "/v2/", timeout=2).status_code
-            except requests.ConnectionError:
-                assert p.poll() is None, (run_dir / "output").read_text()
-                return None
-        wait_for(up, timeout=30, what="make run's httpd answering")
         conf = (run_dir / "data" / ".httpd" / "httpd.conf").read_text()
         assert f'Include "{extra}"' in conf
         anon = Registry(base)
@@ -72,10 +53,7 @@ def test_conf_extra_puts_auth_rules_in_the_location(run_dir):
         anon.close()
         alice.close()
     finally:
-        # run.sh execs apache2: its PID is the server's parent.
-        os.kill(p.pid, signal.SIGTERM)
-        p.wait(timeout=30)
-        out.close()
+        stop_run_sh(p, out)
 
 
 def start_run_sh(run_dir, env_extra, drop=("S3_ENDPOINT",)):

@@ -25,14 +25,16 @@ import os
 import socket
 import subprocess
 import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import UPSTREAM_PASSWORD, UPSTREAM_USER
-from httpd_harness import (HttpdInstance, free_port, htpasswd_file, sanitizer_runtimes,
-                           wait_for)
+from httpd_harness import (HttpdInstance, children_of, free_port, htpasswd_file,
+                           sanitizer_runtimes, wait_for)
 from ocireg_client import (ALL_MANIFEST_TYPES, EMPTY_JSON, MT_OCI_CONFIG, MT_OCI_INDEX,
                            MT_OCI_LAYER, MT_OCI_MANIFEST, Registry, artifact_manifest,
                            assert_error, check_error_body, header_ci, oci_index,
@@ -40,7 +42,7 @@ from ocireg_client import (ALL_MANIFEST_TYPES, EMPTY_JSON, MT_OCI_CONFIG, MT_OCI
                            sha256)
 from test_auth_tokens import (USERS, Bearer, claims, es256, keys,  # noqa: F401
                               token_conf, token_server)
-from test_hostile_input import children_of, vm_kib
+from test_hostile_input import vm_kib
 from test_skopeo import SKOPEO, skopeo, skopeo_env  # noqa: F401
 
 MiB = 1024 * 1024
@@ -235,24 +237,39 @@ def flaky(base_dir):
     up.stop()
 
 
-class Liar:
+class QuietHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 in a thread of the test process: its
+    `url`; close() stops it."""
+
+    def serve(self, handler):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Liar(LoopbackServer):
     """An upstream on loopback that lies: every blob's bytes are random (of
     the size it announces, `size` in the name: /v2/liar/<size>/blobs/...),
     a manifest by digest is another manifest, and a manifest by tag comes
     with a Docker-Content-Digest that is not its digest. Counts requests."""
 
     def __init__(self):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        import threading
         self.seen = []
         liar = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def answer(self, status, body, headers=()):
                 self.send_response(status)
                 for k, v in headers:
@@ -287,34 +304,20 @@ class Liar:
 
             do_HEAD = do_GET
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
-class Switch:
+class Switch(LoopbackServer):
     """A front of a real upstream on loopback that passes requests on, or,
     while `fail` is a status (500, 429...), answers every /v2/<name>/...
     request with it."""
 
     def __init__(self, target):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        import threading
         self.fail = None
         self.seen = []
         sw = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 sw.seen.append((self.command, self.path, sw.fail))
                 if sw.fail and self.path != "/v2/":
@@ -341,14 +344,7 @@ class Switch:
 
             do_HEAD = do_GET
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 @pytest.fixture(scope="module")
